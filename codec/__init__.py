@@ -1,0 +1,12 @@
+"""inrc: a neural image codec built on coordinate networks.
+
+``encode(image) -> bytes`` overfits a small network to one image and entropy-codes its quantized
+parameters; ``decode(data, size=None)`` renders the image back at any resolution.
+"""
+from __future__ import annotations
+
+from .api import decode, encode, encode_image, export, info, read_header
+from .errors import InrcError
+
+__version__ = "0.1.0"
+__all__ = ["InrcError", "__version__", "decode", "encode", "encode_image", "export", "info", "read_header"]

@@ -1,0 +1,4 @@
+"""``python -m codec`` runs the ``inrc`` command line."""
+from .cli import entry
+
+entry()

@@ -1,0 +1,92 @@
+"""The Python API: ``encode``, ``decode``, ``read_header``, ``info``, ``export``."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+from PIL import Image
+
+from . import bitstream, decoder, imageio
+from .bitstream import Header
+from .encoder import EncodeOptions, EncodeResult, encode_array
+from .errors import OptionError
+
+
+def encode_image(image, **options) -> EncodeResult:
+    """Encode a path, PIL image or array; return the bytes with the measured figures."""
+    try:
+        opts = EncodeOptions(**options)
+    except TypeError as exc:
+        raise OptionError(f"bad encode option: {exc}") from None
+    return encode_array(imageio.as_array(image), opts)
+
+
+def encode(image, **options) -> bytes:
+    """Encode ``image`` (path, PIL image or ``(H, W[, C])`` array) and return the ``.inr`` bytes.
+
+    Options: ``model`` (relu, pe, fourier, siren), ``quality`` (1..100), ``bpp`` (target rate),
+    ``steps``, ``seconds``, ``device`` (auto, cpu, cuda, mps), ``seed``, ``batch``, ``lr``, ``quiet``.
+    """
+    return encode_image(image, **options).data
+
+
+def decode(data: bytes, size: str | int | None = None, scale: float | None = None,
+           max_pixels: int = decoder.DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode ``.inr`` bytes to a PIL image, at native size or at ``size`` / ``scale``."""
+    return imageio.to_pil(decoder.decode_to_array(bytes(data), size, scale, max_pixels))
+
+
+def read_header(data: bytes) -> Header:
+    """Parse and validate the fixed header (the rest of the file is not checked)."""
+    return Header.from_bytes(bytes(data))
+
+
+def info(data: bytes) -> dict:
+    """Everything ``inrc info`` shows: size, model, parameters, bytes, bpp, overheads, MACs."""
+    p = decoder.parse(bytes(data))
+    h = p.header
+    side = len(p.records) * bitstream.RECORD_SIZE
+    return {
+        "format_version": h.version,
+        "width": h.width,
+        "height": h.height,
+        "channels": h.channels,
+        "model": h.model_name,
+        "layers": h.layers,
+        "hidden": h.hidden,
+        "enc_a": h.enc_a,
+        "enc_b": h.enc_b,
+        "seed": h.seed,
+        "params": p.spec.num_params(),
+        "bytes": len(data),
+        "bpp": round(len(data) * 8.0 / (h.width * h.height), 5),
+        "header_bytes": bitstream.OVERHEAD,
+        "side_info_bytes": side,
+        "coded_bytes": len(p.words),
+        "macs_per_pixel": p.spec.macs_per_pixel(),
+        "quant_steps": [r.step_index for r in p.records],
+    }
+
+
+def export(data: bytes, path: str | os.PathLike) -> dict:
+    """Write the dequantized weights to a safetensors file, the configuration in its metadata."""
+    from safetensors.torch import save_file
+
+    p, model = decoder.load_model(bytes(data))
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    meta = {k: str(v) for k, v in info(data).items() if k != "quant_steps"}
+    meta["config"] = json.dumps({"model": p.spec.name, "layers": p.spec.layers, "hidden": p.spec.hidden,
+                                 "channels": p.spec.channels, "enc_a": p.spec.enc_a,
+                                 "enc_b": p.spec.enc_b, "seed": p.spec.seed,
+                                 "coords": "pixel centres, longer side spans [-1, 1] (codec.coords)",
+                                 "output": "0.5 + last linear layer; clip to [0, 1]"})
+
+    def w(tmp: str) -> None:
+        save_file(tensors, tmp, metadata=meta)
+
+    try:
+        imageio.atomic_write(path, w)
+    except OSError as exc:
+        raise imageio.ImageInputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    return {"tensors": len(tensors), "params": int(sum(int(np.prod(t.shape)) for t in tensors.values()))}

@@ -1,0 +1,202 @@
+"""The ``inrc`` command line (parsing and printing only; the work lives in the package).
+
+Exit codes: 0 success, 1 bad data or files, 2 usage errors, 130 interrupted.  Every failure is
+one line on stderr: ``inrc: error: <what is wrong>``.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import ImageInputError, InrcError, OptionError
+
+
+def _emit(obj: dict, as_json: bool, lines: list[str]) -> None:
+    if as_json:
+        click.echo(json.dumps(obj, sort_keys=False))
+    else:
+        for line in lines:
+            click.echo(line)
+
+
+def _read_inr(path: str) -> bytes:
+    p = Path(path)
+    if not p.exists():
+        raise ImageInputError(f"{path}: no such file")
+    if p.is_dir():
+        raise ImageInputError(f"{path}: is a directory")
+    try:
+        return p.read_bytes()
+    except OSError as exc:
+        raise ImageInputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="inrc")
+def cli() -> None:
+    """inrc: a neural image codec (coordinate networks overfitted to one image)."""
+
+
+@cli.command()
+@click.argument("input", type=click.Path(dir_okay=True))
+@click.option("-o", "--output", type=click.Path(), help="Output .inr file [default: INPUT with .inr].")
+@click.option("--model", type=click.Choice(["relu", "pe", "fourier", "siren"]), default=None,
+              help="Network family [default: siren].")
+@click.option("-q", "--quality", type=int, default=None, help="1..100: model size and bit depth [default: 75].")
+@click.option("--bpp", type=float, default=None, help="Target bits per pixel (real file size, within 10%).")
+@click.option("--steps", type=int, default=None, help="Training steps [default: 1200].")
+@click.option("--seconds", type=float, default=None, help="Wall-clock budget for fitting.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed (repeatable runs).")
+@click.option("--batch", type=int, default=None, help="Pixels per step [default: 16384 on CPU, 262144 on GPU].")
+@click.option("--lr", type=float, default=None, help="Learning rate [default: per model].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the measured figures.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def encode(input, output, model, quality, bpp, steps, seconds, device, seed, batch, lr, as_json, quiet) -> None:
+    """Overfit a network to INPUT and write a compact .inr file."""
+    from . import api, config, imageio
+
+    output = output or str(Path(input).with_suffix(".inr"))
+    if _same_file(input, output):
+        raise OptionError("output would overwrite the input image")
+    if quality is not None and bpp is not None:
+        raise OptionError("give --quality or --bpp, not both")
+    opts = {"model": model or config.DEFAULT_MODEL, "quality": quality or config.DEFAULT_QUALITY,
+                "bpp": bpp, "steps": steps, "seconds": seconds, "device": device, "seed": seed, "batch": batch, "lr": lr,
+                "quiet": quiet}
+    if quality is not None:
+        config.check_quality(quality)
+    image = imageio.open_image(input)
+    result = api.encode_image(image, **opts)
+    imageio.write_bytes(output, result.data)
+    d = {"input": str(input), "output": str(output), **result.as_dict()}
+    _emit(d, as_json, [(f"{output}: {d['width']}x{d['height']} {d['model']} {d['bytes']} bytes "
+                       f"{d['bpp']:.4f} bpp  PSNR {d['psnr']:.2f} dB  ({d['steps']} steps, "
+                       f"{d['seconds']:.1f} s on {d['device']})")])
+
+
+@cli.command()
+@click.argument("input", type=click.Path(dir_okay=True))
+@click.option("-o", "--output", type=click.Path(), help="Output image (.png, .bmp, .tif, .webp, .ppm) [default: INPUT with .png].")
+@click.option("--size", type=str, default=None, help="N: longer side N, aspect kept; WxH: exact size.")
+@click.option("--scale", type=float, default=None, help="Scale factor relative to the native size.")
+@click.option("--max-pixels", type=int, default=None, help="Refuse larger outputs [default: 89478485].")
+@click.option("--device", type=click.Choice(["cpu", "auto", "cuda", "mps"]), default="cpu", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def decode(input, output, size, scale, max_pixels, device, as_json) -> None:
+    """Render an .inr file to an image, at native size or any other."""
+    import time
+
+    from . import decoder, fit, imageio
+
+    t0 = time.perf_counter()
+    output = output or str(Path(input).with_suffix(".png"))
+    if _same_file(input, output):
+        raise OptionError("output would overwrite the input file")
+    imageio.save_format(output)
+    if max_pixels is not None and max_pixels < 1:
+        raise OptionError("--max-pixels must be positive")
+    data = _read_inr(input)
+    limit = max_pixels if max_pixels is not None else decoder.DEFAULT_MAX_PIXELS
+    p = decoder.parse(data)
+    ow, oh = decoder.resolve_size(p.header.width, p.header.height, size, scale, limit)
+    dev = fit.pick_device(device)
+    arr = decoder.decode_to_array(data, f"{ow}x{oh}", None, limit, dev)
+    imageio.save_image(imageio.to_pil(arr), output)
+    d = {"input": str(input), "output": str(output), "width": ow, "height": oh,
+         "seconds": round(time.perf_counter() - t0, 3)}
+    _emit(d, as_json, [f"{output}: {ow}x{oh} ({d['seconds']:.2f} s)"])
+
+
+@cli.command()
+@click.argument("input", type=click.Path(dir_okay=True))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def info(input, as_json) -> None:
+    """Show what an .inr file holds."""
+    from . import api
+
+    d = api.info(_read_inr(input))
+    lines = [
+        f"file            {input}",
+        f"format version  {d['format_version']}",
+        f"image           {d['width']}x{d['height']}, {d['channels']} channel(s)",
+        f"model           {d['model']}: {d['layers']} hidden layers x {d['hidden']}"
+        + (f", enc {d['enc_a']}/{d['enc_b']}" if d["enc_a"] or d["enc_b"] else ""),
+        f"parameters      {d['params']}",
+        f"size            {d['bytes']} bytes, {d['bpp']:.4f} bpp",
+        f"  header+CRC    {d['header_bytes']} bytes",
+        f"  side info     {d['side_info_bytes']} bytes",
+        f"  coded data    {d['coded_bytes']} bytes",
+        f"decoder cost    {d['macs_per_pixel']} MACs/pixel",
+    ]
+    _emit({"file": str(input), **d}, as_json, lines)
+
+
+@cli.command()
+@click.argument("input", type=click.Path(dir_okay=True))
+@click.option("-o", "--output", type=click.Path(), required=True, help="Output .safetensors file.")
+def export(input, output) -> None:
+    """Write the dequantized weights as safetensors (configuration in the metadata)."""
+    from . import api
+
+    if _same_file(input, output):
+        raise OptionError("output would overwrite the input file")
+    r = api.export(_read_inr(input), output)
+    click.echo(f"{output}: {r['tensors']} tensors, {r['params']} values")
+
+
+@cli.command()
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="demo-output", show_default=True)
+@click.option("--steps", type=int, default=None, help="Training steps [default: the encoder's default].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def demo(out_dir, steps, as_json) -> None:
+    """Encode scikit-image's astronaut, decode at 1x and 2x, compare with JPEG at the same size."""
+    from .demo import run_demo
+
+    d = run_demo(Path(out_dir), steps=steps, quiet=as_json)
+    _emit(d, as_json, d.pop("lines"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI and turn every failure into one line and an exit code."""
+    try:
+        rv = cli.main(args=argv, prog_name="inrc", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.UsageError as e:
+        msg = e.format_message().replace("\n", " ")
+        click.echo(f"inrc: error: {msg} (see 'inrc --help')", err=True)
+        return 2
+    except click.exceptions.Abort:
+        click.echo("inrc: error: interrupted", err=True)
+        return 130
+    except click.ClickException as e:
+        click.echo(f"inrc: error: {e.format_message()}", err=True)
+        return 1
+    except InrcError as e:
+        click.echo(f"inrc: error: {e}", err=True)
+        return e.exit_code
+    except KeyboardInterrupt:
+        click.echo("inrc: error: interrupted", err=True)
+        return 130
+    except MemoryError:
+        click.echo("inrc: error: out of memory", err=True)
+        return 1
+    except BrokenPipeError:
+        return 1
+
+
+def entry() -> None:
+    sys.exit(main())

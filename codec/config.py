@@ -1,0 +1,105 @@
+"""Frozen configurations and named presets.
+
+``quality`` (1..100) maps to a parameter density and a bit depth:
+
+* parameters per pixel ``rho(q) = 0.004 * 2^(q / 20)`` (q=75: 0.054, i.e. ~21k parameters for a
+  768x512 image), turned into a hidden width for the model family's depth;
+* bit depth ``b(q)`` = 7 (q < 40), 8 (q < 85) or 9; each tensor's step is ``max|w| / (2^(b-1) - 1)``.
+
+Rate control (``--bpp``) picks the width from the target and then searches the bit depth on the
+real coded size (see :mod:`codec.encoder`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .bitstream import MAX_HIDDEN, MAX_LAYERS
+from .errors import OptionError
+from .models import MODELS, ModelSpec
+
+DEFAULT_MODEL = "siren"
+DEFAULT_QUALITY = 75
+MIN_HIDDEN = 8
+
+
+@dataclass(frozen=True)
+class Family:
+    """Per-family defaults: depth, encoding parameters, learning rate."""
+
+    layers: int
+    enc_a: int = 0
+    enc_b: int = 0
+    lr: float = 1e-3
+
+
+FAMILIES: dict[str, Family] = {
+    "relu": Family(layers=5, lr=2e-3),
+    "pe": Family(layers=5, enc_a=10, lr=2e-3),
+    "fourier": Family(layers=4, enc_a=64, enc_b=4 * 4, lr=2e-3),
+    "siren": Family(layers=5, enc_b=30, lr=1e-3),
+}
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """How long and how to fit.  ``steps`` and ``seconds`` both bound the run when given."""
+
+    steps: int | None = None
+    seconds: float | None = None
+    batch: int | None = None  # pixels per step; None: device default
+    lr: float | None = None
+    qat_fraction: float = 0.1
+    seed: int = 0
+    device: str = "auto"
+
+
+# Default effort: about a minute for a 768x512 image on 2 CPU cores (measured; README).
+DEFAULT_STEPS = 1200
+CPU_BATCH = 1 << 14
+GPU_BATCH = 1 << 18
+
+
+def params_per_pixel(quality: int) -> float:
+    return 0.004 * 2.0 ** (quality / 20.0)
+
+
+def bits_for_quality(quality: int) -> int:
+    return 7 if quality < 40 else (8 if quality < 85 else 9)
+
+
+def check_quality(quality: int) -> int:
+    if not isinstance(quality, int) or not 1 <= quality <= 100:
+        raise OptionError(f"quality must be an integer in 1..100, got {quality!r}")
+    return quality
+
+
+def encoding_size(model: str, hidden: int, longest_side: int) -> int:
+    """Encoding width: PE uses ``L = clamp(ceil(log2(longest side)), 2, family L)`` frequencies (finer
+    ones alias); Fourier features use ``m = clamp(hidden, 8, family m)`` so they never dominate."""
+    fam = FAMILIES[model]
+    if model == "pe":
+        return max(2, min(fam.enc_a, math.ceil(math.log2(max(longest_side, 2)))))
+    if model == "fourier":
+        return max(8, min(fam.enc_a, hidden))
+    return fam.enc_a
+
+
+def spec_for_params(model: str, target_params: float, channels: int, seed: int = 0,
+                    longest_side: int = 1024) -> ModelSpec:
+    """The family's spec whose parameter count is closest to ``target_params`` (width MIN_HIDDEN..MAX_HIDDEN)."""
+    if model not in MODELS:
+        raise OptionError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
+    fam = FAMILIES[model]
+    best = None
+    for hidden in range(MIN_HIDDEN, MAX_HIDDEN + 1):
+        spec = ModelSpec(model, fam.layers, hidden, channels, encoding_size(model, hidden, longest_side),
+                         fam.enc_b, seed & 0xFFFFFFFF if model == "fourier" else 0)
+        err = abs(math.log(spec.num_params() / max(target_params, 1.0)))
+        if best is None or err < best[0]:
+            best = (err, spec)
+        if spec.num_params() > target_params:
+            break
+    if fam.layers > MAX_LAYERS:  # pragma: no cover - guarded by the table above
+        raise OptionError("too many layers")
+    return best[1]

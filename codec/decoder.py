@@ -1,0 +1,133 @@
+"""The decoding pipeline: validate, entropy-decode, rebuild the model, render in tiles.
+
+Every field is checked before anything is allocated: the container (magic, version, flags,
+lengths, CRC-32) by :mod:`codec.bitstream`, the parameter count against ``MAX_PARAMS``, the
+tensor records against the model's layer shapes, and the output size against ``max_pixels``.
+Rendering runs over bands of rows of at most ``TILE_PIXELS`` pixels, so the working memory is
+bounded whatever the output size (the output array itself is ``W * H * C`` bytes).
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import bitstream, color, coords, entropy, quant
+from .bitstream import Header
+from .encoder import spec_from_header
+from .errors import FieldRangeError, LimitError, OptionError
+from .models import CoordMLP, ModelSpec, build
+
+MAX_PARAMS = 1 << 22
+DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's decompression-bomb threshold
+TILE_PIXELS = 1 << 16
+MAX_SIDE = 1 << 16
+
+
+@dataclass
+class Parsed:
+    header: Header
+    spec: ModelSpec
+    records: list[bitstream.TensorRecord]
+    words: bytes
+
+
+def parse(data: bytes) -> Parsed:
+    """Validate a file completely (short of entropy decoding) and split it into its parts."""
+    header, payload = bitstream.unpack(data)
+    spec = spec_from_header(header)
+    if spec.num_params() > MAX_PARAMS:
+        raise FieldRangeError(f"model of {spec.num_params()} parameters exceeds the limit of {MAX_PARAMS}")
+    shapes = spec.layer_shapes()
+    records, words = bitstream.unpack_payload(payload, len(shapes))
+    for i, r in enumerate(records):
+        if r.kmax > entropy.MAX_K:
+            raise FieldRangeError(f"tensor {i}: code range {r.kmax} out of range")
+    return Parsed(header, spec, records, words)
+
+
+def load_model(data: bytes) -> tuple[Parsed, CoordMLP]:
+    """Parse ``data`` and rebuild the dequantized model (on CPU)."""
+    p = parse(data)
+    shapes = [(o, i + 1) for o, i in p.spec.layer_shapes()]
+    specs = [(o * i, r.theta, r.kmax) for (o, i), r in zip(shapes, p.records)]
+    codes = entropy.decode(p.words, specs)
+    tensors = [quant.dequantize(c, quant.step_from_index(r.step_index), s)
+               for c, r, s in zip(codes, p.records, shapes)]
+    with torch.random.fork_rng(devices=[]):
+        model = build(p.spec)
+    model.load_coded_tensors(tensors)
+    model.eval()
+    return p, model
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*(?:[xX]\s*(\d+))?\s*$")
+
+
+def resolve_size(width: int, height: int, size: str | int | None = None, scale: float | None = None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """Output size from ``--size`` (``N``: longer side N, aspect kept; ``WxH``: exact) or ``--scale``."""
+    if size is not None and scale is not None:
+        raise OptionError("give --size or --scale, not both")
+    if size is None and scale is None:
+        ow, oh = width, height
+    elif scale is not None:
+        if not (scale > 0 and np.isfinite(scale)):
+            raise OptionError(f"scale must be a positive number, got {scale}")
+        ow, oh = max(1, round(width * scale)), max(1, round(height * scale))
+        if ow >= MAX_SIDE or oh >= MAX_SIDE:
+            raise LimitError(f"output size {ow}x{oh} too large (at most {MAX_SIDE - 1} per side)")
+    else:
+        m = _SIZE_RE.match(str(size))
+        if not m:
+            raise OptionError(f"size must be N or WxH (e.g. 2048 or 300x200), got {size!r}")
+        a, b = int(m.group(1)), m.group(2)
+        if b is None:
+            long_side = a
+            if long_side < 1:
+                raise OptionError("size must be at least 1")
+            if width >= height:
+                ow, oh = long_side, max(1, round(height * long_side / width))
+            else:
+                ow, oh = max(1, round(width * long_side / height)), long_side
+        else:
+            ow, oh = a, int(b)
+    if ow < 1 or oh < 1:
+        raise OptionError(f"output size {ow}x{oh} must be at least 1x1")
+    if ow >= MAX_SIDE or oh >= MAX_SIDE:
+        raise LimitError(f"output size {ow}x{oh} too large (at most {MAX_SIDE - 1} per side)")
+    if ow * oh > max_pixels:
+        raise LimitError(f"output size {ow}x{oh} = {ow * oh} pixels exceeds the limit of {max_pixels} (see --max-pixels)")
+    return ow, oh
+
+
+def render_bands(model: CoordMLP, header: Header, ow: int, oh: int,
+                 device: torch.device | str = "cpu") -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(first_row, uint8 rows)`` bands of an ``ow x oh`` rendering."""
+    rows = max(1, TILE_PIXELS // ow)
+    model = model.to(device)
+    with torch.inference_mode():
+        for r0 in range(0, oh, rows):
+            r1 = min(oh, r0 + rows)
+            xy = coords.grid(ow, oh, header.width, header.height, rows=(r0, r1), device=device)
+            out = model(xy)
+            yield r0, color.to_uint8(out).reshape(r1 - r0, ow, header.channels)
+
+
+def render(model: CoordMLP, header: Header, ow: int, oh: int, device: torch.device | str = "cpu") -> np.ndarray:
+    out = np.empty((oh, ow, header.channels), dtype=np.uint8)
+    for r0, band in render_bands(model, header, ow, oh, device):
+        out[r0 : r0 + band.shape[0]] = band
+    return out
+
+
+def decode_to_array(data: bytes, size: str | int | None = None, scale: float | None = None,
+                    max_pixels: int = DEFAULT_MAX_PIXELS, device: str = "cpu") -> np.ndarray:
+    """Decode to a ``uint8 (H, W, C)`` array."""
+    p = parse(data)
+    ow, oh = resolve_size(p.header.width, p.header.height, size, scale, max_pixels)
+    p, model = load_model(data)
+    return render(model, p.header, ow, oh, device)

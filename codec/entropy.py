@@ -1,0 +1,95 @@
+"""Entropy coding of integer codes with constriction's range coder.
+
+Each tensor's codes ``q in [-K, K]`` are coded under a two-sided geometric distribution (the
+discrete Laplace, i.e. a Laplace density integrated over unit bins)::
+
+    P(q) = theta^|q| / Z,        theta = t / 65536,  t in 1..65535
+
+with ``t`` and ``K`` stored as integers.  The table is built by repeated float64 multiplication
+(``numpy.cumprod``), which IEEE-754 makes bit-identical on every platform, and handed to
+``constriction.stream.model.Categorical(perfect=False)``, whose fixed-point quantization is a
+deterministic function of that table.  ``t`` is chosen by minimising the code length of the actual
+histogram (cross-entropy), not by maximum likelihood: on mostly-zero tensors the two differ by
+tens of per cent.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import FormatError
+
+MAX_K = 0xFFFF
+# Candidate ratios: t = 65536 * (1 - 2^(-j/8)), dense near 1 (wide distributions).
+_THETAS = np.unique(np.clip(np.round(65536 * (1 - 2.0 ** (-np.arange(1, 160) / 8))), 1, 65535).astype(np.int64))
+
+
+def geometric_table(theta: int, kmax: int) -> np.ndarray:
+    """Unnormalised ``theta^|q|`` for ``q = -K..K`` (float64, deterministic)."""
+    r = theta / 65536.0
+    half = np.full(kmax + 1, r, dtype=np.float64)
+    half[0] = 1.0
+    half = np.cumprod(half)
+    return np.concatenate([half[:0:-1], half])
+
+
+def _model(theta: int, kmax: int):
+    import constriction
+
+    return constriction.stream.model.Categorical(geometric_table(theta, kmax), perfect=False)
+
+
+def code_length_bits(hist: np.ndarray, theta: int) -> float:
+    """Ideal code length (bits) of a histogram over ``-K..K`` under ratio ``theta``."""
+    kmax = (len(hist) - 1) // 2
+    p = geometric_table(theta, kmax)
+    p = np.maximum(p / p.sum(), 2.0**-24)
+    return float(-(hist * np.log2(p)).sum())
+
+
+def choose_theta(codes: np.ndarray) -> tuple[int, int, float]:
+    """Best ``(theta, kmax, bits)`` for one tensor's codes, by code length."""
+    kmax = int(np.abs(codes).max()) if codes.size else 0
+    if kmax == 0:
+        return 1, 0, 0.0
+    hist = np.bincount(codes + kmax, minlength=2 * kmax + 1).astype(np.float64)
+    best = min((code_length_bits(hist, int(t)), int(t)) for t in _THETAS)
+    return best[1], kmax, best[0]
+
+
+def encode(tensors: list[np.ndarray]) -> tuple[list[tuple[int, int]], bytes]:
+    """Code a list of integer arrays; return per-tensor ``(theta, kmax)`` and the coded words."""
+    import constriction
+
+    enc = constriction.stream.queue.RangeEncoder()
+    params = []
+    for codes in tensors:
+        codes = np.asarray(codes, dtype=np.int64).reshape(-1)
+        theta, kmax, _ = choose_theta(codes)
+        if kmax > MAX_K:
+            raise FormatError(f"quantized values up to {kmax} exceed the format's limit {MAX_K}")
+        params.append((theta, kmax))
+        if kmax > 0:
+            enc.encode((codes + kmax).astype(np.int32), _model(theta, kmax))
+    return params, enc.get_compressed().astype("<u4").tobytes()
+
+
+def decode(words: bytes, specs: list[tuple[int, int, int]]) -> list[np.ndarray]:
+    """Inverse of :func:`encode`; ``specs`` holds ``(count, theta, kmax)`` per tensor.
+
+    Any failure of the coder is reported as ``FormatError`` (callers verify the CRC first, since
+    a range decoder fed corrupt data may return garbage instead of failing).
+    """
+    import constriction
+
+    try:
+        dec = constriction.stream.queue.RangeDecoder(np.frombuffer(words, dtype="<u4").astype(np.uint32))
+        out = []
+        for count, theta, kmax in specs:
+            if kmax == 0:
+                out.append(np.zeros(count, dtype=np.int64))
+                continue
+            sym = dec.decode(_model(theta, kmax), count)
+            out.append(sym.astype(np.int64) - kmax)
+    except Exception as exc:  # noqa: BLE001 - constriction raises plain exceptions on bad data
+        raise FormatError(f"corrupt coded data: {exc}") from None
+    return out

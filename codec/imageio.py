@@ -1,0 +1,179 @@
+"""Reading images, writing images and files atomically.
+
+Input policy (documented in the README):
+
+* EXIF orientation is applied (``ImageOps.exif_transpose``).
+* Modes map to 1-4 channels: ``1``/``L``/``I;16``/``I``/``F`` -> grayscale (1), ``LA`` -> 2,
+  ``RGB``/``CMYK``/``YCbCr``/``LAB``/``HSV`` -> RGB (3), ``RGBA``/``PA`` -> RGBA (4); palette images
+  become RGB, or RGBA when they carry transparency.  Alpha is kept (coded as a fourth channel)
+  unless it is fully opaque, in which case it is dropped.
+* 16-bit images are read at full precision (``v / 65535``); the codec outputs 8 bits.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageInputError, LimitError
+
+MAX_INPUT_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+MAX_SIDE = 0xFFFF
+_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+_SAVE_FORMATS = {".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP",
+                 ".ppm": "PPM", ".pgm": "PPM", ".jpg": "JPEG", ".jpeg": "JPEG"}
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """Open an image file with clear errors for missing, unreadable and oversized inputs."""
+    p = Path(path)
+    if not p.exists():
+        raise ImageInputError(f"{path}: no such file")
+    if p.is_dir():
+        raise ImageInputError(f"{path}: is a directory, not an image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(p)
+            img.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise LimitError(f"{path}: image too large (over {MAX_INPUT_PIXELS} pixels)") from None
+    except UnidentifiedImageError:
+        raise ImageInputError(f"{path}: not a supported image file") from None
+    except PermissionError:
+        raise ImageInputError(f"{path}: permission denied") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageInputError(f"{path}: cannot read image ({exc})") from None
+    return img
+
+
+def to_array(img: Image.Image) -> np.ndarray:
+    """A PIL image -> float32 ``(H, W, C)`` in ``[0, 1]``, C in 1..4 (see module policy)."""
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # noqa: BLE001, S110 - a malformed EXIF block must not stop the encode
+        pass
+    w, h = img.size
+    if w < 1 or h < 1:
+        raise ImageInputError("image has no pixels")
+    if w > MAX_SIDE or h > MAX_SIDE:
+        raise LimitError(f"image of {w}x{h} pixels exceeds the format's limit of {MAX_SIDE} per side")
+    if w * h > MAX_INPUT_PIXELS:
+        raise LimitError(f"image of {w}x{h} pixels exceeds the limit of {MAX_INPUT_PIXELS} pixels")
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        a = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if (mode.startswith("I;16") or a.max(initial=0) > 255) else 255.0
+        if mode == "F" and a.max(initial=0) <= 1.0:
+            peak = 1.0
+        return np.clip(a / peak, 0, 1).astype(np.float32)[:, :, None]
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif mode == "PA":
+        img = img.convert("RGBA")
+    elif mode == "1":
+        img = img.convert("L")
+    elif mode not in _MODES.values():
+        try:
+            img = img.convert("RGB")
+        except (ValueError, OSError) as exc:
+            raise ImageInputError(f"unsupported image mode {mode} ({exc})") from None
+    a = np.asarray(img)
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.dtype != np.uint8:
+        raise ImageInputError(f"unsupported image sample type {a.dtype}")
+    if a.shape[2] in (2, 4) and (a[:, :, -1] == 255).all():
+        a = a[:, :, :-1]
+    return a.astype(np.float32) / np.float32(255.0)
+
+
+def as_array(image) -> np.ndarray:
+    """Accept a path, a PIL image or a numpy array (uint8/uint16/float in [0,1]); return ``(H,W,C)``."""
+    if isinstance(image, (str, os.PathLike)):
+        return to_array(open_image(image))
+    if isinstance(image, Image.Image):
+        return to_array(image)
+    if isinstance(image, np.ndarray):
+        a = image
+        if a.ndim == 2:
+            a = a[:, :, None]
+        if a.ndim != 3 or a.shape[2] not in (1, 2, 3, 4) or a.shape[0] < 1 or a.shape[1] < 1:
+            raise ImageInputError(f"array of shape {image.shape} is not an image (H, W[, C<=4])")
+        if a.shape[0] > MAX_SIDE or a.shape[1] > MAX_SIDE or a.shape[0] * a.shape[1] > MAX_INPUT_PIXELS:
+            raise LimitError(f"array of shape {image.shape} exceeds the image size limits")
+        if a.dtype == np.uint8:
+            return a.astype(np.float32) / np.float32(255.0)
+        if a.dtype == np.uint16:
+            return (a.astype(np.float64) / 65535.0).astype(np.float32)
+        if np.issubdtype(a.dtype, np.floating):
+            if not np.isfinite(a).all():
+                raise ImageInputError("float image contains NaN or infinity")
+            return np.clip(a, 0, 1).astype(np.float32)
+        raise ImageInputError(f"unsupported array dtype {a.dtype}")
+    raise ImageInputError(f"cannot use a {type(image).__name__} as an image")
+
+
+def to_pil(a: np.ndarray) -> Image.Image:
+    """``uint8 (H, W, C)`` -> PIL image of mode L / LA / RGB / RGBA."""
+    c = a.shape[2]
+    return Image.fromarray(a[:, :, 0] if c == 1 else a, mode=_MODES[c])
+
+
+def atomic_write(path: str | os.PathLike, writer) -> None:
+    """Call ``writer(tmp_path)`` then rename onto ``path``; on failure leave ``path`` untouched."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ImageInputError(f"{path}: directory {parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    try:
+        writer(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    def w(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+    try:
+        atomic_write(path, w)
+    except OSError as exc:
+        raise ImageInputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+def save_format(path: str | os.PathLike) -> str:
+    ext = Path(path).suffix.lower()
+    if ext not in _SAVE_FORMATS:
+        raise ImageInputError(f"{path}: unknown output image type {ext or '(none)'}; use one of {', '.join(sorted(_SAVE_FORMATS))}")
+    return _SAVE_FORMATS[ext]
+
+
+def save_image(img: Image.Image, path: str | os.PathLike) -> None:
+    """Save atomically in the format named by the extension (PNG, BMP, TIFF, WebP lossless, PPM, JPEG)."""
+    fmt = save_format(path)
+    if fmt == "JPEG" and img.mode in ("LA", "RGBA"):
+        raise ImageInputError(f"{path}: JPEG cannot store alpha; use .png")
+    kwargs = {"lossless": True} if fmt == "WEBP" else ({"quality": 95} if fmt == "JPEG" else {})
+    if fmt == "PPM" and img.mode in ("LA", "RGBA"):
+        raise ImageInputError(f"{path}: PPM cannot store alpha; use .png")
+
+    try:
+        atomic_write(path, lambda tmp: img.save(tmp, format=fmt, **kwargs))
+    except OSError as exc:
+        raise ImageInputError(f"{path}: cannot write ({exc.strerror or exc})") from None

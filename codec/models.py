@@ -1,0 +1,149 @@
+"""Coordinate networks: pure ``nn.Module``s mapping ``(x, y)`` to pixel values.
+
+All models share one layout: an input encoding ``gamma(v)`` of the coordinate ``v = (x, y)``
+(see :mod:`codec.coords`), ``layers`` hidden layers of width ``hidden``, and a linear output
+layer with one unit per channel.  Outputs are centred on 0.5 (``f(v) = 0.5 + W_out h + b_out``).
+
+* ``relu``: ``gamma(v) = v``, ReLU activations (the blurry baseline, spectral bias:
+  Rahaman et al. 2019).
+* ``pe``: NeRF positional encoding (Mildenhall et al. 2020),
+  ``gamma(v) = [v, sin(2^k pi v), cos(2^k pi v)]_{k<L}``, ReLU activations.
+* ``fourier``: Gaussian random Fourier features (Tancik et al. 2020),
+  ``gamma(v) = [cos(2 pi B v), sin(2 pi B v)]`` with ``B in R^{m x 2}``, ``B_ij ~ N(0, sigma^2)``
+  drawn from :func:`codec.rng.normal` so that the decoder rebuilds it bit-exactly from a seed;
+  ReLU activations.
+* ``siren``: SIREN (Sitzmann et al. 2020), ``h <- sin(w0 (W h + b))`` with ``w0 = 30``; first layer
+  initialised ``U(-1/n, 1/n)``, later ones ``U(-sqrt(6/n)/w0, sqrt(6/n)/w0)``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from . import rng
+
+MODELS = ("relu", "pe", "fourier", "siren")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild a model's structure (all small integers)."""
+
+    name: str
+    layers: int
+    hidden: int
+    channels: int = 3
+    enc_a: int = 0  # pe: L; fourier: number of frequencies m
+    enc_b: int = 0  # fourier: 4 * sigma; siren: w0
+    seed: int = 0  # fourier: seed of B
+
+    @property
+    def in_features(self) -> int:
+        if self.name == "pe":
+            return 2 + 4 * self.enc_a
+        if self.name == "fourier":
+            return 2 * self.enc_a
+        return 2
+
+    def layer_shapes(self) -> list[tuple[int, int]]:
+        """``(out, in)`` of every linear layer, input to output."""
+        dims = [self.in_features] + [self.hidden] * self.layers + [self.channels]
+        return [(dims[i + 1], dims[i]) for i in range(len(dims) - 1)]
+
+    def num_params(self) -> int:
+        return sum(o * (i + 1) for o, i in self.layer_shapes())
+
+    def macs_per_pixel(self) -> int:
+        """Multiply-accumulates per output pixel: linear layers plus the encoding's projection."""
+        macs = sum(o * i for o, i in self.layer_shapes())
+        if self.name == "fourier":
+            macs += 2 * self.enc_a
+        return macs
+
+
+class PositionalEncoding(nn.Module):
+    """``[v, sin(2^k pi v), cos(2^k pi v)]`` for ``k < L`` (NeRF)."""
+
+    def __init__(self, num_freqs: int) -> None:
+        super().__init__()
+        self.register_buffer("freqs", (2.0 ** torch.arange(num_freqs, dtype=torch.float32)) * math.pi)
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        a = (v[:, :, None] * self.freqs).reshape(v.shape[0], -1)
+        return torch.cat([v, torch.sin(a), torch.cos(a)], dim=1)
+
+
+class FourierFeatures(nn.Module):
+    """``[cos(2 pi B v), sin(2 pi B v)]`` with a fixed Gaussian matrix ``B`` (Tancik et al. 2020)."""
+
+    def __init__(self, num_freqs: int, sigma: float, seed: int) -> None:
+        super().__init__()
+        b = rng.normal(seed, num_freqs * 2).reshape(num_freqs, 2) * sigma
+        self.register_buffer("B", torch.from_numpy(b * 2.0 * math.pi).to(torch.float32))
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        a = v @ self.B.T
+        return torch.cat([torch.cos(a), torch.sin(a)], dim=1)
+
+
+class Sine(nn.Module):
+    """``sin(w0 x)``."""
+
+    def __init__(self, w0: float) -> None:
+        super().__init__()
+        self.w0 = w0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(self.w0 * x)
+
+
+class CoordMLP(nn.Module):
+    """Encoding -> ``layers`` x (Linear, activation) -> Linear -> ``+0.5``."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        if spec.name not in MODELS:
+            raise ValueError(f"unknown model {spec.name!r}")
+        self.spec = spec
+        if spec.name == "pe":
+            self.encoding: nn.Module = PositionalEncoding(spec.enc_a)
+        elif spec.name == "fourier":
+            self.encoding = FourierFeatures(spec.enc_a, spec.enc_b / 4.0, spec.seed)
+        else:
+            self.encoding = nn.Identity()
+        self.linears = nn.ModuleList(nn.Linear(i, o) for o, i in spec.layer_shapes())
+        if spec.name == "siren":
+            w0 = float(spec.enc_b)
+            self.act: nn.Module = Sine(w0)
+            with torch.no_grad():
+                for k, lin in enumerate(self.linears):
+                    n = lin.in_features
+                    bound = 1.0 / n if k == 0 else math.sqrt(6.0 / n) / w0
+                    lin.weight.uniform_(-bound, bound)
+                    lin.bias.uniform_(-bound, bound)
+        else:
+            self.act = nn.ReLU()
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        h = self.encoding(v)
+        for lin in self.linears[:-1]:
+            h = self.act(lin(h))
+        return self.linears[-1](h) + 0.5
+
+    def coded_tensors(self) -> list[torch.Tensor]:
+        """The tensors that are quantized and stored: ``[W | b]`` per linear layer."""
+        return [torch.cat([lin.weight, lin.bias[:, None]], dim=1) for lin in self.linears]
+
+    def load_coded_tensors(self, tensors: list[torch.Tensor]) -> None:
+        """Inverse of :meth:`coded_tensors`."""
+        with torch.no_grad():
+            for lin, t in zip(self.linears, tensors):
+                lin.weight.copy_(t[:, :-1])
+                lin.bias.copy_(t[:, -1])
+
+
+def build(spec: ModelSpec) -> CoordMLP:
+    return CoordMLP(spec)

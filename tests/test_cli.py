@@ -1,0 +1,100 @@
+"""The command line: exit codes, one-line errors, --json, no partial outputs."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from codec.cli import main
+
+
+@pytest.fixture()
+def img_path(tmp_path, cat):
+    p = tmp_path / "cat.png"
+    Image.fromarray(cat).save(p)
+    return p
+
+
+def run(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_encode_decode_info_export_json(tmp_path, img_path, capsys):
+    inr = tmp_path / "cat.inr"
+    code, out, err = run(capsys, "encode", img_path, "-o", inr, "--steps", 20, "--json", "--quiet")
+    assert code == 0 and err == ""
+    d = json.loads(out)
+    for k in ("width", "height", "model", "device", "seconds", "steps", "bytes", "bpp", "psnr"):
+        assert k in d
+    assert d["bytes"] == inr.stat().st_size and d["bpp"] == pytest.approx(d["bytes"] * 8 / (64 * 48), abs=1e-4)
+    code, out, _ = run(capsys, "info", inr, "--json")
+    info = json.loads(out)
+    assert code == 0 and info["bytes"] == d["bytes"] and info["macs_per_pixel"] > 0
+    code, out, _ = run(capsys, "info", inr)
+    assert code == 0 and "MACs/pixel" in out and "header+CRC" in out
+    for args, size in ((["--size", "300x200"], (300, 200)), (["--size", "128"], (128, 96)), (["--scale", "0.5"], (32, 24)), ([], (64, 48))):
+        png = tmp_path / "out.png"
+        code, out, _ = run(capsys, "decode", inr, "-o", png, *args, "--json")
+        assert code == 0 and Image.open(png).size == size and json.loads(out)["width"] == size[0]
+    code, out, _ = run(capsys, "export", inr, "-o", tmp_path / "w.safetensors")
+    assert code == 0 and (tmp_path / "w.safetensors").stat().st_size > 0
+
+
+@pytest.mark.parametrize("args,code,msg", [
+    (["encode", "{d}/missing.png"], 1, "no such file"),
+    (["encode", "{img}", "--quality", "0"], 2, "quality"),
+    (["encode", "{img}", "--quality", "5", "--bpp", "1"], 2, "not both"),
+    (["encode", "{img}", "--steps", "-3"], 2, "steps"),
+    (["encode", "{img}", "--model", "gan"], 2, "gan"),
+    (["encode", "{img}", "--device", "tpu"], 2, "tpu"),
+    (["encode", "{img}", "--bogus"], 2, "bogus"),
+    (["decode", "{img}", "-o", "{d}/x.png"], 1, "not an .inr file"),
+    (["decode", "{d}/missing.inr"], 1, "no such file"),
+    (["info", "{img}"], 1, "not an .inr file"),
+    (["frobnicate"], 2, "frobnicate"),
+])
+def test_errors_are_one_line_with_exit_codes(tmp_path, img_path, capsys, args, code, msg):
+    args = [a.format(d=tmp_path, img=img_path) for a in args]
+    c, _out, err = run(capsys, *args)
+    assert c == code
+    assert err.count("\n") == 1 and err.startswith("inrc: error:") and msg in err
+    assert "Traceback" not in err
+
+
+def test_decode_size_errors_and_no_partial_output(tmp_path, img_path, capsys):
+    inr = tmp_path / "cat.inr"
+    assert run(capsys, "encode", img_path, "-o", inr, "--steps", 5, "--quiet")[0] == 0
+    out = tmp_path / "keep.png"
+    out.write_bytes(b"precious")
+    for args, code in ((["--size", "99999"], 1), (["--size", "1000x1000", "--max-pixels", "1000"], 1),
+                       (["--size", "0"], 2), (["--size", "big"], 2), (["--scale", "-1"], 2)):
+        c, _, err = run(capsys, "decode", inr, "-o", out, *args)
+        assert c == code and err.startswith("inrc: error:"), args
+        assert out.read_bytes() == b"precious"
+    bad = tmp_path / "bad.inr"
+    data = bytearray(inr.read_bytes())
+    data[-10] ^= 4
+    bad.write_bytes(bytes(data))
+    c, _, err = run(capsys, "decode", bad, "-o", out)
+    assert c == 1 and "checksum" in err and out.read_bytes() == b"precious"
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".part")]
+    c, _, _ = run(capsys, "decode", inr, "-o", out)
+    assert c == 0 and Image.open(out).size == (64, 48)  # replaced only on success
+
+
+def test_console_script_in_subprocess(tmp_path):
+    """The real process: non-zero exit and no traceback for a corrupt file."""
+    bad = tmp_path / "bad.inr"
+    bad.write_bytes(b"INR\x01" + bytes(40))
+    r = subprocess.run([sys.executable, "-m", "codec", "decode", str(bad), "-o", str(tmp_path / "o.png")],
+                       capture_output=True, text=True, check=False)
+    assert r.returncode == 1 and r.stderr.startswith("inrc: error:") and "Traceback" not in r.stderr
+    assert not (tmp_path / "o.png").exists()
+    r = subprocess.run([sys.executable, "-m", "codec", "--version"], capture_output=True, text=True, check=False)
+    assert r.returncode == 0 and "inrc" in r.stdout

@@ -1,0 +1,188 @@
+"""A decoder that cannot be crashed: truncation, bit flips, fuzzing, hostile headers, an image zoo."""
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+import codec
+from codec import bitstream, imageio
+from codec.errors import (
+    ChecksumError,
+    FieldRangeError,
+    ImageInputError,
+    InrcError,
+    LimitError,
+    NotInrError,
+    TruncatedError,
+)
+
+SMALL_LIMIT = 1 << 14  # keep renders of fuzzed headers small
+
+
+def _decode_or_error(data: bytes) -> None:
+    """Decoding must give an image or an InrcError, nothing else."""
+    try:
+        img = codec.decode(data, max_pixels=SMALL_LIMIT)
+        assert img.width >= 1 and img.height >= 1
+    except InrcError as e:
+        assert str(e) and "\n" not in str(e)
+    try:
+        codec.info(data)
+    except InrcError:
+        pass
+
+
+def _with_crc(body: bytes) -> bytes:
+    return body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
+
+
+def test_truncation_at_every_offset(small_file):
+    for n in range(len(small_file)):
+        with pytest.raises((TruncatedError, NotInrError, ChecksumError)) as ei:
+            codec.decode(small_file[:n])
+        if n >= 3:
+            assert isinstance(ei.value, TruncatedError), n
+            assert "truncated" in str(ei.value)
+
+
+def test_every_single_bit_flip_is_detected(small_file):
+    for i in range(len(small_file)):
+        for bit in range(8):
+            bad = bytearray(small_file)
+            bad[i] ^= 1 << bit
+            with pytest.raises(InrcError):
+                codec.decode(bytes(bad))
+
+
+def test_trailing_garbage_and_foreign_files(small_file):
+    with pytest.raises(FieldRangeError, match="unexpected bytes"):
+        codec.decode(small_file + b"\x00")
+    for foreign in (b"", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, b"RIFF" * 20, b"IN"):
+        with pytest.raises((NotInrError, TruncatedError)):
+            codec.decode(foreign)
+    with pytest.raises(NotInrError, match="not an .inr file"):
+        codec.read_header(b"GIF89a" + b"\x00" * 30)
+
+
+def test_valid_crc_garbage_payload_never_crashes(small_file):
+    rng = np.random.default_rng(0)
+    head = small_file[: bitstream.HEADER_SIZE]
+    n = len(small_file) - bitstream.OVERHEAD
+    for _ in range(200):
+        payload = bytearray(small_file[bitstream.HEADER_SIZE : -4])
+        k = int(rng.integers(1, 8))
+        for j in rng.integers(0, n, size=k):
+            payload[j] = int(rng.integers(0, 256))
+        _decode_or_error(_with_crc(head + bytes(payload)))
+
+
+def test_huge_model_rejected_before_allocation():
+    h = bitstream.Header(width=10, height=10, channels=3, model=0, layers=32, hidden=512, payload_len=0)
+    with pytest.raises(FieldRangeError, match="parameters exceeds"):
+        codec.decode(_with_crc(h.to_bytes()))
+
+
+_fields = st.fixed_dictionaries({
+    "width": st.integers(1, 0xFFFF), "height": st.integers(1, 0xFFFF), "channels": st.integers(0, 6),
+    "model": st.integers(0, 5), "layers": st.integers(0, 40), "hidden": st.integers(0, 600),
+    "enc_a": st.integers(0, 255), "enc_b": st.integers(0, 255), "seed": st.integers(0, 2**32 - 1),
+})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fields=_fields, payload=st.binary(max_size=300), version=st.sampled_from([1, 1, 1, 0, 2]),
+       flags=st.sampled_from([0, 0, 0, 1, 0x80]))
+def test_fuzz_headers_with_valid_crc(fields, payload, version, flags):
+    body = struct.pack(">3sBBHHBBBHBBII", b"INR", version, flags, fields["width"], fields["height"],
+                       fields["channels"], fields["model"], fields["layers"], fields["hidden"],
+                       fields["enc_a"], fields["enc_b"], fields["seed"], len(payload)) + payload
+    _decode_or_error(_with_crc(body))
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.binary(max_size=200))
+def test_fuzz_random_bytes(data):
+    _decode_or_error(data)
+    _decode_or_error(b"INR\x01" + data)
+
+
+# --- the input image zoo -------------------------------------------------------------------------
+
+def _save(tmp_path, name, img, **kw):
+    p = tmp_path / name
+    img.save(p, **kw)
+    return p
+
+
+def _zoo(tmp_path):
+    rgb = Image.fromarray(np.random.default_rng(0).integers(0, 256, (12, 20, 3), dtype=np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    pal_t = rgb.convert("P")
+    pal_t.putpixel((0, 0), 0)
+    pal_t.info["transparency"] = 0
+    return {
+        "rgb.png": (_save(tmp_path, "rgb.png", rgb), (20, 12, 3)),
+        "one.png": (_save(tmp_path, "one.png", Image.new("RGB", (1, 1), (10, 200, 30))), (1, 1, 3)),
+        "gray.png": (_save(tmp_path, "gray.png", rgb.convert("L")), (20, 12, 1)),
+        "la.png": (_save(tmp_path, "la.png", rgb.convert("LA")), (20, 12, 1)),  # opaque alpha dropped
+        "rgba.png": (_save(tmp_path, "rgba.png", Image.merge("RGBA", (*rgb.split(), rgb.convert("L")))), (20, 12, 4)),
+        "gray16.png": (_save(tmp_path, "gray16.png", Image.fromarray((np.arange(240).reshape(12, 20) * 270).astype(np.uint16))), (20, 12, 1)),
+        "palette.png": (_save(tmp_path, "palette.png", rgb.convert("P")), (20, 12, 3)),
+        "palette_t.png": (_save(tmp_path, "palette_t.png", pal_t), (20, 12, 4)),
+        "cmyk.jpg": (_save(tmp_path, "cmyk.jpg", rgb.convert("CMYK")), (20, 12, 3)),
+        "rotated.jpg": (_save(tmp_path, "rotated.jpg", rgb, exif=exif), (12, 20, 3)),
+        "bilevel.bmp": (_save(tmp_path, "bilevel.bmp", rgb.convert("1")), (20, 12, 1)),
+    }
+
+
+def test_image_zoo_encodes(tmp_path):
+    for name, (path, (w, h, c)) in _zoo(tmp_path).items():
+        a = imageio.as_array(str(path))
+        assert a.shape == (h, w, c), name
+        r = codec.encode_image(str(path), steps=3)
+        img = codec.decode(r.data)
+        assert img.size == (w, h) and r.channels == c, name
+
+
+def test_sixteen_bit_keeps_precision(tmp_path):
+    v = (np.arange(240).reshape(12, 20) * 270).astype(np.uint16)
+    p = _save(tmp_path, "g16.png", Image.fromarray(v))
+    a = imageio.as_array(str(p))
+    np.testing.assert_allclose(a[:, :, 0], v / 65535.0, atol=1e-6)
+
+
+def test_bad_images_fail_clearly(tmp_path):
+    (tmp_path / "text.png").write_text("hello, not an image")
+    (tmp_path / "empty.png").write_bytes(b"")
+    good = io.BytesIO()
+    Image.new("RGB", (64, 64)).save(good, format="PNG")
+    (tmp_path / "cut.png").write_bytes(good.getvalue()[:60])
+    # a valid PNG signature and IHDR claiming 100000 x 100000 pixels (a decompression bomb)
+    ihdr = struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0)
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    bomb = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    (tmp_path / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bomb)
+    cases = {"missing.png": "no such file", "text.png": "not a supported image", "empty.png": "not a supported image",
+             "cut.png": "cannot read image", "bomb.png": "too large", ".": "directory"}
+    for name, msg in cases.items():
+        with pytest.raises((ImageInputError, LimitError), match=msg):
+            codec.encode(str(tmp_path / name), steps=2)
+
+
+def test_bad_arrays_fail_clearly():
+    with pytest.raises(ImageInputError):
+        codec.encode(np.zeros((4, 4, 5), dtype=np.uint8))
+    with pytest.raises(ImageInputError):
+        codec.encode(np.full((4, 4), np.nan, dtype=np.float32))
+    with pytest.raises(ImageInputError):
+        codec.encode(b"not an array or path")

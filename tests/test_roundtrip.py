@@ -1,0 +1,110 @@
+"""Encode/decode round trips for every model, any-resolution decoding, determinism, rate control."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import MODELS
+
+import codec
+from codec import metrics
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_roundtrip_every_model(encoded, cat, model):
+    r = encoded[model]
+    img = codec.decode(r.data)
+    assert img.size == (64, 48) and img.mode == "RGB"
+    out = np.asarray(img)
+    # The reported PSNR is the PSNR of what the written bytes decode to.
+    assert abs(metrics.psnr(out, cat) - r.psnr) < 1e-9
+    assert r.psnr > 15.0  # well above noise; the network learned the picture
+    info = codec.info(r.data)
+    assert info["model"] == model and info["bytes"] == len(r.data)
+    assert info["bpp"] == pytest.approx(len(r.data) * 8 / (64 * 48), abs=1e-4)
+    assert info["header_bytes"] <= 32
+    hdr = codec.read_header(r.data)
+    assert (hdr.width, hdr.height, hdr.channels) == (64, 48, 3)
+
+
+def test_models_learn_better_than_mean(encoded, cat):
+    mean_psnr = metrics.psnr(np.broadcast_to(cat.mean(axis=(0, 1)).round().astype(np.uint8), cat.shape), cat)
+    for m in ("pe", "fourier", "siren"):
+        assert encoded[m].psnr > mean_psnr + 1, m
+
+
+def test_any_resolution(small_file):
+    assert codec.decode(small_file, size=128).size == (128, 96)
+    assert codec.decode(small_file, size="30x40").size == (30, 40)
+    assert codec.decode(small_file, scale=0.25).size == (16, 12)
+    big = np.asarray(codec.decode(small_file, scale=2.0)).astype(float)
+    native = np.asarray(codec.decode(small_file)).astype(float)
+    # a 2x render is the same picture: its 2x2 block means are close to the native render
+    blocks = big.reshape(48, 2, 64, 2, 3).mean(axis=(1, 3))
+    assert np.abs(blocks - native).mean() < 6
+
+
+def test_decode_is_deterministic_across_threads(small_file):
+    a = np.asarray(codec.decode(small_file, scale=3.0))
+    n = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        b = np.asarray(codec.decode(small_file, scale=3.0))
+    finally:
+        torch.set_num_threads(n)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, np.asarray(codec.decode(small_file, scale=3.0)))
+
+
+def test_seed_makes_encoding_repeatable(cat):
+    a = codec.encode(cat, model="siren", steps=40, seed=5)
+    b = codec.encode(cat, model="siren", steps=40, seed=5)
+    c = codec.encode(cat, model="siren", steps=40, seed=6)
+    assert a == b and a != c
+
+
+def test_quality_changes_rate():
+    import skimage.data
+    from PIL import Image
+
+    img = np.asarray(Image.fromarray(skimage.data.astronaut()).resize((128, 128)))
+    lo = codec.encode(img, steps=30, quality=30)
+    hi = codec.encode(img, steps=30, quality=90)
+    assert len(hi) > 2 * len(lo)
+
+
+@pytest.mark.parametrize("target", [0.5, 2.0])
+def test_bpp_rate_control_within_10_percent(target):
+    import skimage.data
+    from PIL import Image
+
+    img = np.asarray(Image.fromarray(skimage.data.astronaut()).resize((96, 96)))
+    r = codec.encode_image(img, bpp=target, steps=80, model="siren")
+    assert abs(r.bpp - target) <= 0.1 * target, r.bpp
+
+
+def test_grayscale_and_alpha(cat):
+    gray = cat.mean(axis=2).astype(np.uint8)
+    img = codec.decode(codec.encode(gray, steps=30))
+    assert img.mode == "L" and img.size == (64, 48)
+    rgba = np.dstack([cat, np.tile(np.linspace(0, 255, 64, dtype=np.uint8), (48, 1))])
+    r = codec.encode_image(rgba, steps=60)
+    out = codec.decode(r.data)
+    assert out.mode == "RGBA" and r.channels == 4
+    assert np.abs(np.asarray(out)[:, :, 3].astype(int) - rgba[:, :, 3]).mean() < 40
+
+
+def test_export_safetensors(tmp_path, encoded):
+    from safetensors import safe_open
+
+    data = encoded["fourier"].data
+    p = tmp_path / "w.safetensors"
+    codec.export(data, p)
+    with safe_open(str(p), "pt") as f:
+        meta = f.metadata()
+        keys = set(f.keys())
+        w0 = f.get_tensor("linears.0.weight")
+    assert meta["model"] == "fourier" and "config" in meta
+    assert "encoding.B" in keys
+    _, model = codec.decoder.load_model(data)
+    assert torch.equal(w0, model.linears[0].weight.detach())
