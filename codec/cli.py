@@ -55,7 +55,7 @@ def cli() -> None:
               help="Network family [default: siren].")
 @click.option("-q", "--quality", type=int, default=None, help="1..100: model size and bit depth [default: 75].")
 @click.option("--bpp", type=float, default=None, help="Target bits per pixel (real file size, within 10%).")
-@click.option("--steps", type=int, default=None, help="Training steps [default: 1200].")
+@click.option("--steps", type=int, default=None, help="Training steps [default: 1000].")
 @click.option("--seconds", type=float, default=None, help="Wall-clock budget for fitting.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (repeatable runs).")

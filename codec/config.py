@@ -50,12 +50,13 @@ class FitConfig:
     batch: int | None = None  # pixels per step; None: device default
     lr: float | None = None
     qat_fraction: float = 0.1
+    qat_mode: str = "freeze-first"  # or "ste" (codec.fit.QAT_MODES)
     seed: int = 0
     device: str = "auto"
 
 
 # Default effort: about a minute for a 768x512 image on 2 CPU cores (measured; README).
-DEFAULT_STEPS = 1200
+DEFAULT_STEPS = 1000
 CPU_BATCH = 1 << 14
 GPU_BATCH = 1 << 18
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import bitstream, color, entropy, quant
+from . import bitstream, color, coords, entropy, quant
 from .bitstream import Header, TensorRecord
 from .config import (
     DEFAULT_MODEL,
@@ -33,6 +33,7 @@ from .fit import fit, pick_device
 from .models import MODELS, CoordMLP, ModelSpec, build
 
 BITS_PER_PARAM_GUESS = 6.5
+RD_SAMPLE = 1 << 15
 MIN_BPP, MAX_BPP = 0.01, 64.0
 
 
@@ -119,34 +120,101 @@ def code_model(model: CoordMLP, step_idx: list[int], width: int, height: int) ->
     return bitstream.pack(header_for(model.spec, width, height), payload)
 
 
-def estimated_bytes(model: CoordMLP, bits: float) -> float:
-    """Ideal coded size (bytes) at bit depth ``bits``: entropy bound plus side information."""
-    total = 0.0
-    for t in model.coded_tensors():
-        codes = quant.quantize(t, quant.step_from_index(quant.step_index_for_bits(t, bits)))
-        total += entropy.choose_theta(codes)[2]
-    n = len(model.linears)
-    return total / 8 + bitstream.OVERHEAD + n * bitstream.RECORD_SIZE + 4
+def side_bytes(n_tensors: int) -> int:
+    """Header, CRC and per-tensor records (plus the coder's last word)."""
+    return bitstream.OVERHEAD + n_tensors * bitstream.RECORD_SIZE + 4
 
 
-def search_bits(model: CoordMLP, target_bytes: float, exact: bool = False) -> float:
-    """Bit depth whose coded size is closest to ``target_bytes`` (bisection in [1, 16])."""
-    def size(b: float) -> float:
-        if exact:
-            return len(code_model(model, steps_for_bits(model, b), 1, 1))
-        return estimated_bytes(model, b)
+class RateDistortion:
+    """Distortion and rate of a model under per-tensor step indices.
 
-    lo, hi = 1.0, 16.0
-    best = (math.inf, 8.0)
-    for _ in range(18):
-        mid = 0.5 * (lo + hi)
-        s = size(mid)
+    ``D`` is the MSE of the quantized model on a fixed sample of pixels, ``R`` the ideal code
+    length in bits (cached per tensor and step).  Used to allocate steps across tensors.
+    """
+
+    def __init__(self, model: CoordMLP, xy: torch.Tensor, target: torch.Tensor) -> None:
+        self.model = model
+        self.xy = xy
+        self.target = target
+        self.base = [t.detach().clone() for t in model.coded_tensors()]
+        self._bits: dict[tuple[int, int], float] = {}
+
+    def rate(self, k: int, index: int) -> float:
+        key = (k, index)
+        if key not in self._bits:
+            codes = quant.quantize(self.base[k], quant.step_from_index(index))
+            self._bits[key] = entropy.choose_theta(codes)[2]
+        return self._bits[key]
+
+    def distortion(self, indices: list[int]) -> float:
+        qs = [quant.dequantize(quant.quantize(t, quant.step_from_index(i)), quant.step_from_index(i), t.shape)
+              for t, i in zip(self.base, indices)]
+        self.model.load_coded_tensors(qs)
+        with torch.inference_mode():
+            d = float(torch.mean((self.model(self.xy) - self.target) ** 2))
+        self.model.load_coded_tensors(self.base)
+        return d
+
+    def total_rate(self, indices: list[int]) -> float:
+        return sum(self.rate(k, i) for k, i in enumerate(indices))
+
+
+def clamp_index(i: int) -> int:
+    return max(0, min(quant.N_STEPS - 1, i))
+
+
+def allocate_steps(rd: RateDistortion, start: list[int], passes: int = 3) -> list[int]:
+    """Per-tensor steps minimising ``J = D + lambda R`` by coordinate descent from ``start``.
+
+    ``lambda = -dD/dR`` is measured by moving all steps together by a quarter octave around
+    ``start``, so the result has about the same rate as ``start`` and less distortion: layers the
+    output is sensitive to (SIREN's first layer, scaled by w0) get finer steps, large hidden layers
+    coarser ones (the classic equal-slope condition of rate-distortion allocation).
+    """
+    fine = [clamp_index(i - 4) for i in start]
+    coarse = [clamp_index(i + 4) for i in start]
+    dr = rd.total_rate(fine) - rd.total_rate(coarse)
+    dd = rd.distortion(coarse) - rd.distortion(fine)
+    if dr <= 0 or dd <= 0:
+        return list(start)
+    lam = dd / dr
+    cur = list(start)
+    j = rd.distortion(cur) + lam * rd.total_rate(cur)
+    for _ in range(passes):
+        improved = False
+        for k in range(len(cur)):
+            for delta in (-8, -4, 4, 8):
+                trial = list(cur)
+                trial[k] = clamp_index(cur[k] + delta)
+                if trial[k] == cur[k]:
+                    continue
+                jt = rd.distortion(trial) + lam * rd.total_rate(trial)
+                if jt < j:
+                    cur, j, improved = trial, jt, True
+        if not improved:
+            break
+    return cur
+
+
+def shift_to_size(model: CoordMLP, indices: list[int], target_bytes: float,
+                  size_of) -> list[int]:
+    """Shift all step indices by one common offset so that ``size_of(indices)`` is closest to the target."""
+    def shifted(o: int) -> list[int]:
+        return [clamp_index(i + o) for i in indices]
+
+    lo, hi = -128, 128  # size decreases as the offset grows
+    best = (abs(size_of(indices) - target_bytes), 0)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        s = size_of(shifted(mid))
         best = min(best, (abs(s - target_bytes), mid))
         if s > target_bytes:
-            hi = mid
-        else:
             lo = mid
-    return best[1]
+        else:
+            hi = mid
+    for o in (lo, hi):
+        best = min(best, (abs(size_of(shifted(o)) - target_bytes), o))
+    return shifted(best[1])
 
 
 def encode_array(image: np.ndarray, opts: EncodeOptions = EncodeOptions()) -> EncodeResult:
@@ -171,26 +239,38 @@ def encode_array(image: np.ndarray, opts: EncodeOptions = EncodeOptions()) -> En
     steps = opts.steps if (opts.steps is not None or opts.seconds is not None) else DEFAULT_STEPS
     cfg = FitConfig(steps=steps, seconds=opts.seconds, batch=opts.batch,
                     lr=opts.lr or FAMILIES[opts.model].lr, seed=opts.seed, device=str(device))
-    chosen: dict[str, float] = {"bits": float(bits_for_quality(opts.quality))}
+    chosen: dict[str, list[int]] = {}
+    gen = torch.Generator().manual_seed(opts.seed)
+    sample = torch.randperm(w * h, generator=gen)[: min(w * h, RD_SAMPLE)]
+    xy = coords.pixel_coords(sample, w, h)
+    tgt = torch.from_numpy(np.ascontiguousarray(image.reshape(-1, c)))[sample]
 
-    def qat_steps(m: CoordMLP) -> list[float]:
+    def choose_steps(m: CoordMLP) -> list[float]:
+        m.cpu()
+        rd = RateDistortion(m, xy, tgt)
+        idx = allocate_steps(rd, steps_for_bits(m, float(bits_for_quality(opts.quality))))
         if target_bytes is not None:
-            chosen["bits"] = search_bits(m.cpu(), target_bytes)
-            m.to(device)
-        return [quant.step_from_index(i) for i in steps_for_bits(m, chosen["bits"])]
+            extra = side_bytes(len(idx))
+            idx = shift_to_size(m, idx, target_bytes, lambda ix: rd.total_rate(ix) / 8 + extra)
+        chosen["steps"] = idx
+        m.to(device)
+        return [quant.step_from_index(i) for i in idx]
 
-    result = fit(model, image, cfg, device, step_indices=qat_steps, quiet=opts.quiet)
+    result = fit(model, image, cfg, device, step_indices=choose_steps, quiet=opts.quiet)
     model = model.cpu()
-    data = code_model(model, steps_for_bits(model, chosen["bits"]), w, h)
+    if "steps" not in chosen:  # a budget too short to reach the QAT phase
+        choose_steps(model)
+    data = code_model(model, chosen["steps"], w, h)
     if target_bytes is not None and abs(len(data) - target_bytes) > 0.1 * target_bytes:
-        chosen["bits"] = search_bits(model, target_bytes, exact=True)
-        data = code_model(model, steps_for_bits(model, chosen["bits"]), w, h)
+        chosen["steps"] = shift_to_size(model, chosen["steps"], target_bytes,
+                                        lambda ix: len(code_model(model, ix, w, h)))
+        data = code_model(model, chosen["steps"], w, h)
     decoded = decode_to_array(data)
     psnr = _psnr_vs_source(decoded, image)
     return EncodeResult(data=data, width=w, height=h, channels=c, model=opts.model,
                         device=device.type, seconds=time.perf_counter() - t_start,
                         steps=result.steps, psnr=psnr, params=spec.num_params(),
-                        stats={"fit_seconds": round(result.seconds, 3), "bits": round(chosen["bits"], 3),
+                        stats={"fit_seconds": round(result.seconds, 3), "step_indices": chosen["steps"],
                                "hidden": spec.hidden, "layers": spec.layers})
 
 

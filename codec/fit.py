@@ -4,8 +4,11 @@ The loop minimises the MSE between ``f(x, y)`` and the pixel values on random mi
 pixels (on CPU, batches of 2^14 pixels reach a given PSNR several times faster than full-image
 steps: ../shared/notes/cpu-calibration.md), with Adam and a cosine learning-rate decay driven by
 ``progress = max(step / steps, elapsed / seconds)``, so both step and time budgets get a full
-schedule.  The last ``qat_fraction`` of the run is quantization-aware: the forward pass sees
-``round(w / Delta) * Delta`` and gradients pass straight through (:func:`codec.quant.fake_quant`).
+schedule.  The last ``qat_fraction`` of the run is quantization-aware (``qat_mode``): by default
+the first layer is quantized and frozen and the rest compensates (``freeze-first``); ``ste`` trains
+every layer through straight-through rounding.  Measured on kodim23 (SIREN, 600 steps, same rate):
+no QAT 28.55 dB, STE 28.84, freeze-first 28.86; STE at a constant learning rate of 0.1-0.3 x lr
+lost 0.3-0.9 dB instead, as the coarse hidden-layer steps make weights jump between levels.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import numpy as np
 import torch
 from torch.func import functional_call
 
-from . import coords
+from . import coords, quant
 from .config import CPU_BATCH, GPU_BATCH, FitConfig
 from .errors import OptionError
 from .models import CoordMLP
@@ -71,6 +74,38 @@ class Progress:
             self.bar.close()
 
 
+def freeze_first(model: CoordMLP, steps: list[float]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """QAT mode ``freeze-first``: quantize the first layer for good and freeze it; the other layers
+    keep training in float and learn to compensate its quantization error.  The first layer of a
+    coordinate network is the sensitive one (SIREN multiplies its error by w0 = 30), while the large
+    hidden layers lose almost nothing to quantization once steps are allocated by rate-distortion."""
+    lin = model.linears[0]
+    with torch.no_grad():
+        lin.weight.copy_(torch.round(lin.weight / steps[0]) * steps[0])
+        lin.bias.copy_(torch.round(lin.bias / steps[0]) * steps[0])
+    lin.weight.requires_grad_(False)
+    lin.bias.requires_grad_(False)
+    return model
+
+
+def ste_all(model: CoordMLP, steps: list[float]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """QAT mode ``ste``: every layer sees ``round(w / Delta) * Delta``, gradients pass straight
+    through (Bengio et al. 2013)."""
+    names = [(f"linears.{k}.weight", f"linears.{k}.bias") for k in range(len(model.linears))]
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        params = {}
+        for (wn, bn), lin, s in zip(names, model.linears, steps):
+            params[wn] = quant.fake_quant(lin.weight, s)
+            params[bn] = quant.fake_quant(lin.bias, s)
+        return functional_call(model, params, (x,))
+
+    return forward
+
+
+QAT_MODES = {"freeze-first": freeze_first, "ste": ste_all}
+
+
 def fit(
     model: CoordMLP,
     image: np.ndarray,
@@ -100,7 +135,6 @@ def fit(
     lr = cfg.lr
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     progress = Progress(steps, seconds, quiet)
-    names = [(f"linears.{k}.weight", f"linears.{k}.bias") for k in range(len(model.linears))]
     qat_steps: list[float] | None = None
     t0 = time.perf_counter()
     step = 0
@@ -115,21 +149,20 @@ def fit(
                 frac = max(frac, elapsed / seconds)
             if frac >= 1.0:
                 break
+            qat = step_indices is not None and frac >= 1.0 - cfg.qat_fraction
+            rate = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
             for g in opt.param_groups:
-                g["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+                g["lr"] = rate
             if full:
                 x, y = xy, target
             else:
                 idx = torch.randint(n, (batch,), generator=gen).to(device)
                 x, y = xy[idx], target[idx]
-            if step_indices is not None and frac >= 1.0 - cfg.qat_fraction:
+            if qat:
                 if qat_steps is None:
                     qat_steps = step_indices(model)
-                params = {}
-                for (wn, bn), lin, s in zip(names, model.linears, qat_steps):
-                    params[wn] = lin.weight + (torch.round(lin.weight / s) * s - lin.weight).detach()
-                    params[bn] = lin.bias + (torch.round(lin.bias / s) * s - lin.bias).detach()
-                out = functional_call(model, params, (x,))
+                    qat_forward = QAT_MODES[cfg.qat_mode](model, qat_steps)
+                out = qat_forward(x)
             else:
                 out = model(x)
             loss = torch.mean((out - y) ** 2)
