@@ -31,12 +31,19 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/mlp_families")
     ap.add_argument("--budgets", default="15,45", help="equal-time budgets in seconds")
     ap.add_argument("--crop", default="256,128,192,192", help="x,y,w,h of the crop shown in the figure")
+    ap.add_argument("--plot-only", action="store_true", help="redraw the figure from results.json and the saved files")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     img = imageio.as_array(args.image)
     ref = color.to_uint8(img)
     h, w = ref.shape[:2]
+    crop = [int(v) for v in args.crop.split(",")]
+    if args.plot_only:
+        saved = json.loads((out / "results.json").read_text())
+        decoded = {f: np.asarray(codec.decode((out / f"{f}.inr").read_bytes())) for f in FAMILIES}
+        plot(saved["runs"], decoded, ref, crop, out / "mlp_families.png", saved["meta"])
+        return
     rows = []
     decoded = {}
     for fam in FAMILIES:
@@ -50,11 +57,12 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
             if label == "default":
+                imageio.write_bytes(out / f"{fam}.inr", r.data)
                 decoded[fam] = np.asarray(codec.decode(r.data))
     meta = {"image": Path(args.image).name, "size": [w, h], "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
             "torch": torch.__version__, "codec": codec.__version__, "date": time.strftime("%Y-%m-%d")}
     (out / "results.json").write_text(json.dumps({"meta": meta, "runs": rows}, indent=1) + "\n")
-    plot(rows, decoded, ref, [int(v) for v in args.crop.split(",")], out / "mlp_families.png", meta)
+    plot(rows, decoded, ref, crop, out / "mlp_families.png", meta)
 
 
 def plot(rows, decoded, ref, crop, path, meta) -> None:
@@ -64,8 +72,9 @@ def plot(rows, decoded, ref, crop, path, meta) -> None:
     import matplotlib.pyplot as plt
 
     x, y, cw, ch = crop
-    fig = plt.figure(figsize=(11, 4.2))
-    ax = fig.add_subplot(1, 3, 1)
+    fig = plt.figure(figsize=(11, 4.4))
+    gs = fig.add_gridspec(2, 5)
+    ax = fig.add_subplot(gs[:, :2])
     for fam in FAMILIES:
         pts = sorted((r["seconds"], r["psnr"]) for r in rows if r["model"] == fam)
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=fam)
@@ -76,7 +85,7 @@ def plot(rows, decoded, ref, crop, path, meta) -> None:
     ax.legend()
     panels = [("original", ref)] + [(f, decoded[f]) for f in FAMILIES]
     for k, (name, im) in enumerate(panels):
-        a = fig.add_subplot(2, 6, [4, 5, 6, 10, 11, 12][k])
+        a = fig.add_subplot(gs[k // 3, 2 + k % 3])
         a.imshow(im[y : y + ch, x : x + cw])
         psnr = "" if name == "original" else f" {next(r['psnr'] for r in rows if r['model'] == name and r['setting'] == 'default'):.1f} dB"
         a.set_title(name + psnr, fontsize=8)

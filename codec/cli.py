@@ -109,11 +109,16 @@ def decode(input, output, size, scale, max_pixels, device, as_json) -> None:
         raise OptionError("--max-pixels must be positive")
     data = _read_inr(input)
     limit = max_pixels if max_pixels is not None else decoder.DEFAULT_MAX_PIXELS
-    p = decoder.parse(data)
-    ow, oh = decoder.resolve_size(p.header.width, p.header.height, size, scale, limit)
+    hdr = decoder.parse(data).header
+    ow, oh = decoder.resolve_size(hdr.width, hdr.height, size, scale, limit)
     dev = fit.pick_device(device)
-    arr = decoder.decode_to_array(data, f"{ow}x{oh}", None, limit, dev)
-    imageio.save_image(imageio.to_pil(arr), output)
+    p, model = decoder.load_model(data)
+    bands = decoder.render_bands(model, p.header, ow, oh, dev)
+    if imageio.save_format(output) == "PNG":  # streamed: memory stays bounded at any size
+        imageio.write_png_bands(output, ow, oh, p.header.channels, bands)
+    else:
+        arr = decoder.assemble(bands, ow, oh, p.header.channels)
+        imageio.save_image(imageio.to_pil(arr), output)
     d = {"input": str(input), "output": str(output), "width": ow, "height": oh,
          "seconds": round(time.perf_counter() - t0, 3)}
     _emit(d, as_json, [f"{output}: {ow}x{oh} ({d['seconds']:.2f} s)"])
@@ -199,4 +204,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
+    from .runtime import tune_allocator
+
+    tune_allocator()
     sys.exit(main())

@@ -117,11 +117,16 @@ def render_bands(model: CoordMLP, header: Header, ow: int, oh: int,
             yield r0, color.to_uint8(out).reshape(r1 - r0, ow, header.channels)
 
 
-def render(model: CoordMLP, header: Header, ow: int, oh: int, device: torch.device | str = "cpu") -> np.ndarray:
-    out = np.empty((oh, ow, header.channels), dtype=np.uint8)
-    for r0, band in render_bands(model, header, ow, oh, device):
+def assemble(bands: Iterator[tuple[int, np.ndarray]], ow: int, oh: int, channels: int) -> np.ndarray:
+    """Collect bands into one ``uint8 (oh, ow, channels)`` array."""
+    out = np.empty((oh, ow, channels), dtype=np.uint8)
+    for r0, band in bands:
         out[r0 : r0 + band.shape[0]] = band
     return out
+
+
+def render(model: CoordMLP, header: Header, ow: int, oh: int, device: torch.device | str = "cpu") -> np.ndarray:
+    return assemble(render_bands(model, header, ow, oh, device), ow, oh, header.channels)
 
 
 def decode_to_array(data: bytes, size: str | int | None = None, scale: float | None = None,

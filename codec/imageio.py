@@ -12,8 +12,10 @@ Input policy (documented in the README):
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -175,5 +177,39 @@ def save_image(img: Image.Image, path: str | os.PathLike) -> None:
 
     try:
         atomic_write(path, lambda tmp: img.save(tmp, format=fmt, **kwargs))
+    except OSError as exc:
+        raise ImageInputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+_PNG_COLOR = {1: 0, 2: 4, 3: 2, 4: 6}  # L, LA, RGB, RGBA
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def write_png_bands(path: str | os.PathLike, width: int, height: int, channels: int, bands) -> None:
+    """Write an 8-bit PNG from ``(first_row, uint8 rows)`` bands as they are produced.
+
+    Pillow needs the whole image in memory; this keeps only one band, so an 8192x8192 render costs
+    the band's memory, not 200 MB twice.  Rows use PNG filter 1 (Sub), compressed by zlib level 6,
+    one IDAT chunk per band.  Written to a temporary file and renamed, like every output.
+    """
+    def w(tmp: str) -> None:
+        comp = zlib.compressobj(6)
+        with open(tmp, "wb") as f:
+            f.write(b"\x89PNG\r\n\x1a\n")
+            f.write(_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, _PNG_COLOR[channels], 0, 0, 0)))
+            for _, band in bands:
+                rows = band.reshape(band.shape[0], width * channels)
+                filt = rows.copy()
+                filt[:, channels:] = rows[:, channels:] - rows[:, :-channels]  # uint8 wraps mod 256
+                lines = np.concatenate([np.ones((rows.shape[0], 1), np.uint8), filt], axis=1)
+                f.write(_png_chunk(b"IDAT", comp.compress(lines.tobytes())))
+            f.write(_png_chunk(b"IDAT", comp.flush()))
+            f.write(_png_chunk(b"IEND", b""))
+
+    try:
+        atomic_write(path, w)
     except OSError as exc:
         raise ImageInputError(f"{path}: cannot write ({exc.strerror or exc})") from None

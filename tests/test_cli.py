@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -98,3 +99,17 @@ def test_console_script_in_subprocess(tmp_path):
     assert not (tmp_path / "o.png").exists()
     r = subprocess.run([sys.executable, "-m", "codec", "--version"], capture_output=True, text=True, check=False)
     assert r.returncode == 0 and "inrc" in r.stdout
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_streamed_png_matches_decoder(tmp_path, cat, capsys, channels):
+    import codec
+
+    arr = {1: cat[:, :, 0], 3: cat, 4: np.dstack([cat, cat[:, :, 1]])}[channels]
+    data = codec.encode(arr, steps=10)
+    inr = tmp_path / "x.inr"
+    inr.write_bytes(data)
+    for size in ("64x48", "100x33"):
+        png = tmp_path / "x.png"
+        assert run(capsys, "decode", inr, "-o", png, "--size", size)[0] == 0
+        np.testing.assert_array_equal(np.asarray(Image.open(png)), np.asarray(codec.decode(data, size=size)))
