@@ -14,13 +14,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .bitstream import MAX_HIDDEN, MAX_LAYERS
+from .bitstream import MAX_LAYERS
 from .errors import OptionError
 from .models import MODELS, ModelSpec
 
 DEFAULT_MODEL = "siren"
 DEFAULT_QUALITY = 75
 MIN_HIDDEN = 8
+MAX_ENCODER_HIDDEN = 256  # the encoder stays well inside the decoder's limits
 
 
 @dataclass(frozen=True)
@@ -88,12 +89,12 @@ def encoding_size(model: str, hidden: int, longest_side: int) -> int:
 
 def spec_for_params(model: str, target_params: float, channels: int, seed: int = 0,
                     longest_side: int = 1024) -> ModelSpec:
-    """The family's spec whose parameter count is closest to ``target_params`` (width MIN_HIDDEN..MAX_HIDDEN)."""
+    """The family's spec whose parameter count is closest to ``target_params`` (width MIN_HIDDEN..MAX_ENCODER_HIDDEN)."""
     if model not in MODELS:
         raise OptionError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
     fam = FAMILIES[model]
     best = None
-    for hidden in range(MIN_HIDDEN, MAX_HIDDEN + 1):
+    for hidden in range(MIN_HIDDEN, MAX_ENCODER_HIDDEN + 1):
         spec = ModelSpec(model, fam.layers, hidden, channels, encoding_size(model, hidden, longest_side),
                          fam.enc_b, seed & 0xFFFFFFFF if model == "fourier" else 0)
         err = abs(math.log(spec.num_params() / max(target_params, 1.0)))

@@ -1,7 +1,8 @@
 """The decoding pipeline: validate, entropy-decode, rebuild the model, render in tiles.
 
 Every field is checked before anything is allocated: the container (magic, version, flags,
-lengths, CRC-32) by :mod:`codec.bitstream`, the parameter count against ``MAX_PARAMS``, the
+lengths, CRC-32) by :mod:`codec.bitstream`, the parameter count against ``MAX_PARAMS`` and the decoder cost against ``MAX_MACS_PER_PIXEL``
+(so a hostile header cannot turn a small render into hours of work), the
 tensor records against the model's layer shapes, and the output size against ``max_pixels``.
 Rendering runs over bands of rows of at most ``TILE_PIXELS`` pixels, so the working memory is
 bounded whatever the output size (the output array itself is ``W * H * C`` bytes).
@@ -21,7 +22,8 @@ from .encoder import spec_from_header
 from .errors import FieldRangeError, LimitError, OptionError
 from .models import CoordMLP, ModelSpec, build
 
-MAX_PARAMS = 1 << 22
+MAX_PARAMS = 1 << 20
+MAX_MACS_PER_PIXEL = 1 << 20  # render work is bounded by max_pixels * this
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's decompression-bomb threshold
 TILE_PIXELS = 1 << 16
 MAX_SIDE = 1 << 16
@@ -41,6 +43,8 @@ def parse(data: bytes) -> Parsed:
     spec = spec_from_header(header)
     if spec.num_params() > MAX_PARAMS:
         raise FieldRangeError(f"model of {spec.num_params()} parameters exceeds the limit of {MAX_PARAMS}")
+    if spec.macs_per_pixel() > MAX_MACS_PER_PIXEL:
+        raise FieldRangeError(f"model costs {spec.macs_per_pixel()} MACs per pixel, over the limit of {MAX_MACS_PER_PIXEL}")
     shapes = spec.layer_shapes()
     records, words = bitstream.unpack_payload(payload, len(shapes))
     for i, r in enumerate(records):

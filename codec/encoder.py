@@ -8,7 +8,6 @@ than 10 % off the target.  Every reported figure comes from the written bytes.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 
