@@ -162,6 +162,39 @@ def export(input, output) -> None:
 
 
 @cli.command()
+@click.argument("images_dir", type=click.Path())
+@click.option("--codecs", default="inrc,jpeg,webp,jpeg2000,avif", show_default=True,
+              help="Comma-separated codecs to run.")
+@click.option("--inrc-settings", "inrc_settings", multiple=True,
+              help="inrc curve: NAME or NAME:key=value,... (model, steps, seconds, batch, lr, seed, device); repeatable [default: default].")
+@click.option("--inrc-qualities", default=",".join(str(q) for q in (40, 60, 75, 90)), show_default=True,
+              help="The inrc rate points (--quality values).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="bench-output", show_default=True)
+@click.option("--jobs", type=int, default=1, show_default=True, help="Parallel processes (torch threads are split between them).")
+@click.option("--limit", type=int, default=None, help="Use only the first N images.")
+@click.option("--anchors", type=click.Path(), default=None, help="CSV of published curves to overlay (codec,source,bpp,psnr).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def bench(images_dir, codecs, inrc_settings, inrc_qualities, out_dir, jobs, limit, anchors, quiet) -> None:
+    """Rate-distortion benchmark of inrc against JPEG, WebP, JPEG 2000 and AVIF on IMAGES_DIR."""
+    from . import bench as b
+
+    try:
+        points = [int(q) for q in inrc_qualities.split(",") if q.strip()]
+    except ValueError:
+        raise OptionError(f"--inrc-qualities must be integers, got {inrc_qualities!r}") from None
+    if any(not 1 <= q <= 100 for q in points) or ("inrc" in codecs.split(",") and len(points) < 4):
+        raise OptionError("--inrc-qualities needs at least 4 values in 1..100 (BD-rates need 4 points)")
+    summary = b.run(images_dir, [c.strip() for c in codecs.split(",") if c.strip()], list(inrc_settings), points,
+                    out_dir, jobs=jobs, limit=limit, anchors=anchors, progress=not quiet)
+    ref = "jpeg" if "jpeg" in summary["bd_rate_percent"] else None
+    click.echo(f"{len(summary['images'])} images -> {out_dir} ({summary['wall_seconds_this_run']} s this run)")
+    if ref:
+        for name, row in summary["bd_rate_percent"].items():
+            v = row.get(ref)
+            click.echo(f"  {name:16s} BD-rate vs JPEG {'n/a' if v is None else f'{v:+.1f} %'}")
+
+
+@cli.command()
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="demo-output", show_default=True)
 @click.option("--steps", type=int, default=None, help="Training steps [default: the encoder's default].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")

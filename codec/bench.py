@@ -1,0 +1,326 @@
+"""``inrc bench``: rate-distortion of inrc against Pillow's JPEG, WebP, JPEG 2000 and AVIF.
+
+For every image and every (codec, setting): bpp from the real file size (header included), PSNR on
+8-bit RGB, MS-SSIM (pytorch-msssim, data_range=255), encode and decode seconds.  A setting's point on
+a curve is the mean over images of bpp and of per-image PSNR (also reported: PSNR of the mean MSE,
+Cool-chic's convention).  Images are read as RGB (alpha dropped, grayscale expanded).
+
+Results are cached per (image hash, codec, setting, code version) in ``OUT/cache``, so an
+interrupted run resumes where it stopped.  Outputs in ``OUT``: one JSON per codec in CompressAI's
+schema, ``per_image.csv``, ``summary.json`` (BD-rate table, settings, machine, code version) and
+``rd.png`` (PSNR and MS-SSIM against bpp, with the published anchors of ``benchmarks/anchors_kodak.csv``
+when present).
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import platform
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, features
+
+from . import __version__, metrics
+from .bdrate import bd_psnr, bd_rate
+from .errors import ImageInputError, OptionError
+
+CLASSIC_SETTINGS: dict[str, list] = {
+    "jpeg": [2, 4, 6, 8, 10, 12, 15, 18, 20, 25, 30, 35, 40, 50, 60, 70, 75, 80, 85, 90, 95],
+    "webp": [0, 2, 5, 10, 15, 20, 25, 30, 40, 50, 60, 70, 75, 80, 85, 90, 95],
+    "jpeg2000": [480.0, 320.0, 240.0, 192.0, 160.0, 120.0, 96.0, 80.0, 60.0, 48.0, 40.0, 32.0, 24.0, 19.2, 16.0, 12.0, 9.6, 8.0],
+    "avif": [5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80, 85, 90, 95],
+}
+DEFAULT_INRC_POINTS = (40, 60, 75, 90)
+IMAGE_EXTS = {".png", ".bmp", ".tif", ".tiff", ".ppm", ".jpg", ".jpeg", ".webp"}
+
+
+@dataclass(frozen=True)
+class Task:
+    image: str
+    image_hash: str
+    codec: str  # curve name: jpeg, webp, jpeg2000, avif, inrc-<name>
+    setting: str  # quality / ratio / inrc quality
+    options: str  # JSON of extra inrc options ("" for classic codecs)
+
+    def key(self, version: str) -> str:
+        raw = f"{self.image_hash}|{self.codec}|{self.setting}|{self.options}|{version}"
+        return hashlib.sha1(raw.encode()).hexdigest()
+
+
+def code_version() -> str:
+    """Package version plus a hash of the package sources and Pillow's codec versions."""
+    h = hashlib.sha1()
+    for p in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(p.read_bytes())
+    libs = ",".join(f"{k}={features.version(k)}" for k in ("jpg", "webp", "jpg_2000", "avif"))
+    h.update(libs.encode())
+    return f"{__version__}+{h.hexdigest()[:10]}"
+
+
+def classic_encode(codec: str, setting: float, img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    if codec == "jpeg":
+        img.save(buf, format="JPEG", quality=int(setting), optimize=True, subsampling=2)
+    elif codec == "webp":
+        img.save(buf, format="WEBP", quality=int(setting), method=6)
+    elif codec == "jpeg2000":
+        img.save(buf, format="JPEG2000", quality_mode="rates", quality_layers=[float(setting)],
+                 irreversible=True, mct=1)
+    elif codec == "avif":
+        img.save(buf, format="AVIF", quality=int(setting), speed=6, subsampling="4:2:0")
+    else:
+        raise OptionError(f"unknown codec {codec!r}")
+    return buf.getvalue()
+
+
+def run_task(task: Task, threads: int) -> dict:
+    """Encode and decode one image with one codec setting; return the measured record."""
+    import torch
+
+    torch.set_num_threads(threads)
+    rgb = np.asarray(Image.open(task.image).convert("RGB"))
+    h, w = rgb.shape[:2]
+    if task.codec.startswith("inrc"):
+        from . import api, decoder
+
+        opts = json.loads(task.options) if task.options else {}
+        t0 = time.perf_counter()
+        data = api.encode_image(rgb, quality=int(task.setting), quiet=True, **opts).data
+        t1 = time.perf_counter()
+        out = decoder.decode_to_array(data)
+        t2 = time.perf_counter()
+    else:
+        img = Image.fromarray(rgb)
+        t0 = time.perf_counter()
+        data = classic_encode(task.codec, float(task.setting), img)
+        t1 = time.perf_counter()
+        out = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+        t2 = time.perf_counter()
+    return {"image": Path(task.image).name, "codec": task.codec, "setting": task.setting,
+            "bytes": len(data), "bpp": len(data) * 8.0 / (w * h), "mse": metrics.mse(out, rgb),
+            "psnr": metrics.psnr(out, rgb), "ms_ssim": metrics.ms_ssim(out, rgb),
+            "encoding_time": t1 - t0, "decoding_time": t2 - t1}
+
+
+def parse_inrc_settings(specs: list[str]) -> dict[str, dict]:
+    """``NAME`` or ``NAME:key=value,key=value`` -> {curve name: encode options}."""
+    out = {}
+    for spec in specs:
+        name, _, rest = spec.partition(":")
+        opts: dict = {}
+        for item in filter(None, rest.split(",")):
+            k, eq, v = item.partition("=")
+            if not eq:
+                raise OptionError(f"bad inrc setting {item!r} (use key=value)")
+            k = k.strip()
+            if k not in ("model", "steps", "seconds", "batch", "lr", "seed", "device"):
+                raise OptionError(f"unknown inrc option {k!r} in --inrc-settings")
+            opts[k] = v if k in ("model", "device") else (float(v) if k in ("seconds", "lr") else int(v))
+        out[f"inrc-{name.strip() or 'default'}"] = opts
+    return out
+
+
+def list_images(folder: Path, limit: int | None) -> list[Path]:
+    if not folder.is_dir():
+        raise ImageInputError(f"{folder}: not a directory")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+    if not files:
+        raise ImageInputError(f"{folder}: no images found")
+    return files[:limit] if limit else files
+
+
+def build_tasks(images: list[Path], codecs: list[str], inrc: dict[str, dict], points: list[int]) -> list[Task]:
+    tasks = []
+    for p in images:
+        digest = hashlib.sha1(p.read_bytes()).hexdigest()
+        for c in codecs:
+            if c == "inrc":
+                for name, opts in inrc.items():
+                    tasks += [Task(str(p), digest, name, str(q), json.dumps(opts, sort_keys=True)) for q in points]
+            else:
+                tasks += [Task(str(p), digest, c, str(s), "") for s in CLASSIC_SETTINGS[c]]
+    return tasks
+
+
+def summarize(records: list[dict]) -> dict[str, list[dict]]:
+    """Per codec, one point per setting: means over images (settings with every image only)."""
+    n_images = len({r["image"] for r in records})
+    curves: dict[str, list[dict]] = {}
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["codec"], r["setting"]), []).append(r)
+    for (codec, setting), rs in groups.items():
+        if len(rs) != n_images:
+            continue
+        ms = [r["ms_ssim"] for r in rs if r["ms_ssim"] is not None]
+        mean_mse = float(np.mean([r["mse"] for r in rs]))
+        curves.setdefault(codec, []).append({
+            "setting": setting, "bpp": float(np.mean([r["bpp"] for r in rs])),
+            "psnr": float(np.mean([r["psnr"] for r in rs])),
+            "psnr_of_mean_mse": metrics.PSNR_CAP if mean_mse == 0 else 10 * math.log10(255**2 / mean_mse),
+            "ms_ssim": float(np.mean(ms)) if len(ms) == len(rs) else None,
+            "encoding_time": float(np.median([r["encoding_time"] for r in rs])),
+            "decoding_time": float(np.median([r["decoding_time"] for r in rs])), "n_images": len(rs)})
+    for pts in curves.values():
+        pts.sort(key=lambda p: p["bpp"])
+    return curves
+
+
+def bd_table(curves: dict[str, list[dict]]) -> dict:
+    """BD-rate (%) and BD-PSNR (dB) of every curve against every other (row: test, column: reference)."""
+    rate: dict[str, dict[str, float | None]] = {}
+    dpsnr: dict[str, dict[str, float | None]] = {}
+    for a, pa in curves.items():
+        rate[a], dpsnr[a] = {}, {}
+        for b, pb in curves.items():
+            args = ([p["bpp"] for p in pb], [p["psnr"] for p in pb], [p["bpp"] for p in pa], [p["psnr"] for p in pa])
+            try:
+                rate[a][b] = round(bd_rate(*args), 2)
+                dpsnr[a][b] = round(bd_psnr(*args), 3)
+            except ValueError:
+                rate[a][b] = dpsnr[a][b] = None
+    return {"bd_rate_percent": rate, "bd_psnr_db": dpsnr}
+
+
+def load_anchors(path: Path) -> dict[str, tuple[list[float], list[float], str]]:
+    out: dict[str, tuple[list[float], list[float], str]] = {}
+    if not path.exists():
+        return out
+    with path.open() as f:
+        for row in csv.DictReader(f):
+            r, p, _ = out.setdefault(row["codec"], ([], [], row["source"]))
+            r.append(float(row["bpp"]))
+            p.append(float(row["psnr"]))
+    return out
+
+
+def plot(curves: dict[str, list[dict]], anchors: dict, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 5))
+    for name, pts in sorted(anchors.items()):
+        a1.plot(pts[0], pts[1], "--", lw=1, alpha=0.7, label=f"{name} (published)")
+    for name, pts in curves.items():
+        style = "o-" if name.startswith("inrc") else ".-"
+        x = [p["bpp"] for p in pts]
+        a1.plot(x, [p["psnr"] for p in pts], style, label=name, lw=2 if name.startswith("inrc") else 1.2)
+        if all(p["ms_ssim"] is not None for p in pts):
+            a2.plot(x, [p["ms_ssim"] for p in pts], style, label=name)
+    for ax, lab in ((a1, "PSNR (dB, RGB, mean over images)"), (a2, "MS-SSIM (RGB)")):
+        ax.set_xlim(0, 2.0)
+        ax.set_xlabel("bits per pixel (real file size)")
+        ax.set_ylabel(lab)
+        ax.grid(alpha=0.3)
+    a1.set_ylim(20, 42)
+    a2.set_ylim(0.8, 1.0)
+    for ax in (a1, a2):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(images_dir: str, codecs: list[str], inrc_settings: list[str], points: list[int], out: str,
+        jobs: int = 1, limit: int | None = None, anchors: str | None = None, progress: bool = True) -> dict:
+    for c in codecs:
+        if c != "inrc" and c not in CLASSIC_SETTINGS:
+            raise OptionError(f"unknown codec {c!r}; choose from inrc, {', '.join(CLASSIC_SETTINGS)}")
+    if "avif" in codecs and not features.check("avif"):
+        raise OptionError("this Pillow has no AVIF support")
+    if jobs < 1:
+        raise OptionError("--jobs must be at least 1")
+    images = list_images(Path(images_dir), limit)
+    inrc = parse_inrc_settings(inrc_settings or ["default"])
+    tasks = build_tasks(images, codecs, inrc, points)
+    outdir = Path(out)
+    cache = outdir / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    version = code_version()
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    records, todo = [], []
+    for t in tasks:
+        f = cache / f"{t.key(version)}.json"
+        if f.exists():
+            records.append(json.loads(f.read_text()))
+        else:
+            todo.append(t)
+    t_start = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(tasks), initial=len(records), desc="bench", unit="run", dynamic_ncols=True)
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(run_task, t, threads): t for t in todo}
+        for fut in as_completed(futures):
+            t = futures[fut]
+            rec = fut.result()
+            tmp = cache / f".{t.key(version)}.tmp"
+            tmp.write_text(json.dumps(rec))
+            os.replace(tmp, cache / f"{t.key(version)}.json")
+            records.append(rec)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix_str(f"{t.codec} {t.setting} {Path(t.image).name}")
+    if bar is not None:
+        bar.close()
+    wall = time.perf_counter() - t_start
+    return write_outputs(records, outdir, version, codecs, inrc, points, images, jobs, wall, anchors)
+
+
+def write_outputs(records, outdir: Path, version, codecs, inrc, points, images, jobs, wall, anchors) -> dict:
+    import torch
+
+    curves = summarize(records)
+    for name, pts in curves.items():
+        doc = {"name": name, "description": describe(name, inrc),
+               "results": {"bpp": [p["bpp"] for p in pts], "psnr-rgb": [p["psnr"] for p in pts],
+                           "ms-ssim-rgb": [p["ms_ssim"] for p in pts],
+                           "encoding_time": [p["encoding_time"] for p in pts],
+                           "decoding_time": [p["decoding_time"] for p in pts]},
+               "settings": [p["setting"] for p in pts],
+               "psnr-of-mean-mse": [p["psnr_of_mean_mse"] for p in pts]}
+        (outdir / f"{name}.json").write_text(json.dumps(doc, indent=1) + "\n")
+    with (outdir / "per_image.csv").open("w", newline="") as f:
+        cols = ["image", "codec", "setting", "bytes", "bpp", "psnr", "ms_ssim", "mse", "encoding_time", "decoding_time"]
+        wr = csv.DictWriter(f, fieldnames=cols)
+        wr.writeheader()
+        for r in sorted(records, key=lambda r: (r["codec"], r["image"], float(r["setting"]))):
+            wr.writerow({k: r[k] for k in cols})
+    table = bd_table(curves)
+    machine = {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count(),
+               "torch": torch.__version__, "pillow": Image.__version__,
+               "codecs": {k: features.version(k) for k in ("jpg", "webp", "jpg_2000", "avif")}}
+    summary = {"code_version": version, "date": time.strftime("%Y-%m-%d"), "machine": machine,
+               "images": [p.name for p in images], "codecs": codecs, "inrc_settings": inrc,
+               "inrc_qualities": points, "classic_settings": {c: CLASSIC_SETTINGS[c] for c in codecs if c in CLASSIC_SETTINGS},
+               "jobs": jobs, "wall_seconds_this_run": round(wall, 1),
+               "psnr": "mean over images of per-image PSNR on 8-bit RGB",
+               "bd": "Bjontegaard, PCHIP of log-rate over the overlapping PSNR range; row = test, column = reference",
+               **table}
+    (outdir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    anchor_path = Path(anchors) if anchors else Path(__file__).resolve().parent.parent / "benchmarks" / "anchors_kodak.csv"
+    plot(curves, load_anchors(anchor_path), outdir / "rd.png",
+         f"{len(images)} images, {summary['date']}, inrc {version}")
+    return summary
+
+
+def describe(name: str, inrc: dict) -> str:
+    if name.startswith("inrc"):
+        return f"inrc {__version__}, options {json.dumps(inrc.get(name, {}))}, qualities as settings"
+    return {"jpeg": "Pillow JPEG, optimize=True, 4:2:0", "webp": "Pillow WebP, method=6",
+            "jpeg2000": "Pillow JPEG 2000 (OpenJPEG), quality_mode='rates', irreversible=True, mct=1",
+            "avif": "Pillow AVIF, speed=6, 4:2:0"}[name]

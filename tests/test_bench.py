@@ -1,0 +1,73 @@
+"""`inrc bench` on a tiny folder: outputs in the promised schema, caching, errors."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import skimage.data
+from PIL import Image
+
+from codec import bench
+from codec.cli import main
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    d = tmp_path_factory.mktemp("imgs")
+    for name, im in (("a.png", skimage.data.astronaut()), ("b.png", skimage.data.coffee())):
+        Image.fromarray(im).resize((40, 32)).save(d / name)
+    (d / "notes.txt").write_text("not an image")
+    return d
+
+
+def test_bench_outputs_and_resume(folder, tmp_path, capsys):
+    out = tmp_path / "res"
+    args = ["bench", str(folder), "--codecs", "inrc,jpeg,webp", "--inrc-settings", "tiny:steps=15",
+            "--inrc-qualities", "30,50,70,90", "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "BD-rate vs JPEG" in printed
+    for name in ("inrc-tiny", "jpeg", "webp"):
+        doc = json.loads((out / f"{name}.json").read_text())
+        assert doc["name"] == name and doc["description"]
+        res = doc["results"]
+        n = len(bench.CLASSIC_SETTINGS.get(name, [0, 0, 0, 0]))
+        assert all(len(res[k]) == n for k in ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time"))
+        assert res["bpp"] == sorted(res["bpp"])
+    rows = list(csv.DictReader((out / "per_image.csv").open()))
+    assert len(rows) == 2 * (4 + len(bench.CLASSIC_SETTINGS["jpeg"]) + len(bench.CLASSIC_SETTINGS["webp"]))
+    jpeg_rows = [r for r in rows if r["codec"] == "jpeg" and r["image"] == "a.png"]
+    assert all(float(r["bpp"]) > 0 and 10 < float(r["psnr"]) < 60 for r in jpeg_rows)
+    s = json.loads((out / "summary.json").read_text())
+    assert s["bd_rate_percent"]["jpeg"]["jpeg"] == 0.0
+    assert s["images"] == ["a.png", "b.png"] and s["code_version"]
+    assert (out / "rd.png").stat().st_size > 10_000
+    # Resume: a second run finds everything cached and does no work.
+    before = {p.name for p in (out / "cache").iterdir()}
+    assert main(args) == 0
+    assert {p.name for p in (out / "cache").iterdir()} == before
+    assert json.loads((out / "summary.json").read_text())["wall_seconds_this_run"] < 5
+
+
+def test_summary_means_per_setting():
+    recs = [{"image": i, "codec": "x", "setting": "1", "bpp": b, "psnr": p, "mse": m, "ms_ssim": None,
+             "encoding_time": 1.0, "decoding_time": 0.1} for i, b, p, m in (("a", 0.2, 30.0, 65.03), ("b", 0.4, 20.0, 650.3))]
+    (pt,) = bench.summarize(recs)["x"]
+    assert pt["bpp"] == pytest.approx(0.3) and pt["psnr"] == pytest.approx(25.0)
+    assert pt["psnr_of_mean_mse"] < pt["psnr"]  # Cool-chic's convention is lower
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--codecs", "gif"], "unknown codec"),
+    (["--inrc-qualities", "50,60"], "at least 4"),
+    (["--inrc-settings", "x:colour=red"], "unknown inrc option"),
+])
+def test_bench_errors(folder, tmp_path, capsys, args, msg):
+    assert main(["bench", str(folder), "--out", str(tmp_path / "o"), "--quiet", *args]) == 2
+    assert msg in capsys.readouterr().err
+
+
+def test_bench_missing_folder(tmp_path, capsys):
+    assert main(["bench", str(tmp_path / "none"), "--quiet"]) == 1
+    assert "not a directory" in capsys.readouterr().err
