@@ -33,7 +33,8 @@ LIMIT = 1 << 14
 
 def seeds() -> list[bytes]:
     img = np.asarray(Image.fromarray(skimage.data.chelsea()).resize((40, 30)))
-    out = [codec.encode(img, model=m, steps=20, seed=1) for m in ("relu", "pe", "fourier", "siren")]
+    out = [codec.encode(img, model=m, steps=20, seed=1) for m in ("relu", "pe", "fourier", "siren", "hybrid")]
+    out.append(codec.encode(img, model="hybrid", quality=95))
     out.append(codec.encode(img[:, :, 0], steps=10))
     out.append(codec.encode(np.dstack([img, img[:, :, :1]]), steps=10))
     return out

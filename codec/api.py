@@ -1,6 +1,7 @@
 """The Python API: ``encode``, ``decode``, ``read_header``, ``info``, ``export``."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -25,7 +26,7 @@ def encode_image(image, **options) -> EncodeResult:
 def encode(image, **options) -> bytes:
     """Encode ``image`` (path, PIL image or ``(H, W[, C])`` array) and return the ``.inr`` bytes.
 
-    Options: ``model`` (relu, pe, fourier, siren), ``quality`` (1..100), ``bpp`` (target rate),
+    Options: ``model`` (hybrid, siren, fourier, pe, relu), ``quality`` (1..100), ``bpp`` (target rate),
     ``steps``, ``seconds``, ``device`` (auto, cpu, cuda, mps), ``seed``, ``batch``, ``lr``, ``quiet``.
     """
     return encode_image(image, **options).data
@@ -76,11 +77,14 @@ def export(data: bytes, path: str | os.PathLike) -> dict:
     p, model = decoder.load_model(bytes(data))
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     meta = {k: str(v) for k, v in info(data).items() if k != "quant_steps"}
-    meta["config"] = json.dumps({"model": p.spec.name, "layers": p.spec.layers, "hidden": p.spec.hidden,
-                                 "channels": p.spec.channels, "enc_a": p.spec.enc_a,
-                                 "enc_b": p.spec.enc_b, "seed": p.spec.seed,
-                                 "coords": "pixel centres, longer side spans [-1, 1] (codec.coords)",
-                                 "output": "0.5 + last linear layer; clip to [0, 1]"})
+    config = {k: v for k, v in dataclasses.asdict(p.spec).items()}
+    config["coords"] = "pixel centres, longer side spans [-1, 1] (codec.coords)"
+    if p.spec.name == "hybrid":
+        config["output"] = ("sum over levels of bilinear samples (grid_sample, align_corners=False, border) "
+                            "of latents.<level> at (x/ax, y/ay); then JFIF YCbCr -> RGB; clip to [0, 1]")
+    else:
+        config["output"] = "0.5 + last linear layer; clip to [0, 1]"
+    meta["config"] = json.dumps(config)
 
     def w(tmp: str) -> None:
         save_file(tensors, tmp, metadata=meta)

@@ -9,9 +9,9 @@ Layout (all integers big-endian)::
     5      2    width  (1..65535)
     7      2    height (1..65535)
     9      1    channels (1 = L, 2 = LA, 3 = RGB, 4 = RGBA)
-    10     1    model id (0 relu, 1 pe, 2 fourier, 3 siren)
-    11     1    hidden layers (1..MAX_LAYERS)
-    12     2    hidden width (1..MAX_HIDDEN)
+    10     1    model id (0 relu, 1 pe, 2 fourier, 3 siren, 4 hybrid)
+    11     1    hidden layers (1..MAX_LAYERS); hybrid: latent levels (1..MAX_LEVELS)
+    12     2    hidden width (1..MAX_HIDDEN); hybrid: 0
     14     1    enc_a: pe -> frequencies L; fourier -> number of frequencies; else 0
     15     1    enc_b: fourier -> sigma * 4; siren -> w0; else 0
     16     4    seed of the Fourier-feature matrix (codec.rng), else 0
@@ -48,9 +48,10 @@ OVERHEAD = HEADER_SIZE + CRC_SIZE  # 28 bytes per file
 _RECORD = struct.Struct(">BHH")
 RECORD_SIZE = _RECORD.size  # 5
 
-MODEL_IDS = {"relu": 0, "pe": 1, "fourier": 2, "siren": 3}
+MODEL_IDS = {"relu": 0, "pe": 1, "fourier": 2, "siren": 3, "hybrid": 4}
 MODEL_NAMES = {v: k for k, v in MODEL_IDS.items()}
 MAX_LAYERS = 32
+MAX_LEVELS = 16
 MAX_HIDDEN = 512
 MAX_PAYLOAD = 1 << 30
 
@@ -88,7 +89,7 @@ class Header:
             ("channels", self.channels, 1, 4),
             ("model id", self.model, 0, max(MODEL_NAMES)),
             ("hidden layers", self.layers, 1, MAX_LAYERS),
-            ("hidden width", self.hidden, 1, MAX_HIDDEN),
+            ("hidden width", self.hidden, 0, MAX_HIDDEN),
             ("enc_a", self.enc_a, 0, 255),
             ("enc_b", self.enc_b, 0, 255),
             ("seed", self.seed, 0, 0xFFFFFFFF),
@@ -98,6 +99,14 @@ class Header:
             if not isinstance(value, int) or not lo <= value <= hi:
                 raise FieldRangeError(f"header field {name} = {value} out of range [{lo}, {hi}]")
         name = MODEL_NAMES[self.model]
+        if name == "hybrid":
+            if self.layers > MAX_LEVELS:
+                raise FieldRangeError(f"header field levels = {self.layers} out of range [1, {MAX_LEVELS}]")
+            if self.hidden or self.enc_a or self.enc_b or self.seed:
+                raise FieldRangeError("header fields hidden/enc_a/enc_b/seed must be 0 for the hybrid model")
+            return
+        if self.hidden < 1:
+            raise FieldRangeError(f"header field hidden width = {self.hidden} out of range [1, {MAX_HIDDEN}]")
         if name == "pe" and not 1 <= self.enc_a <= 16:
             raise FieldRangeError(f"header field enc_a (pe frequencies) = {self.enc_a} out of range [1, 16]")
         if name == "fourier" and (self.enc_a < 1 or self.enc_b < 1):

@@ -51,12 +51,12 @@ def cli() -> None:
 @cli.command()
 @click.argument("input", type=click.Path(dir_okay=True))
 @click.option("-o", "--output", type=click.Path(), help="Output .inr file [default: INPUT with .inr].")
-@click.option("--model", type=click.Choice(["relu", "pe", "fourier", "siren"]), default=None,
-              help="Network family [default: siren].")
+@click.option("--model", type=click.Choice(["hybrid", "siren", "fourier", "pe", "relu"]), default=None,
+              help="hybrid: latent grids (analytic fill, no training yet); the others: coordinate MLPs [default: hybrid].")
 @click.option("-q", "--quality", type=int, default=None, help="1..100: model size and bit depth [default: 75].")
 @click.option("--bpp", type=float, default=None, help="Target bits per pixel (real file size, within 10%).")
-@click.option("--steps", type=int, default=None, help="Training steps [default: 1000].")
-@click.option("--seconds", type=float, default=None, help="Wall-clock budget for fitting.")
+@click.option("--steps", type=int, default=None, help="Training steps of the MLP models [default: 1000].")
+@click.option("--seconds", type=float, default=None, help="Wall-clock budget for fitting the MLP models.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (repeatable runs).")
 @click.option("--batch", type=int, default=None, help="Pixels per step [default: 16384 on CPU, 262144 on GPU].")

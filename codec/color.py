@@ -24,3 +24,29 @@ def to_uint8(v: np.ndarray | torch.Tensor) -> np.ndarray:
 def quantize_uint8(v: torch.Tensor) -> torch.Tensor:
     """The 8-bit rounding of ``to_uint8`` kept as floats in ``[0, 1]`` (for measuring PSNR)."""
     return (v * 255.0).round().clamp(0, 255) / 255.0
+
+
+# BT.601 full-range YCbCr (as in JPEG/JFIF), on values in [0, 1]; chroma centred on 0.5.
+_RGB2YCC = torch.tensor([[0.299, 0.587, 0.114],
+                         [-0.168736, -0.331264, 0.5],
+                         [0.5, -0.418688, -0.081312]])
+_YCC2RGB = torch.tensor([[1.0, 0.0, 1.402],
+                         [1.0, -0.344136, -0.714136],
+                         [1.0, 1.772, 0.0]])
+_CENTRE = torch.tensor([0.0, 0.5, 0.5])
+
+
+def rgb_to_ycbcr(x: torch.Tensor) -> torch.Tensor:
+    """``(..., C)`` with C >= 3: the first three channels RGB -> YCbCr (JFIF); others (alpha) kept."""
+    if x.shape[-1] < 3:
+        return x
+    ycc = x[..., :3] @ _RGB2YCC.to(x).T + _CENTRE.to(x)
+    return torch.cat([ycc, x[..., 3:]], dim=-1)
+
+
+def ycbcr_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`rgb_to_ycbcr`."""
+    if x.shape[-1] < 3:
+        return x
+    rgb = (x[..., :3] - _CENTRE.to(x)) @ _YCC2RGB.to(x).T
+    return torch.cat([rgb, x[..., 3:]], dim=-1)

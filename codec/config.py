@@ -18,7 +18,7 @@ from .bitstream import MAX_LAYERS
 from .errors import OptionError
 from .models import MODELS, ModelSpec
 
-DEFAULT_MODEL = "siren"
+DEFAULT_MODEL = "hybrid"
 DEFAULT_QUALITY = 75
 MIN_HIDDEN = 8
 MAX_ENCODER_HIDDEN = 256  # the encoder stays well inside the decoder's limits

@@ -18,11 +18,12 @@ import torch
 
 from . import bitstream, color, coords, entropy, quant
 from .bitstream import Header
-from .encoder import spec_from_header
 from .errors import FieldRangeError, LimitError, OptionError
-from .models import CoordMLP, ModelSpec, build
+from .layout import spec_from_header
+from .models import ModelSpec, PyramidSpec, build_any
 
-MAX_PARAMS = 1 << 20
+MAX_PARAMS = 1 << 20  # MLP weights
+MAX_LATENTS = 1 << 25  # hybrid latent values (at most ~8 Mpixel images)
 MAX_MACS_PER_PIXEL = 1 << 20  # render work is bounded by max_pixels * this
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's decompression-bomb threshold
 TILE_PIXELS = 1 << 16
@@ -32,7 +33,7 @@ MAX_SIDE = 1 << 16
 @dataclass
 class Parsed:
     header: Header
-    spec: ModelSpec
+    spec: ModelSpec | PyramidSpec
     records: list[bitstream.TensorRecord]
     words: bytes
 
@@ -41,28 +42,28 @@ def parse(data: bytes) -> Parsed:
     """Validate a file completely (short of entropy decoding) and split it into its parts."""
     header, payload = bitstream.unpack(data)
     spec = spec_from_header(header)
-    if spec.num_params() > MAX_PARAMS:
-        raise FieldRangeError(f"model of {spec.num_params()} parameters exceeds the limit of {MAX_PARAMS}")
+    limit = MAX_LATENTS if isinstance(spec, PyramidSpec) else MAX_PARAMS
+    if spec.num_params() > limit:
+        raise FieldRangeError(f"model of {spec.num_params()} parameters exceeds the limit of {limit}")
     if spec.macs_per_pixel() > MAX_MACS_PER_PIXEL:
         raise FieldRangeError(f"model costs {spec.macs_per_pixel()} MACs per pixel, over the limit of {MAX_MACS_PER_PIXEL}")
-    shapes = spec.layer_shapes()
-    records, words = bitstream.unpack_payload(payload, len(shapes))
+    records, words = bitstream.unpack_payload(payload, len(spec.coded_shapes()))
     for i, r in enumerate(records):
         if r.kmax > entropy.MAX_K:
             raise FieldRangeError(f"tensor {i}: code range {r.kmax} out of range")
     return Parsed(header, spec, records, words)
 
 
-def load_model(data: bytes) -> tuple[Parsed, CoordMLP]:
+def load_model(data: bytes) -> tuple[Parsed, torch.nn.Module]:
     """Parse ``data`` and rebuild the dequantized model (on CPU)."""
     p = parse(data)
-    shapes = [(o, i + 1) for o, i in p.spec.layer_shapes()]
+    shapes = p.spec.coded_shapes()
     specs = [(o * i, r.theta, r.kmax) for (o, i), r in zip(shapes, p.records)]
     codes = entropy.decode(p.words, specs)
     tensors = [quant.dequantize(c, quant.step_from_index(r.step_index), s)
                for c, r, s in zip(codes, p.records, shapes)]
     with torch.random.fork_rng(devices=[]):
-        model = build(p.spec)
+        model = build_any(p.spec)
     model.load_coded_tensors(tensors)
     model.eval()
     return p, model
@@ -108,7 +109,7 @@ def resolve_size(width: int, height: int, size: str | int | None = None, scale: 
     return ow, oh
 
 
-def render_bands(model: CoordMLP, header: Header, ow: int, oh: int,
+def render_bands(model: torch.nn.Module, header: Header, ow: int, oh: int,
                  device: torch.device | str = "cpu") -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(first_row, uint8 rows)`` bands of an ``ow x oh`` rendering."""
     rows = max(1, TILE_PIXELS // ow)
@@ -129,7 +130,7 @@ def assemble(bands: Iterator[tuple[int, np.ndarray]], ow: int, oh: int, channels
     return out
 
 
-def render(model: CoordMLP, header: Header, ow: int, oh: int, device: torch.device | str = "cpu") -> np.ndarray:
+def render(model: torch.nn.Module, header: Header, ow: int, oh: int, device: torch.device | str = "cpu") -> np.ndarray:
     return assemble(render_bands(model, header, ow, oh, device), ow, oh, header.channels)
 
 

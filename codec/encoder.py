@@ -8,14 +8,15 @@ than 10 % off the target.  Every reported figure comes from the written bytes.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from . import bitstream, color, coords, entropy, quant
-from .bitstream import Header, TensorRecord
+from . import bitstream, color, coords, entropy, pyramid, quant
+from .bitstream import TensorRecord
 from .config import (
     DEFAULT_MODEL,
     DEFAULT_QUALITY,
@@ -27,9 +28,10 @@ from .config import (
     params_per_pixel,
     spec_for_params,
 )
-from .errors import OptionError
+from .errors import LimitError, OptionError
 from .fit import fit, pick_device
-from .models import MODELS, CoordMLP, ModelSpec, build
+from .layout import header_for
+from .models import MODELS, CoordMLP, LatentPyramid, PyramidSpec, build
 
 BITS_PER_PARAM_GUESS = 6.5
 RD_SAMPLE = 1 << 15
@@ -96,27 +98,69 @@ class EncodeResult:
                 "psnr": round(self.psnr, 4), "params": self.params, **self.stats}
 
 
-def header_for(spec: ModelSpec, width: int, height: int) -> Header:
-    return Header(width=width, height=height, channels=spec.channels,
-                  model=bitstream.MODEL_IDS[spec.name], layers=spec.layers, hidden=spec.hidden,
-                  enc_a=spec.enc_a, enc_b=spec.enc_b, seed=spec.seed)
-
-
-def spec_from_header(h: Header) -> ModelSpec:
-    return ModelSpec(h.model_name, h.layers, h.hidden, h.channels, h.enc_a, h.enc_b, h.seed)
-
-
 def steps_for_bits(model: CoordMLP, bits: float) -> list[int]:
     return [quant.step_index_for_bits(t, bits) for t in model.coded_tensors()]
 
 
-def code_model(model: CoordMLP, step_idx: list[int], width: int, height: int) -> bytes:
+def code_model(model: CoordMLP | LatentPyramid, step_idx: list[int], width: int, height: int) -> bytes:
     """Quantize, entropy-code and pack ``model``: the complete ``.inr`` file."""
     codes = [quant.quantize(t, quant.step_from_index(i)) for t, i in zip(model.coded_tensors(), step_idx)]
     params, words = entropy.encode(codes)
     records = [TensorRecord(i, th, k) for i, (th, k) in zip(step_idx, params)]
     payload = bitstream.pack_payload(records, words)
     return bitstream.pack(header_for(model.spec, width, height), payload)
+
+
+def hybrid_delta0(quality: int) -> float:
+    """Finest-level luma step of the hybrid model: ``0.6 * 2^(-(q - 45) / 15)``.
+
+    q=75 gives 0.15 (kodim23: ~0.45 bpp), q=95 0.06 (~1.4 bpp), q=40 0.76 (~0.08 bpp)."""
+    return 0.6 * 2.0 ** (-(quality - 45) / 15.0)
+
+
+def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> EncodeResult:
+    """The hybrid model's analytic encoder: closed-loop latent pyramid (:mod:`codec.pyramid`).
+
+    No network is trained yet, so ``steps``/``seconds`` do not apply; rate control bisects the
+    step size on the estimated size, then checks the written size.
+    """
+    from .decoder import MAX_LATENTS, decode_to_array
+
+    h, w, c = image.shape
+    spec = PyramidSpec(pyramid.levels_for(w, h), c, w, h)
+    if spec.num_params() > MAX_LATENTS:
+        raise LimitError(f"image of {w}x{h} pixels is too large for the hybrid model "
+                         f"({spec.num_params()} latent values, limit {MAX_LATENTS}); use an MLP model")
+    side = side_bytes(len(spec.coded_shapes()))
+
+    def build_at(delta0: float) -> tuple[LatentPyramid, list[int]]:
+        cfg = pyramid.PyramidConfig(delta0=delta0)
+        idx = pyramid.step_indices(spec, cfg)
+        return pyramid.fill(image, spec, idx, cfg.deadzone), idx
+
+    def estimate(model: LatentPyramid, idx: list[int]) -> float:
+        return side + sum(entropy.choose_theta(quant.quantize(t, quant.step_from_index(i)))[2]
+                          for t, i in zip(model.coded_tensors(), idx)) / 8
+
+    if opts.bpp is None:
+        model, idx = build_at(hybrid_delta0(opts.quality))
+    else:
+        target = opts.bpp * w * h / 8.0
+        lo, hi = math.log(1e-4), math.log(8.0)  # size decreases as the step grows
+        best = None
+        for _ in range(24):
+            mid = 0.5 * (lo + hi)
+            model, idx = build_at(math.exp(mid))
+            size = estimate(model, idx)
+            if best is None or abs(size - target) < best[0]:
+                best = (abs(size - target), mid)
+            lo, hi = (mid, hi) if size > target else (lo, mid)
+        model, idx = build_at(math.exp(best[1]))
+    data = code_model(model, idx, w, h)
+    psnr = _psnr_vs_source(decode_to_array(data), image)
+    return EncodeResult(data=data, width=w, height=h, channels=c, model="hybrid", device="cpu",
+                        seconds=time.perf_counter() - t_start, steps=0, psnr=psnr, params=spec.num_params(),
+                        stats={"levels": spec.levels, "step_indices": idx})
 
 
 def side_bytes(n_tensors: int) -> int:
@@ -222,6 +266,8 @@ def encode_array(image: np.ndarray, opts: EncodeOptions = EncodeOptions()) -> En
 
     opts.validate()
     t_start = time.perf_counter()
+    if opts.model == "hybrid":
+        return encode_hybrid(image, opts, t_start)
     h, w, c = image.shape
     device = pick_device(opts.device)
     torch.manual_seed(opts.seed)

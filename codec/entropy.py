@@ -19,8 +19,12 @@ import numpy as np
 from .errors import FormatError
 
 MAX_K = 0xFFFF
-# Candidate ratios: t = 65536 * (1 - 2^(-j/8)), dense near 1 (wide distributions).
-_THETAS = np.unique(np.clip(np.round(65536 * (1 - 2.0 ** (-np.arange(1, 160) / 8))), 1, 65535).astype(np.int64))
+# Candidate ratios: t = 65536 * (1 - 2^(-j/8)), dense near 1 (wide distributions), and
+# t = 65536 * 2^(-j/4), dense near 0 (almost-all-zero tensors, where P(0) must approach 1).
+_THETAS = np.unique(np.clip(np.round(np.concatenate([
+    65536 * (1 - 2.0 ** (-np.arange(1, 160) / 8)),
+    65536 * 2.0 ** (-np.arange(4, 65) / 4),
+])), 1, 65535).astype(np.int64))
 
 
 def geometric_table(theta: int, kmax: int) -> np.ndarray:
@@ -86,10 +90,10 @@ def decode(words: bytes, specs: list[tuple[int, int, int]]) -> list[np.ndarray]:
         out = []
         for count, theta, kmax in specs:
             if kmax == 0:
-                out.append(np.zeros(count, dtype=np.int64))
+                out.append(np.zeros(count, dtype=np.int32))
                 continue
             sym = dec.decode(_model(theta, kmax), count)
-            out.append(sym.astype(np.int64) - kmax)
+            out.append(sym.astype(np.int32) - np.int32(kmax))
     except Exception as exc:  # noqa: BLE001 - constriction raises plain exceptions on bad data
         raise FormatError(f"corrupt coded data: {exc}") from None
     return out

@@ -24,8 +24,11 @@ import torch
 from torch import nn
 
 from . import rng
+from .color import ycbcr_to_rgb
+from .coords import extent
 
-MODELS = ("relu", "pe", "fourier", "siren")
+MODELS = ("relu", "pe", "fourier", "siren", "hybrid")
+MLP_MODELS = MODELS[:4]
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,10 @@ class ModelSpec:
         """``(out, in)`` of every linear layer, input to output."""
         dims = [self.in_features] + [self.hidden] * self.layers + [self.channels]
         return [(dims[i + 1], dims[i]) for i in range(len(dims) - 1)]
+
+    def coded_shapes(self) -> list[tuple[int, int]]:
+        """Shapes of the coded tensors ``[W | b]``, input to output."""
+        return [(o, i + 1) for o, i in self.layer_shapes()]
 
     def num_params(self) -> int:
         return sum(o * (i + 1) for o, i in self.layer_shapes())
@@ -105,7 +112,7 @@ class CoordMLP(nn.Module):
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
-        if spec.name not in MODELS:
+        if spec.name not in MLP_MODELS:
             raise ValueError(f"unknown model {spec.name!r}")
         self.spec = spec
         if spec.name == "pe":
@@ -147,3 +154,79 @@ class CoordMLP(nn.Module):
 
 def build(spec: ModelSpec) -> CoordMLP:
     return CoordMLP(spec)
+
+
+@dataclass(frozen=True)
+class PyramidSpec:
+    """Structure of the latent-grid model: ``levels`` grids of ``channels`` planes each.
+
+    Level ``l`` holds ``ceil(H / 2^l) x ceil(W / 2^l)`` values per channel.
+    """
+
+    levels: int
+    channels: int
+    width: int
+    height: int
+    name: str = "hybrid"
+
+    def level_shapes(self) -> list[tuple[int, int]]:
+        return [(-(-self.height // (1 << lv)), -(-self.width // (1 << lv))) for lv in range(self.levels)]
+
+    def coded_shapes(self) -> list[tuple[int, int]]:
+        """One coded tensor per (level, channel), level-major, finest level first."""
+        return [s for s in self.level_shapes() for _ in range(self.channels)]
+
+    def num_params(self) -> int:
+        return sum(h * w for h, w in self.coded_shapes())
+
+    def macs_per_pixel(self) -> int:
+        """Bilinear sampling (4 MACs per value) of every level and channel, plus the colour transform."""
+        return 4 * self.levels * self.channels + (9 if self.channels >= 3 else 0)
+
+
+class LatentPyramid(nn.Module):
+    """Multi-resolution latent grids sampled at continuous coordinates (the Cool-chic / C3 idea).
+
+    ``f(v) = T(sum_l bilinear(G_l, v))``: every level ``G_l`` is sampled bilinearly at the continuous
+    position ``v`` (``grid_sample``, ``align_corners=False``: grid values sit at cell centres, the grid
+    spans the image's domain, borders are clamped), the samples are summed, and ``T`` maps YCbCr to
+    RGB (JFIF; alpha passes through).  Because sampling is continuous, any output size is possible.
+    Ladune et al., "COOL-CHIC" (ICCV 2023); Kim et al., "C3" (CVPR 2024).
+    """
+
+    def __init__(self, spec: PyramidSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        ax, ay = extent(spec.width, spec.height)
+        self.register_buffer("inv_extent", torch.tensor([1.0 / ax, 1.0 / ay]))
+        self.latents = nn.ParameterList(
+            nn.Parameter(torch.zeros(spec.channels, h, w)) for h, w in spec.level_shapes())
+
+    def sample_level(self, level: int, uv: torch.Tensor) -> torch.Tensor:
+        """Level ``level`` at normalised positions ``uv`` in [-1, 1]^2, shape ``(P, channels)``."""
+        g = torch.nn.functional.grid_sample(self.latents[level][None], uv.view(1, 1, -1, 2), mode="bilinear",
+                                            padding_mode="border", align_corners=False)
+        return g[0, :, 0, :].T
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        uv = v * self.inv_extent
+        s = self.sample_level(0, uv)
+        for lv in range(1, self.spec.levels):
+            s = s + self.sample_level(lv, uv)
+        return ycbcr_to_rgb(s)
+
+    def coded_tensors(self) -> list[torch.Tensor]:
+        return [g[c] for g in self.latents for c in range(self.spec.channels)]
+
+    def load_coded_tensors(self, tensors: list[torch.Tensor]) -> None:
+        with torch.no_grad():
+            k = 0
+            for g in self.latents:
+                for c in range(self.spec.channels):
+                    g[c].copy_(tensors[k])
+                    k += 1
+
+
+def build_any(spec: ModelSpec | PyramidSpec) -> nn.Module:
+    """Build the network a spec describes."""
+    return LatentPyramid(spec) if isinstance(spec, PyramidSpec) else CoordMLP(spec)

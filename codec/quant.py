@@ -53,8 +53,10 @@ def quantize(w: torch.Tensor, step: float) -> np.ndarray:
 
 
 def dequantize(codes: np.ndarray, step: float, shape: tuple[int, ...]) -> torch.Tensor:
-    """``codes * step`` as a float32 tensor of ``shape``."""
-    return torch.from_numpy((codes.astype(np.float64) * step).astype(np.float32)).reshape(shape)
+    """``codes * step`` as a float32 tensor of ``shape``.
+
+    Exact in float32: steps have a 5-bit mantissa and codes at most 17 bits (|q| <= 65535)."""
+    return torch.from_numpy(codes.astype(np.float32) * np.float32(step)).reshape(shape)
 
 
 def fake_quant(w: torch.Tensor, step: float) -> torch.Tensor:

@@ -8,7 +8,7 @@ from PIL import Image
 
 import codec
 
-MODELS = ("relu", "pe", "fourier", "siren")
+MODELS = ("relu", "pe", "fourier", "siren", "hybrid")
 
 
 @pytest.fixture(scope="session")

@@ -43,7 +43,13 @@ def _with_crc(body: bytes) -> bytes:
     return body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
 
 
-def test_truncation_at_every_offset(small_file):
+@pytest.fixture(params=["siren", "hybrid"])
+def any_file(request, encoded) -> bytes:
+    return encoded[request.param].data
+
+
+def test_truncation_at_every_offset(any_file):
+    small_file = any_file
     for n in range(len(small_file)):
         with pytest.raises((TruncatedError, NotInrError, ChecksumError)) as ei:
             codec.decode(small_file[:n])
@@ -52,7 +58,8 @@ def test_truncation_at_every_offset(small_file):
             assert "truncated" in str(ei.value)
 
 
-def test_every_single_bit_flip_is_detected(small_file):
+def test_every_single_bit_flip_is_detected(any_file):
+    small_file = any_file
     for i in range(len(small_file)):
         for bit in range(8):
             bad = bytearray(small_file)
@@ -71,7 +78,8 @@ def test_trailing_garbage_and_foreign_files(small_file):
         codec.read_header(b"GIF89a" + b"\x00" * 30)
 
 
-def test_valid_crc_garbage_payload_never_crashes(small_file):
+def test_valid_crc_garbage_payload_never_crashes(any_file):
+    small_file = any_file
     rng = np.random.default_rng(0)
     head = small_file[: bitstream.HEADER_SIZE]
     n = len(small_file) - bitstream.OVERHEAD
@@ -87,6 +95,17 @@ def test_huge_model_rejected_before_allocation():
     h = bitstream.Header(width=10, height=10, channels=3, model=0, layers=32, hidden=512, payload_len=0)
     with pytest.raises(FieldRangeError, match="parameters exceeds"):
         codec.decode(_with_crc(h.to_bytes()))
+    # a 200-byte hybrid file may not declare a 65535 x 65535 latent pyramid
+    h = bitstream.Header(width=65535, height=65535, channels=4, model=4, layers=16, hidden=0, payload_len=0)
+    with pytest.raises(FieldRangeError, match="parameters exceeds"):
+        codec.decode(_with_crc(h.to_bytes()))
+
+
+def test_hybrid_header_fields_must_be_zero():
+    h = bitstream.Header(width=10, height=10, channels=3, model=4, layers=2, hidden=0).to_bytes()
+    bad = h[:12] + b"\x00\x05" + h[14:]
+    with pytest.raises(FieldRangeError, match="hybrid"):
+        codec.read_header(bad)
 
 
 _fields = st.fixed_dictionaries({

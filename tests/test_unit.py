@@ -102,6 +102,16 @@ def test_theta_by_code_length_beats_ml_on_sparse_data():
     assert len(words) * 8 <= bits * 1.01 + 64  # real size tracks the estimate
 
 
+def test_nearly_all_zero_tensor_costs_almost_nothing():
+    codes = np.zeros(100_000, dtype=np.int64)
+    codes[[5, 500, 50_000]] = [1, -1, 1]
+    _, _, bits = entropy.choose_theta(codes)
+    assert bits < 100  # about 3 * 17 bits for the three non-zeros, ~0 for the zeros
+    params, words = entropy.encode([codes])
+    assert len(words) <= 24
+    np.testing.assert_array_equal(entropy.decode(words, [(codes.size, *params[0])])[0], codes)
+
+
 def test_geometric_table_is_deterministic():
     t = entropy.geometric_table(60000, 50)
     assert t[50] == 1.0 and t[49] == t[51] == 60000 / 65536
