@@ -203,20 +203,27 @@ def load_anchors(path: Path) -> dict[str, tuple[list[float], list[float], str]]:
 
 
 def plot(curves: dict[str, list[dict]], anchors: dict, path: Path, title: str) -> None:
+    """PSNR and MS-SSIM against bpp; published anchors dashed in shades of grey, ours in colour."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 5))
-    for name, pts in sorted(anchors.items()):
-        a1.plot(pts[0], pts[1], "--", lw=1, alpha=0.7, label=f"{name} (published)")
-    for name, pts in curves.items():
-        style = "o-" if name.startswith("inrc") else ".-"
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 5.6))
+    greys = plt.cm.Greys(np.linspace(0.35, 0.85, max(1, len(anchors))))
+    styles = ["--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1)), (0, (1, 1))]
+    for k, (name, pts) in enumerate(sorted(anchors.items())):
+        a1.plot(pts[0], pts[1], linestyle=styles[k % len(styles)], color=greys[k], lw=1.3,
+                label=f"{name} (published)")
+    colours = plt.cm.tab10(np.arange(10))
+    for k, (name, pts) in enumerate(curves.items()):
+        ours = name.startswith("inrc")
         x = [p["bpp"] for p in pts]
-        a1.plot(x, [p["psnr"] for p in pts], style, label=name, lw=2 if name.startswith("inrc") else 1.2)
+        kw = {"color": colours[k % 10], "marker": "o" if ours else ".", "lw": 2.4 if ours else 1.2,
+              "ms": 7 if ours else 4, "label": name}
+        a1.plot(x, [p["psnr"] for p in pts], **kw)
         if all(p["ms_ssim"] is not None for p in pts):
-            a2.plot(x, [p["ms_ssim"] for p in pts], style, label=name)
+            a2.plot(x, [p["ms_ssim"] for p in pts], **kw)
     for ax, lab in ((a1, "PSNR (dB, RGB, mean over images)"), (a2, "MS-SSIM (RGB)")):
         ax.set_xlim(0, 2.0)
         ax.set_xlabel("bits per pixel (real file size)")
@@ -224,13 +231,32 @@ def plot(curves: dict[str, list[dict]], anchors: dict, path: Path, title: str) -
         ax.grid(alpha=0.3)
     a1.set_ylim(20, 42)
     a2.set_ylim(0.8, 1.0)
-    for ax in (a1, a2):
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7, loc="lower right")
+    if a1.get_legend_handles_labels()[0]:
+        fig.legend(*a1.get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=7.5, frameon=False)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.17, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def replot(out: str | Path, anchors: str | None = None) -> None:
+    """Redraw ``rd.png`` from the per-codec JSON files of a finished run (no re-measuring)."""
+    outdir = Path(out)
+    summary = json.loads((outdir / "summary.json").read_text())
+    curves = {}
+    for p in sorted(outdir.glob("*.json")):
+        if p.name == "summary.json":
+            continue
+        r = json.loads(p.read_text())["results"]
+        curves[p.stem] = [{"bpp": b, "psnr": q, "ms_ssim": m} for b, q, m in zip(r["bpp"], r["psnr-rgb"], r["ms-ssim-rgb"])]
+    order = {c: i for i, c in enumerate(["jpeg", "webp", "jpeg2000", "avif"])}
+    curves = dict(sorted(curves.items(), key=lambda kv: (order.get(kv[0], 9), kv[0])))
+    plot(curves, load_anchors(_anchor_path(anchors)), outdir / "rd.png",
+         f"{len(summary['images'])} images, {summary['date']}, inrc {summary['code_version']}")
+
+
+def _anchor_path(anchors: str | None) -> Path:
+    return Path(anchors) if anchors else Path(__file__).resolve().parent.parent / "benchmarks" / "anchors_kodak.csv"
 
 
 def run(images_dir: str, codecs: list[str], inrc_settings: list[str], points: list[int], out: str,
@@ -312,8 +338,7 @@ def write_outputs(records, outdir: Path, version, codecs, inrc, points, images, 
                "bd": "Bjontegaard, PCHIP of log-rate over the overlapping PSNR range; row = test, column = reference",
                **table}
     (outdir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    anchor_path = Path(anchors) if anchors else Path(__file__).resolve().parent.parent / "benchmarks" / "anchors_kodak.csv"
-    plot(curves, load_anchors(anchor_path), outdir / "rd.png",
+    plot(curves, load_anchors(_anchor_path(anchors)), outdir / "rd.png",
          f"{len(images)} images, {summary['date']}, inrc {version}")
     return summary
 

@@ -271,8 +271,7 @@ def encode_array(image: np.ndarray, opts: EncodeOptions = EncodeOptions()) -> En
     h, w, c = image.shape
     device = pick_device(opts.device)
     torch.manual_seed(opts.seed)
-    n_tensors = FAMILIES[opts.model].layers + 1
-    side = bitstream.OVERHEAD + n_tensors * bitstream.RECORD_SIZE
+    side = side_bytes(FAMILIES[opts.model].layers + 1)
     if opts.bpp is not None:
         target_bytes = opts.bpp * w * h / 8.0
         target_params = max((target_bytes - side) * 8.0 / BITS_PER_PARAM_GUESS, 16.0)
