@@ -84,16 +84,6 @@ def test_bpp_rate_control_within_10_percent(model, target):
     assert abs(r.bpp - target) <= 0.1 * target, r.bpp
 
 
-def test_hybrid_beats_siren_at_equal_rate():
-    import skimage.data
-    from PIL import Image
-
-    img = np.asarray(Image.fromarray(skimage.data.astronaut()).resize((128, 128)))
-    s = codec.encode_image(img, bpp=1.0, steps=300, model="siren")
-    h = codec.encode_image(img, bpp=s.bpp, model="hybrid")
-    assert abs(h.bpp - s.bpp) < 0.1 * s.bpp and h.psnr > s.psnr
-
-
 def test_grayscale_and_alpha(cat):
     gray = cat.mean(axis=2).astype(np.uint8)
     img = codec.decode(codec.encode(gray, steps=30))
