@@ -39,6 +39,7 @@ def test_encode_decode_info_export_json(tmp_path, img_path, capsys):
     assert code == 0 and info["bytes"] == d["bytes"] and info["macs_per_pixel"] > 0
     code, out, _ = run(capsys, "info", inr)
     assert code == 0 and "MACs/pixel" in out and "header+CRC" in out
+    assert "hybrid: 5 latent levels" in out and "latent values" in out  # 64x48: levels of 64..4 cells
     for args, size in ((["--size", "300x200"], (300, 200)), (["--size", "128"], (128, 96)), (["--scale", "0.5"], (32, 24)), ([], (64, 48))):
         png = tmp_path / "out.png"
         code, out, _ = run(capsys, "decode", inr, "-o", png, *args, "--json")
