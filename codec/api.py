@@ -86,11 +86,5 @@ def export(data: bytes, path: str | os.PathLike) -> dict:
         config["output"] = "0.5 + last linear layer; clip to [0, 1]"
     meta["config"] = json.dumps(config)
 
-    def w(tmp: str) -> None:
-        save_file(tensors, tmp, metadata=meta)
-
-    try:
-        imageio.atomic_write(path, w)
-    except OSError as exc:
-        raise imageio.ImageInputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    imageio.atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
     return {"tensors": len(tensors), "params": int(sum(int(np.prod(t.shape)) for t in tensors.values()))}

@@ -109,10 +109,10 @@ def decode(input, output, size, scale, max_pixels, device, as_json) -> None:
         raise OptionError("--max-pixels must be positive")
     data = _read_inr(input)
     limit = max_pixels if max_pixels is not None else decoder.DEFAULT_MAX_PIXELS
-    hdr = decoder.parse(data).header
-    ow, oh = decoder.resolve_size(hdr.width, hdr.height, size, scale, limit)
+    p = decoder.parse(data)
+    ow, oh = decoder.resolve_size(p.header.width, p.header.height, size, scale, limit)
     dev = fit.pick_device(device)
-    p, model = decoder.load_model(data)
+    _, model = decoder.load_model(data, p)
     bands = decoder.render_bands(model, p.header, ow, oh, dev)
     if imageio.save_format(output) == "PNG":  # streamed: memory stays bounded at any size
         imageio.write_png_bands(output, ow, oh, p.header.channels, bands)

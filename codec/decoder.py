@@ -54,9 +54,9 @@ def parse(data: bytes) -> Parsed:
     return Parsed(header, spec, records, words)
 
 
-def load_model(data: bytes) -> tuple[Parsed, torch.nn.Module]:
-    """Parse ``data`` and rebuild the dequantized model (on CPU)."""
-    p = parse(data)
+def load_model(data: bytes, parsed: Parsed | None = None) -> tuple[Parsed, torch.nn.Module]:
+    """Parse ``data`` (unless ``parsed`` is its :func:`parse`) and rebuild the dequantized model on CPU."""
+    p = parsed if parsed is not None else parse(data)
     shapes = p.spec.coded_shapes()
     specs = [(o * i, r.theta, r.kmax) for (o, i), r in zip(shapes, p.records)]
     codes = entropy.decode(p.words, specs)
@@ -139,5 +139,5 @@ def decode_to_array(data: bytes, size: str | int | None = None, scale: float | N
     """Decode to a ``uint8 (H, W, C)`` array."""
     p = parse(data)
     ow, oh = resolve_size(p.header.width, p.header.height, size, scale, max_pixels)
-    p, model = load_model(data)
+    _, model = load_model(data, p)
     return render(model, p.header, ow, oh, device)

@@ -239,8 +239,7 @@ def allocate_steps(rd: RateDistortion, start: list[int], passes: int = 3) -> lis
     return cur
 
 
-def shift_to_size(model: CoordMLP, indices: list[int], target_bytes: float,
-                  size_of) -> list[int]:
+def shift_to_size(indices: list[int], target_bytes: float, size_of) -> list[int]:
     """Shift all step indices by one common offset so that ``size_of(indices)`` is closest to the target."""
     def shifted(o: int) -> list[int]:
         return [clamp_index(i + o) for i in indices]
@@ -295,7 +294,7 @@ def encode_array(image: np.ndarray, opts: EncodeOptions = EncodeOptions()) -> En
         idx = allocate_steps(rd, steps_for_bits(m, float(bits_for_quality(opts.quality))))
         if target_bytes is not None:
             extra = side_bytes(len(idx))
-            idx = shift_to_size(m, idx, target_bytes, lambda ix: rd.total_rate(ix) / 8 + extra)
+            idx = shift_to_size(idx, target_bytes, lambda ix: rd.total_rate(ix) / 8 + extra)
         chosen["steps"] = idx
         m.to(device)
         return [quant.step_from_index(i) for i in idx]
@@ -306,7 +305,7 @@ def encode_array(image: np.ndarray, opts: EncodeOptions = EncodeOptions()) -> En
         choose_steps(model)
     data = code_model(model, chosen["steps"], w, h)
     if target_bytes is not None and abs(len(data) - target_bytes) > 0.1 * target_bytes:
-        chosen["steps"] = shift_to_size(model, chosen["steps"], target_bytes,
+        chosen["steps"] = shift_to_size(chosen["steps"], target_bytes,
                                         lambda ix: len(code_model(model, ix, w, h)))
         data = code_model(model, chosen["steps"], w, h)
     decoded = decode_to_array(data)

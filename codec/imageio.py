@@ -127,24 +127,31 @@ def to_pil(a: np.ndarray) -> Image.Image:
 
 
 def atomic_write(path: str | os.PathLike, writer) -> None:
-    """Call ``writer(tmp_path)`` then rename onto ``path``; on failure leave ``path`` untouched."""
+    """Call ``writer(tmp_path)`` then rename onto ``path``; on failure leave ``path`` untouched.
+
+    Operating-system errors (permissions, a full disk) become one ``ImageInputError`` naming the path.
+    """
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise ImageInputError(f"{path}: directory {parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=parent)
+        os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         writer(tmp)
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+    except BaseException as exc:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        if isinstance(exc, OSError):
+            raise ImageInputError(f"{path}: cannot write ({exc.strerror or exc})") from None
         raise
 
 
@@ -153,10 +160,7 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
         with open(tmp, "wb") as f:
             f.write(data)
 
-    try:
-        atomic_write(path, w)
-    except OSError as exc:
-        raise ImageInputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    atomic_write(path, w)
 
 
 def save_format(path: str | os.PathLike) -> str:
@@ -175,10 +179,7 @@ def save_image(img: Image.Image, path: str | os.PathLike) -> None:
     if fmt == "PPM" and img.mode in ("LA", "RGBA"):
         raise ImageInputError(f"{path}: PPM cannot store alpha; use .png")
 
-    try:
-        atomic_write(path, lambda tmp: img.save(tmp, format=fmt, **kwargs))
-    except OSError as exc:
-        raise ImageInputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    atomic_write(path, lambda tmp: img.save(tmp, format=fmt, **kwargs))
 
 
 _PNG_COLOR = {1: 0, 2: 4, 3: 2, 4: 6}  # L, LA, RGB, RGBA
@@ -209,7 +210,4 @@ def write_png_bands(path: str | os.PathLike, width: int, height: int, channels: 
             f.write(_png_chunk(b"IDAT", comp.flush()))
             f.write(_png_chunk(b"IEND", b""))
 
-    try:
-        atomic_write(path, w)
-    except OSError as exc:
-        raise ImageInputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    atomic_write(path, w)

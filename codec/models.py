@@ -61,7 +61,7 @@ class ModelSpec:
         return [(o, i + 1) for o, i in self.layer_shapes()]
 
     def num_params(self) -> int:
-        return sum(o * (i + 1) for o, i in self.layer_shapes())
+        return sum(o * i for o, i in self.coded_shapes())
 
     def macs_per_pixel(self) -> int:
         """Multiply-accumulates per output pixel: linear layers plus the encoding's projection."""
