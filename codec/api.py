@@ -27,7 +27,7 @@ def encode(image, **options) -> bytes:
     """Encode ``image`` (path, PIL image or ``(H, W[, C])`` array) and return the ``.inr`` bytes.
 
     Options: ``model`` (hybrid, siren, fourier, pe, relu), ``quality`` (1..100), ``bpp`` (target rate),
-    ``steps``, ``seconds``, ``device`` (auto, cpu, cuda, mps), ``seed``, ``batch``, ``lr``, ``quiet``.
+    ``preset`` (fast, medium, slow: the hybrid's effort), ``steps``, ``seconds``, ``device`` (auto, cpu, cuda, mps), ``seed``, ``batch``, ``lr``, ``quiet``.
     """
     return encode_image(image, **options).data
 
@@ -47,7 +47,7 @@ def info(data: bytes) -> dict:
     """Everything ``inrc info`` shows: size, model, parameters, bytes, bpp, overheads, MACs."""
     p = decoder.parse(bytes(data))
     h = p.header
-    side = len(p.records) * bitstream.RECORD_SIZE
+    side = sum(len(r.to_bytes()) for r in p.records)
     return {
         "format_version": h.version,
         "width": h.width,
@@ -79,8 +79,8 @@ def export(data: bytes, path: str | os.PathLike) -> dict:
     meta = {k: str(v) for k, v in info(data).items() if k != "quant_steps"}
     config = {k: v for k, v in dataclasses.asdict(p.spec).items()}
     config["coords"] = "pixel centres, longer side spans [-1, 1] (codec.coords)"
-    if p.spec.name == "hybrid":
-        config["output"] = ("sum over levels of bilinear samples (grid_sample, align_corners=False, border) "
+    if p.spec.name in bitstream.LATENT_MODELS:
+        config["output"] = (f"sum over levels of {p.spec.kernel} samples (grid_sample, align_corners=False, border) "
                             "of latents.<level> at (x/ax, y/ay); then JFIF YCbCr -> RGB; clip to [0, 1]")
     else:
         config["output"] = "0.5 + last linear layer; clip to [0, 1]"

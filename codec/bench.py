@@ -121,9 +121,9 @@ def parse_inrc_settings(specs: list[str]) -> dict[str, dict]:
             if not eq:
                 raise OptionError(f"bad inrc setting {item!r} (use key=value)")
             k = k.strip()
-            if k not in ("model", "steps", "seconds", "batch", "lr", "seed", "device"):
+            if k not in ("model", "preset", "steps", "seconds", "batch", "lr", "seed", "device"):
                 raise OptionError(f"unknown inrc option {k!r} in --inrc-settings")
-            opts[k] = v if k in ("model", "device") else (float(v) if k in ("seconds", "lr") else int(v))
+            opts[k] = v.strip() if k in ("model", "preset", "device") else (float(v) if k in ("seconds", "lr") else int(v))
         out[f"inrc-{name.strip() or 'default'}"] = opts
     return out
 

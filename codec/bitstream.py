@@ -1,15 +1,16 @@
-"""The ``.inr`` container, format version 1 (bytes only: no torch, no numpy).
+"""The ``.inr`` container, format version 2 (bytes only: no torch, no numpy).
 
 Layout (all integers big-endian)::
 
     offset size field
     0      3    magic  b"INR"
-    3      1    version (1)
-    4      1    flags  (no flag is defined in version 1: must be 0)
+    3      1    version (2; version-1 files are still read)
+    4      1    flags  (no flag is defined: must be 0)
     5      2    width  (1..65535)
     7      2    height (1..65535)
     9      1    channels (1 = L, 2 = LA, 3 = RGB, 4 = RGBA)
-    10     1    model id (0 relu, 1 pe, 2 fourier, 3 siren, 4 hybrid)
+    10     1    model id (0 relu, 1 pe, 2 fourier, 3 siren; 5 hybrid in version 2,
+                4 the bilinear pyramid in version 1)
     11     1    hidden layers (1..MAX_LAYERS); hybrid: latent levels (1..MAX_LEVELS)
     12     2    hidden width (1..MAX_HIDDEN); hybrid: 0
     14     1    enc_a: pe -> frequencies L; fourier -> number of frequencies; else 0
@@ -19,9 +20,12 @@ Layout (all integers big-endian)::
     24     P    payload
     24+P   4    CRC-32 (zlib) of bytes [0, 24+P)
 
-The payload is one ``TensorRecord`` (5 bytes) per coded tensor, followed by the range coder's
-32-bit words (little-endian).  How many tensors there are follows from the model fields, so the
-decoder knows the payload's structure before reading it.
+The payload is one record per coded tensor, followed by the range coder's 32-bit words
+(little-endian).  How many tensors there are follows from the model fields, so the decoder knows
+the payload's structure before reading it.  MLPs and the version-1 pyramid use a 5-byte
+``TensorRecord`` (step index, Laplace ratio, code range); the hybrid uses a ``ContextRecord``
+(step index, code range, a mask of the context classes in use, one Laplace-table index per class
+in use: 7 to 35 bytes), see :mod:`codec.context`.
 """
 from __future__ import annotations
 
@@ -39,7 +43,8 @@ from .errors import (
 )
 
 MAGIC = b"INR"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 KNOWN_FLAGS = 0x00
 _FIXED = struct.Struct(">3sBBHHBBBHBBII")
 HEADER_SIZE = _FIXED.size  # 24
@@ -48,8 +53,13 @@ OVERHEAD = HEADER_SIZE + CRC_SIZE  # 28 bytes per file
 _RECORD = struct.Struct(">BHH")
 RECORD_SIZE = _RECORD.size  # 5
 
-MODEL_IDS = {"relu": 0, "pe": 1, "fourier": 2, "siren": 3, "hybrid": 4}
+MODEL_IDS = {"relu": 0, "pe": 1, "fourier": 2, "siren": 3, "pyramid": 4, "hybrid": 5}
 MODEL_NAMES = {v: k for k, v in MODEL_IDS.items()}
+# Which model ids each format version may carry.
+VERSION_MODELS = {1: (0, 1, 2, 3, 4), 2: (0, 1, 2, 3, 5)}
+LATENT_MODELS = ("pyramid", "hybrid")
+MAX_CONTEXTS = 28
+MODE_CLASSES = {0: 1, 1: 8, 2: 28}  # context mode -> classes (mirrors codec.context)
 MAX_LAYERS = 32
 MAX_LEVELS = 16
 MAX_HIDDEN = 512
@@ -58,7 +68,7 @@ MAX_PAYLOAD = 1 << 30
 
 @dataclass(frozen=True)
 class Header:
-    """The fixed 24-byte header of a version-1 file."""
+    """The fixed 24-byte header."""
 
     width: int
     height: int
@@ -79,8 +89,8 @@ class Header:
 
     def validate(self) -> None:
         """Check every field against its range; raise ``FieldRangeError`` naming the field."""
-        if self.version != VERSION:
-            raise UnsupportedVersionError(f"unsupported .inr format version {self.version} (this decoder reads {VERSION})")
+        if self.version not in READABLE_VERSIONS:
+            raise UnsupportedVersionError(_version_message(self.version))
         if self.flags & ~KNOWN_FLAGS:
             raise UnsupportedVersionError(f"unsupported .inr flags 0x{self.flags:02x}")
         checks = [
@@ -98,12 +108,14 @@ class Header:
         for name, value, lo, hi in checks:
             if not isinstance(value, int) or not lo <= value <= hi:
                 raise FieldRangeError(f"header field {name} = {value} out of range [{lo}, {hi}]")
+        if self.model not in VERSION_MODELS[self.version]:
+            raise FieldRangeError(f"header field model id = {self.model} is not defined in format version {self.version}")
         name = MODEL_NAMES[self.model]
-        if name == "hybrid":
+        if name in LATENT_MODELS:
             if self.layers > MAX_LEVELS:
                 raise FieldRangeError(f"header field levels = {self.layers} out of range [1, {MAX_LEVELS}]")
             if self.hidden or self.enc_a or self.enc_b or self.seed:
-                raise FieldRangeError("header fields hidden/enc_a/enc_b/seed must be 0 for the hybrid model")
+                raise FieldRangeError(f"header fields hidden/enc_a/enc_b/seed must be 0 for the {name} model")
             return
         if self.hidden < 1:
             raise FieldRangeError(f"header field hidden width = {self.hidden} out of range [1, {MAX_HIDDEN}]")
@@ -129,8 +141,8 @@ class Header:
             if MAGIC.startswith(data) and data:
                 raise TruncatedError(f"truncated .inr file: {len(data)} bytes, the header alone needs {HEADER_SIZE}")
             raise NotInrError("not an .inr file (bad magic bytes)")
-        if len(data) >= 4 and data[3] != VERSION:
-            raise UnsupportedVersionError(f"unsupported .inr format version {data[3]} (this decoder reads {VERSION})")
+        if len(data) >= 4 and data[3] not in READABLE_VERSIONS:
+            raise UnsupportedVersionError(_version_message(data[3]))
         if len(data) < HEADER_SIZE:
             raise TruncatedError(f"truncated .inr file: {len(data)} bytes, the header alone needs {HEADER_SIZE}")
         (_, version, flags, width, height, channels, model, layers, hidden, enc_a, enc_b, seed,
@@ -140,6 +152,11 @@ class Header:
                      version=version, flags=flags)
         header.validate()
         return header
+
+
+def _version_message(version: int) -> str:
+    return (f"unsupported .inr format version {version} "
+            f"(this decoder reads {', '.join(map(str, READABLE_VERSIONS))})")
 
 
 def pack(header: Header, payload: bytes) -> bytes:
@@ -197,6 +214,62 @@ def unpack_payload(payload: bytes, n_tensors: int) -> tuple[list[TensorRecord], 
             raise FieldRangeError(f"tensor {i}: entropy parameter {theta} out of range [1, 65535]")
         records.append(TensorRecord(step_index, theta, kmax))
     words = payload[side:]
+    if len(words) % 4:
+        raise FieldRangeError(f"coded data of {len(words)} bytes is not a whole number of 32-bit words")
+    return records, words
+
+
+@dataclass(frozen=True)
+class ContextRecord:
+    """Side information of one context-coded latent plane (the hybrid model).
+
+    ``thetas[b]`` is an index into :data:`codec.entropy.THETAS` for every context class ``b`` in
+    use, ``None`` for classes without symbols; ``mode`` is the context mode (0: one class, 1: 8
+    activity classes, 2: all 28, see :mod:`codec.context`).  Bytes: step index (1), code range (2),
+    a 32-bit word holding the class mask (bits 0-27, bit ``b`` = class ``b`` in use; no bit at or
+    beyond the mode's class count) and the mode (bits 28-29; bits 30-31 must be 0), then one byte
+    per class in use, in class order.  A plane
+    whose codes are all zero has ``kmax = 0`` and an empty mask.
+    """
+
+    step_index: int
+    mode: int
+    kmax: int
+    thetas: tuple[int | None, ...]
+
+    def to_bytes(self) -> bytes:
+        mask = sum(1 << b for b, t in enumerate(self.thetas) if t is not None)
+        return struct.pack(">BHI", self.step_index, self.kmax, mask | self.mode << MAX_CONTEXTS) + bytes(t for t in self.thetas if t is not None)
+
+
+def unpack_context_payload(payload: bytes, n_tensors: int, n_thetas: int) -> tuple[list[ContextRecord], bytes]:
+    """Split a hybrid payload into ``n_tensors`` context records and the coded words."""
+    records, pos = [], 0
+    for i in range(n_tensors):
+        if len(payload) < pos + 7:
+            raise TruncatedError(f"payload of {len(payload)} bytes too short for tensor record {i}")
+        step_index, kmax, word = struct.unpack_from(">BHI", payload, pos)
+        pos += 7
+        mode, mask = word >> MAX_CONTEXTS, word & ((1 << MAX_CONTEXTS) - 1)
+        if mode not in MODE_CLASSES:
+            raise FieldRangeError(f"tensor {i}: context mode {mode} out of range [0, {max(MODE_CLASSES)}]")
+        if mask >> MODE_CLASSES[mode]:
+            raise FieldRangeError(f"tensor {i}: context mask 0x{mask:07x} names classes beyond mode {mode}'s "
+                                  f"{MODE_CLASSES[mode]}")
+        if (kmax == 0) != (mask == 0):
+            raise FieldRangeError(f"tensor {i}: context mask 0x{mask:08x} inconsistent with code range {kmax}")
+        used = [b for b in range(MAX_CONTEXTS) if mask >> b & 1]
+        if len(payload) < pos + len(used):
+            raise TruncatedError(f"payload of {len(payload)} bytes too short for tensor record {i}")
+        thetas: list[int | None] = [None] * MAX_CONTEXTS
+        for b in used:
+            t = payload[pos]
+            pos += 1
+            if t >= n_thetas:
+                raise FieldRangeError(f"tensor {i}: Laplace table index {t} out of range [0, {n_thetas - 1}]")
+            thetas[b] = t
+        records.append(ContextRecord(step_index, mode, kmax, tuple(thetas)))
+    words = payload[pos:]
     if len(words) % 4:
         raise FieldRangeError(f"coded data of {len(words)} bytes is not a whole number of 32-bit words")
     return records, words

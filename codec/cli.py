@@ -52,18 +52,22 @@ def cli() -> None:
 @click.argument("input", type=click.Path(dir_okay=True))
 @click.option("-o", "--output", type=click.Path(), help="Output .inr file [default: INPUT with .inr].")
 @click.option("--model", type=click.Choice(["hybrid", "siren", "fourier", "pe", "relu"]), default=None,
-              help="hybrid: latent grids (analytic fill, no training yet); the others: coordinate MLPs [default: hybrid].")
+              help="hybrid: latent grids, context-coded; the others: coordinate MLPs [default: hybrid].")
+@click.option("--preset", type=click.Choice(["fast", "medium", "slow"]), default=None,
+              help="Hybrid encoder effort (about 20 s / 60 s / 5 min per 768x512 image on 2 cores) [default: medium].")
 @click.option("-q", "--quality", type=int, default=None, help="1..100: model size and bit depth [default: 75].")
 @click.option("--bpp", type=float, default=None, help="Target bits per pixel (real file size, within 10%).")
-@click.option("--steps", type=int, default=None, help="Training steps of the MLP models [default: 1000].")
-@click.option("--seconds", type=float, default=None, help="Wall-clock budget for fitting the MLP models.")
+@click.option("--steps", type=int, default=None,
+              help="MLP models: training steps [default: 1000]; hybrid: optimisation sweeps [default: per preset].")
+@click.option("--seconds", type=float, default=None,
+              help="Wall-clock budget for the encoder [hybrid default: the preset's cap].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (repeatable runs).")
 @click.option("--batch", type=int, default=None, help="Pixels per step [default: 16384 on CPU, 262144 on GPU].")
 @click.option("--lr", type=float, default=None, help="Learning rate [default: per model].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the measured figures.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def encode(input, output, model, quality, bpp, steps, seconds, device, seed, batch, lr, as_json, quiet) -> None:
+def encode(input, output, model, preset, quality, bpp, steps, seconds, device, seed, batch, lr, as_json, quiet) -> None:
     """Overfit a network to INPUT and write a compact .inr file."""
     from . import api, config, imageio
 
@@ -73,6 +77,7 @@ def encode(input, output, model, quality, bpp, steps, seconds, device, seed, bat
     if quality is not None and bpp is not None:
         raise OptionError("give --quality or --bpp, not both")
     opts = {"model": model or config.DEFAULT_MODEL, "quality": quality or config.DEFAULT_QUALITY,
+            "preset": preset or config.DEFAULT_PRESET,
                 "bpp": bpp, "steps": steps, "seconds": seconds, "device": device, "seed": seed, "batch": batch, "lr": lr,
                 "quiet": quiet}
     if quality is not None:

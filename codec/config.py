@@ -56,6 +56,32 @@ class FitConfig:
     device: str = "auto"
 
 
+@dataclass(frozen=True)
+class HybridPreset:
+    """Effort of the hybrid encoder (:func:`codec.encoder.encode_hybrid`).
+
+    ``sweeps``: rate-distortion optimisation sweeps over the latents (:mod:`codec.rdoq`; stops
+    early when a sweep changes almost nothing).  ``shapes``: step-size shapes ``(gamma, kappa)``
+    tried (the level decay and chroma factor of :class:`codec.pyramid.PyramidConfig`); the one with
+    the lowest ``D + lambda R`` on the written file is kept, so more shapes never do worse.
+    ``seconds``: the wall-clock cap that applies when ``--seconds`` is not given.
+    """
+
+    name: str
+    sweeps: int
+    shapes: tuple[tuple[float, float, float], ...]
+    seconds: float
+
+
+HYBRID_PRESETS: dict[str, HybridPreset] = {
+    "fast": HybridPreset("fast", sweeps=3, shapes=((1.0, 1.5, 1.0),), seconds=20.0),
+    "medium": HybridPreset("medium", sweeps=8, shapes=((1.0, 1.5, 1.0), (1.0, 1.5, 0.8), (1.0, 1.5, 0.64)), seconds=60.0),
+    "slow": HybridPreset("slow", sweeps=16, shapes=((1.0, 1.5, 1.0), (0.85, 1.5, 1.0), (1.0, 2.0, 1.0)), seconds=300.0),
+}
+DEFAULT_PRESET = "medium"
+RDOQ_LAMBDA = 0.25  # lambda = RDOQ_LAMBDA * Delta_0^2 (SSE in [0,1] RGB units per bit)
+
+
 # Default effort: about a minute for a 768x512 image on 2 CPU cores (measured; README).
 DEFAULT_STEPS = 1000
 CPU_BATCH = 1 << 14

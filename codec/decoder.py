@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import bitstream, color, coords, entropy, quant
+from . import bitstream, color, context, coords, entropy, quant
 from .bitstream import Header
 from .errors import FieldRangeError, LimitError, OptionError
 from .layout import spec_from_header
@@ -34,7 +34,7 @@ MAX_SIDE = 1 << 16
 class Parsed:
     header: Header
     spec: ModelSpec | PyramidSpec
-    records: list[bitstream.TensorRecord]
+    records: list[bitstream.TensorRecord] | list[bitstream.ContextRecord]
     words: bytes
 
 
@@ -47,7 +47,10 @@ def parse(data: bytes) -> Parsed:
         raise FieldRangeError(f"model of {spec.num_params()} parameters exceeds the limit of {limit}")
     if spec.macs_per_pixel() > MAX_MACS_PER_PIXEL:
         raise FieldRangeError(f"model costs {spec.macs_per_pixel()} MACs per pixel, over the limit of {MAX_MACS_PER_PIXEL}")
-    records, words = bitstream.unpack_payload(payload, len(spec.coded_shapes()))
+    if spec.name == "hybrid":
+        records, words = bitstream.unpack_context_payload(payload, len(spec.coded_shapes()), len(entropy.THETAS))
+    else:
+        records, words = bitstream.unpack_payload(payload, len(spec.coded_shapes()))
     for i, r in enumerate(records):
         if r.kmax > entropy.MAX_K:
             raise FieldRangeError(f"tensor {i}: code range {r.kmax} out of range")
@@ -58,6 +61,19 @@ def load_model(data: bytes, parsed: Parsed | None = None) -> tuple[Parsed, torch
     """Parse ``data`` (unless ``parsed`` is its :func:`parse`) and rebuild the dequantized model on CPU."""
     p = parsed if parsed is not None else parse(data)
     shapes = p.spec.coded_shapes()
+    if p.spec.name == "hybrid":
+        spec = p.spec
+        c = spec.channels
+        params = {(lv, ch): (p.records[lv * c + ch].mode, p.records[lv * c + ch].kmax, p.records[lv * c + ch].thetas)
+                  for lv in range(spec.levels) for ch in range(c)}
+        planes = context.decode_planes(p.words, spec.level_shapes(), c, params)
+        tensors = [torch.from_numpy(planes[lv][ch]).float() * quant.step_from_index(p.records[lv * c + ch].step_index)
+                   for lv in range(spec.levels) for ch in range(c)]
+        with torch.random.fork_rng(devices=[]):
+            model = build_any(spec)
+        model.load_coded_tensors(tensors)
+        model.eval()
+        return p, model
     specs = [(o * i, r.theta, r.kmax) for (o, i), r in zip(shapes, p.records)]
     codes = entropy.decode(p.words, specs)
     tensors = [quant.dequantize(c, quant.step_from_index(r.step_index), s)

@@ -15,13 +15,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import bitstream, color, coords, entropy, pyramid, quant
+from . import bitstream, color, context, coords, entropy, pyramid, quant, rdoq
 from .bitstream import TensorRecord
 from .config import (
     DEFAULT_MODEL,
+    DEFAULT_PRESET,
     DEFAULT_QUALITY,
     DEFAULT_STEPS,
     FAMILIES,
+    HYBRID_PRESETS,
+    RDOQ_LAMBDA,
     FitConfig,
     bits_for_quality,
     check_quality,
@@ -31,7 +34,7 @@ from .config import (
 from .errors import LimitError, OptionError
 from .fit import fit, pick_device
 from .layout import header_for
-from .models import MODELS, CoordMLP, LatentPyramid, PyramidSpec, build
+from .models import MODELS, CoordMLP, PyramidSpec, build
 
 BITS_PER_PARAM_GUESS = 6.5
 RD_SAMPLE = 1 << 15
@@ -42,6 +45,7 @@ MIN_BPP, MAX_BPP = 0.01, 64.0
 class EncodeOptions:
     model: str = DEFAULT_MODEL
     quality: int = DEFAULT_QUALITY
+    preset: str = DEFAULT_PRESET
     bpp: float | None = None
     steps: int | None = None
     seconds: float | None = None
@@ -55,6 +59,8 @@ class EncodeOptions:
         if self.model not in MODELS:
             raise OptionError(f"unknown model {self.model!r}; choose from {', '.join(MODELS)}")
         check_quality(self.quality)
+        if self.preset not in HYBRID_PRESETS:
+            raise OptionError(f"unknown preset {self.preset!r}; choose from {', '.join(HYBRID_PRESETS)}")
         if self.bpp is not None and not (MIN_BPP <= self.bpp <= MAX_BPP):
             raise OptionError(f"bpp target must be in [{MIN_BPP}, {MAX_BPP}], got {self.bpp}")
         if self.steps is not None and not (1 <= self.steps <= 10_000_000):
@@ -102,7 +108,7 @@ def steps_for_bits(model: CoordMLP, bits: float) -> list[int]:
     return [quant.step_index_for_bits(t, bits) for t in model.coded_tensors()]
 
 
-def code_model(model: CoordMLP | LatentPyramid, step_idx: list[int], width: int, height: int) -> bytes:
+def code_model(model: CoordMLP, step_idx: list[int], width: int, height: int) -> bytes:
     """Quantize, entropy-code and pack ``model``: the complete ``.inr`` file."""
     codes = [quant.quantize(t, quant.step_from_index(i)) for t, i in zip(model.coded_tensors(), step_idx)]
     params, words = entropy.encode(codes)
@@ -114,53 +120,119 @@ def code_model(model: CoordMLP | LatentPyramid, step_idx: list[int], width: int,
 def hybrid_delta0(quality: int) -> float:
     """Finest-level luma step of the hybrid model: ``0.6 * 2^(-(q - 45) / 15)``.
 
-    q=75 gives 0.15 (kodim23: ~0.45 bpp), q=95 0.06 (~1.4 bpp), q=40 0.76 (~0.08 bpp)."""
+    q=75 gives 0.15, q=95 0.06, q=40 0.76 (kodim23: ~0.34, ~1.1, ~0.08 bpp)."""
     return 0.6 * 2.0 ** (-(quality - 45) / 15.0)
 
 
-def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> EncodeResult:
-    """The hybrid model's analytic encoder: closed-loop latent pyramid (:mod:`codec.pyramid`).
+def code_hybrid(spec: PyramidSpec, codes: list[list[np.ndarray]], step_idx: list[int]) -> bytes:
+    """Context-code the latent planes and pack the complete ``.inr`` file."""
+    params, words = context.encode_planes(codes)
+    records = []
+    for lv in range(spec.levels):
+        for ch in range(spec.channels):
+            mode, kmax, thetas = params[(lv, ch)]
+            records.append(bitstream.ContextRecord(step_idx[lv * spec.channels + ch], mode, kmax, tuple(thetas)))
+    payload = b"".join(r.to_bytes() for r in records) + words
+    return bitstream.pack(header_for(spec, spec.width, spec.height), payload)
 
-    No network is trained yet, so ``steps``/``seconds`` do not apply; rate control bisects the
-    step size on the estimated size, then checks the written size.
+
+@dataclass
+class _Candidate:
+    data: bytes
+    sse: float
+    shape: tuple[float, float, float]
+    delta0: float
+    sweeps: int
+
+
+def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> EncodeResult:
+    """The hybrid model's encoder: analytic fill, then rate-distortion optimisation of the latents.
+
+    1. Fill the latent pyramid closed-loop from the image (:func:`codec.pyramid.fill`) with steps
+       ``Delta_{l,c} = Delta_0 2^(-gamma l) (kappa if chroma)``.
+    2. Run RDOQ sweeps (:mod:`codec.rdoq`) with ``lambda = RDOQ_LAMBDA * Delta_0^2``.
+    3. For every step shape of the preset, keep the file with the lowest ``SSE + lambda * bits``
+       (bits of the written file).
+    ``--bpp``: ``Delta_0`` is bisected on the analytic fill's coded size, then corrected by a
+    secant step on the real size after optimisation.  ``--seconds`` (or the preset's cap) bounds
+    the whole run: sweeps and shapes stop when the time is up.
     """
     from .decoder import MAX_LATENTS, decode_to_array
 
     h, w, c = image.shape
+    preset = HYBRID_PRESETS[opts.preset]
+    deadline = t_start + (opts.seconds if opts.seconds is not None else preset.seconds)
+    sweeps = opts.steps if opts.steps is not None else preset.sweeps
     spec = PyramidSpec(pyramid.levels_for(w, h), c, w, h)
     if spec.num_params() > MAX_LATENTS:
         raise LimitError(f"image of {w}x{h} pixels is too large for the hybrid model "
                          f"({spec.num_params()} latent values, limit {MAX_LATENTS}); use an MLP model")
-    side = side_bytes(len(spec.coded_shapes()))
+    target = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
 
-    def build_at(delta0: float) -> tuple[LatentPyramid, list[int]]:
-        cfg = pyramid.PyramidConfig(delta0=delta0)
+    def start(delta0: float, shape: tuple[float, float, float]) -> tuple[list[int], list[list[np.ndarray]]]:
+        cfg = pyramid.PyramidConfig(delta0=delta0 * shape[2], gamma=shape[0], kappa=shape[1])
         idx = pyramid.step_indices(spec, cfg)
-        return pyramid.fill(image, spec, idx, cfg.deadzone), idx
+        return idx, pyramid.codes_of(pyramid.fill(image, spec, idx, cfg.deadzone), idx)
 
-    def estimate(model: LatentPyramid, idx: list[int]) -> float:
-        return side + sum(entropy.choose_theta(quant.quantize(t, quant.step_from_index(i)))[2]
-                          for t, i in zip(model.coded_tensors(), idx)) / 8
+    def run(delta0: float, shape: tuple[float, float, float], lam: float) -> _Candidate:
+        idx, codes = start(delta0, shape)
+        res = rdoq.optimise(image, spec, idx, codes, lam, sweeps, deadline)
+        data = code_hybrid(spec, res.codes, idx)
+        y = rdoq.reconstruct(res.codes, [quant.step_from_index(i) for i in idx],
+                             [rdoq.LevelSampler(h, w, s, spec.kernel) for s in spec.level_shapes()], (c, h, w))
+        rgb = torch.einsum("ij,jhw->ihw", rdoq.colour_matrix(c), y - rdoq.colour_centre(c)[:, None, None])
+        sse = float(((color.quantize_uint8(rgb) - target) ** 2).sum())
+        return _Candidate(data, sse, shape, delta0, res.sweeps)
 
     if opts.bpp is None:
-        model, idx = build_at(hybrid_delta0(opts.quality))
+        delta0 = hybrid_delta0(opts.quality)
     else:
-        target = opts.bpp * w * h / 8.0
+        target_bytes = opts.bpp * w * h / 8.0
+
+        def analytic_size(d0: float) -> float:
+            idx, codes = start(d0, preset.shapes[0])
+            return len(code_hybrid(spec, codes, idx))
+
         lo, hi = math.log(1e-4), math.log(8.0)  # size decreases as the step grows
-        best = None
-        for _ in range(24):
+        for _ in range(14):
             mid = 0.5 * (lo + hi)
-            model, idx = build_at(math.exp(mid))
-            size = estimate(model, idx)
-            if best is None or abs(size - target) < best[0]:
-                best = (abs(size - target), mid)
-            lo, hi = (mid, hi) if size > target else (lo, mid)
-        model, idx = build_at(math.exp(best[1]))
-    data = code_model(model, idx, w, h)
+            lo, hi = (mid, hi) if analytic_size(math.exp(mid)) > target_bytes else (lo, mid)
+        delta0 = math.exp(0.5 * (lo + hi))
+    lam = RDOQ_LAMBDA * delta0 * delta0
+    best = run(delta0, preset.shapes[0], lam)
+    if opts.bpp is not None:
+        # Secant correction on the real size: log(size) is close to linear in log(Delta_0).
+        prev = None
+        for _ in range(3):
+            err = math.log(len(best.data) / target_bytes)
+            if abs(err) < math.log(1.04) or time.perf_counter() > deadline:
+                break
+            slope = -1.3 if prev is None else (
+                (math.log(len(best.data)) - math.log(len(prev.data))) / (math.log(best.delta0) - math.log(prev.delta0))
+                if best.delta0 != prev.delta0 else -1.3)
+            slope = min(-0.3, max(-4.0, slope))
+            prev, d0 = best, best.delta0 * math.exp(-err / slope)
+            cand = run(d0, preset.shapes[0], RDOQ_LAMBDA * d0 * d0)
+            if abs(math.log(len(cand.data) / target_bytes)) < abs(err):
+                best = cand
+            else:
+                break
+        delta0, lam = best.delta0, RDOQ_LAMBDA * best.delta0 ** 2
+    for shape in preset.shapes[1:]:
+        if time.perf_counter() > deadline:
+            break
+        cand = run(delta0, shape, lam)
+        if opts.bpp is not None and abs(len(cand.data) / target_bytes - 1) > 0.1:
+            continue
+        if cand.sse + lam * 8 * len(cand.data) < best.sse + lam * 8 * len(best.data):
+            best = cand
+    data = best.data
     psnr = _psnr_vs_source(decode_to_array(data), image)
     return EncodeResult(data=data, width=w, height=h, channels=c, model="hybrid", device="cpu",
-                        seconds=time.perf_counter() - t_start, steps=0, psnr=psnr, params=spec.num_params(),
-                        stats={"levels": spec.levels, "step_indices": idx})
+                        seconds=time.perf_counter() - t_start, steps=best.sweeps, psnr=psnr,
+                        params=spec.num_params(),
+                        stats={"levels": spec.levels, "preset": opts.preset, "step_shape": list(best.shape),
+                               "delta0": round(best.delta0, 6)})
 
 
 def side_bytes(n_tensors: int) -> int:

@@ -14,6 +14,8 @@ tens of per cent.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .errors import FormatError
@@ -21,7 +23,7 @@ from .errors import FormatError
 MAX_K = 0xFFFF
 # Candidate ratios: t = 65536 * (1 - 2^(-j/8)), dense near 1 (wide distributions), and
 # t = 65536 * 2^(-j/4), dense near 0 (almost-all-zero tensors, where P(0) must approach 1).
-_THETAS = np.unique(np.clip(np.round(np.concatenate([
+THETAS = np.unique(np.clip(np.round(np.concatenate([
     65536 * (1 - 2.0 ** (-np.arange(1, 160) / 8)),
     65536 * 2.0 ** (-np.arange(4, 65) / 4),
 ])), 1, 65535).astype(np.int64))
@@ -34,6 +36,11 @@ def geometric_table(theta: int, kmax: int) -> np.ndarray:
     half[0] = 1.0
     half = np.cumprod(half)
     return np.concatenate([half[:0:-1], half])
+
+
+def model(theta: int, kmax: int):
+    """The constriction model of ratio ``theta`` on ``-kmax..kmax`` (symbols offset by ``kmax``)."""
+    return _model(theta, kmax)
 
 
 def _model(theta: int, kmax: int):
@@ -50,13 +57,36 @@ def code_length_bits(hist: np.ndarray, theta: int) -> float:
     return float(-(hist * np.log2(p)).sum())
 
 
+@functools.lru_cache(maxsize=64)
+def _neg_log2_tables(kmax: int) -> np.ndarray:
+    """``-log2 P_theta(q)`` for every candidate ratio (rows) and ``q = -K..K`` (columns), as in
+    :func:`code_length_bits` (encoder side only: it picks a table index, the decoder never uses it)."""
+    r = (THETAS / 65536.0)[:, None]
+    p = r ** np.abs(np.arange(-kmax, kmax + 1))[None, :]
+    p = np.maximum(p / p.sum(axis=1, keepdims=True), 2.0**-24)
+    return -np.log2(p)
+
+
+def choose_theta_index(hist: np.ndarray) -> tuple[int, float]:
+    """Index into :data:`THETAS` with the shortest code for a histogram over ``-K..K``, and its length."""
+    bits = _neg_log2_tables((len(hist) - 1) // 2) @ hist
+    k = int(np.argmin(bits))
+    return k, float(bits[k])
+
+
+def bits_per_value(theta: int) -> tuple[float, float]:
+    """``(a, b)`` with ``-log2 P(q) ~= a |q| + b`` under ratio ``theta`` (unbounded support)."""
+    r = min(theta / 65536.0, 1.0 - 2.0**-20)
+    return -np.log2(r), float(np.log2((1.0 + r) / (1.0 - r)))
+
+
 def choose_theta(codes: np.ndarray) -> tuple[int, int, float]:
     """Best ``(theta, kmax, bits)`` for one tensor's codes, by code length."""
     kmax = int(np.abs(codes).max()) if codes.size else 0
     if kmax == 0:
         return 1, 0, 0.0
     hist = np.bincount(codes + kmax, minlength=2 * kmax + 1).astype(np.float64)
-    best = min((code_length_bits(hist, int(t)), int(t)) for t in _THETAS)
+    best = min((code_length_bits(hist, int(t)), int(t)) for t in THETAS)
     return best[1], kmax, best[0]
 
 

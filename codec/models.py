@@ -18,6 +18,7 @@ layer with one unit per channel.  Outputs are centred on 0.5 (``f(v) = 0.5 + W_o
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -27,7 +28,7 @@ from . import rng
 from .color import ycbcr_to_rgb
 from .coords import extent
 
-MODELS = ("relu", "pe", "fourier", "siren", "hybrid")
+MODELS = ("relu", "pe", "fourier", "siren", "hybrid")  # "pyramid" (format-1 hybrid) is decoded only
 MLP_MODELS = MODELS[:4]
 
 
@@ -156,11 +157,17 @@ def build(spec: ModelSpec) -> CoordMLP:
     return CoordMLP(spec)
 
 
+PYRAMID_KERNELS = {"pyramid": "bilinear", "hybrid": "bicubic"}
+_TAPS = {"bilinear": 2, "bicubic": 4}
+
+
 @dataclass(frozen=True)
 class PyramidSpec:
-    """Structure of the latent-grid model: ``levels`` grids of ``channels`` planes each.
+    """Structure of the latent-grid models: ``levels`` grids of ``channels`` planes each.
 
-    Level ``l`` holds ``ceil(H / 2^l) x ceil(W / 2^l)`` values per channel.
+    Level ``l`` holds ``ceil(H / 2^l) x ceil(W / 2^l)`` values per channel.  ``name`` is
+    ``"hybrid"`` (bicubic sampling, context-coded latents) or ``"pyramid"`` (format-1 files:
+    bilinear sampling, one Laplace per plane; still decoded, no longer written).
     """
 
     levels: int
@@ -168,6 +175,10 @@ class PyramidSpec:
     width: int
     height: int
     name: str = "hybrid"
+
+    @property
+    def kernel(self) -> str:
+        return PYRAMID_KERNELS[self.name]
 
     def level_shapes(self) -> list[tuple[int, int]]:
         return [(-(-self.height // (1 << lv)), -(-self.width // (1 << lv))) for lv in range(self.levels)]
@@ -180,23 +191,66 @@ class PyramidSpec:
         return sum(h * w for h, w in self.coded_shapes())
 
     def macs_per_pixel(self) -> int:
-        """Bilinear sampling (4 MACs per value) of every level and channel, plus the colour transform."""
-        return 4 * self.levels * self.channels + (9 if self.channels >= 3 else 0)
+        """Sampling (``taps^2`` MACs per value: 4 bilinear, 16 bicubic) of every level and channel,
+        plus the colour transform."""
+        return _TAPS[self.kernel] ** 2 * self.levels * self.channels + (9 if self.channels >= 3 else 0)
+
+
+def _cubic(t: float, a: float = -0.75) -> float:
+    """Keys' cubic convolution kernel with ``a = -0.75`` (the one ``grid_sample`` uses)."""
+    t = abs(t)
+    if t <= 1.0:
+        return ((a + 2.0) * t - (a + 3.0)) * t * t + 1.0
+    if t < 2.0:
+        return ((a * t - 5.0 * a) * t + 8.0 * a) * t - 4.0 * a
+    return 0.0
+
+
+def sampling_matrix(n_out: int, n_in: int, kernel: str) -> torch.Tensor:
+    """Sparse ``(n_out, n_in)`` matrix ``S`` with ``sample(g) = S_y g S_x^T`` on a native-size grid.
+
+    Row ``p`` holds the weights with which :meth:`LatentPyramid.sample_level` mixes the ``n_in``
+    cells of one axis at output pixel ``p``: the cell coordinate is ``u = (p + 0.5) n_in / n_out - 0.5``
+    (``align_corners=False``); bilinear clamps ``u`` to the grid, bicubic clamps each of its four
+    taps (``padding_mode="border"``).  Used by the encoder's optimiser (:mod:`codec.rdoq`); a unit
+    test checks it against ``grid_sample``.
+    """
+    rows, cols, vals = [], [], []
+    for p in range(n_out):
+        u = (p + 0.5) * n_in / n_out - 0.5
+        if kernel == "bilinear":
+            u = min(max(u, 0.0), n_in - 1.0)
+            i0 = math.floor(u)
+            taps = [(i0, 1.0 - (u - i0)), (min(i0 + 1, n_in - 1), u - i0)]
+        else:
+            f = math.floor(u)
+            taps = [(min(max(k, 0), n_in - 1), _cubic(u - k)) for k in range(f - 1, f + 3)]
+        for k, wgt in taps:
+            rows.append(p)
+            cols.append(k)
+            vals.append(wgt)
+    m = torch.sparse_coo_tensor(torch.tensor([rows, cols]), torch.tensor(vals, dtype=torch.float64),
+                                (n_out, n_in), check_invariants=True).coalesce()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return m.to(torch.float32).to_sparse_csr()
 
 
 class LatentPyramid(nn.Module):
     """Multi-resolution latent grids sampled at continuous coordinates (the Cool-chic / C3 idea).
 
-    ``f(v) = T(sum_l bilinear(G_l, v))``: every level ``G_l`` is sampled bilinearly at the continuous
+    ``f(v) = T(sum_l sample(G_l, v))``: every level ``G_l`` is interpolated at the continuous
     position ``v`` (``grid_sample``, ``align_corners=False``: grid values sit at cell centres, the grid
-    spans the image's domain, borders are clamped), the samples are summed, and ``T`` maps YCbCr to
-    RGB (JFIF; alpha passes through).  Because sampling is continuous, any output size is possible.
+    spans the image's domain, borders are clamped; bicubic for ``hybrid``, bilinear for the
+    format-1 ``pyramid``), the samples are summed, and ``T`` maps YCbCr to RGB (JFIF; alpha passes
+    through).  Because sampling is continuous, any output size is possible.
     Ladune et al., "COOL-CHIC" (ICCV 2023); Kim et al., "C3" (CVPR 2024).
     """
 
     def __init__(self, spec: PyramidSpec) -> None:
         super().__init__()
         self.spec = spec
+        self.mode = spec.kernel
         ax, ay = extent(spec.width, spec.height)
         self.register_buffer("inv_extent", torch.tensor([1.0 / ax, 1.0 / ay]))
         self.latents = nn.ParameterList(
@@ -204,7 +258,7 @@ class LatentPyramid(nn.Module):
 
     def sample_level(self, level: int, uv: torch.Tensor) -> torch.Tensor:
         """Level ``level`` at normalised positions ``uv`` in [-1, 1]^2, shape ``(P, channels)``."""
-        g = torch.nn.functional.grid_sample(self.latents[level][None], uv.view(1, 1, -1, 2), mode="bilinear",
+        g = torch.nn.functional.grid_sample(self.latents[level][None], uv.view(1, 1, -1, 2), mode=self.mode,
                                             padding_mode="border", align_corners=False)
         return g[0, :, 0, :].T
 

@@ -1,7 +1,9 @@
-"""A committed version-1 file must keep decoding to the committed pixels.
+"""Committed files must keep decoding to the committed pixels.
 
-Regenerate (only when the format version changes on purpose) with
-``INRC_REGEN_GOLDEN=1 python -m pytest tests/test_golden.py``.
+``golden_v2*`` are written by the current encoder; regenerate them (only when the format changes
+on purpose) with ``INRC_REGEN_GOLDEN=1 python -m pytest tests/test_golden.py``.  ``golden_v1*`` were
+written by inrc 0.1.0 (format version 1) and are never regenerated: they prove old files still decode
+(the version-1 hybrid is reported as model ``pyramid``).
 """
 from __future__ import annotations
 
@@ -18,9 +20,11 @@ import codec
 
 DATA = Path(__file__).parent / "data"
 REGEN = os.environ.get("INRC_REGEN_GOLDEN") == "1"
-# name -> encode options; golden_v1.* (fourier) predates the hybrid model and is kept as it was.
-CASES = {"golden_v1": {"model": "fourier", "steps": 120, "quality": 60, "seed": 3},
-         "golden_v1_hybrid": {"model": "hybrid", "quality": 70}}
+# name -> encode options (current format); legacy name -> (format version, model name).
+CASES = {"golden_v2": {"model": "fourier", "steps": 120, "quality": 60, "seed": 3},
+         "golden_v2_hybrid": {"model": "hybrid", "quality": 70, "preset": "fast"}}
+LEGACY = {"golden_v1": (1, "fourier"), "golden_v1_hybrid": (1, "pyramid")}
+ALL = {**{k: (2, v["model"]) for k, v in CASES.items()}, **LEGACY}
 
 
 def _paths(name: str) -> tuple[Path, Path, Path]:
@@ -38,7 +42,7 @@ def test_regenerate_golden(name):
     info.write_text(json.dumps(codec.info(data), indent=1) + "\n")
 
 
-@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("name", ALL)
 def test_golden_file_decodes_to_committed_pixels(name):
     inr, png, _ = _paths(name)
     expected = np.asarray(Image.open(png))
@@ -49,13 +53,13 @@ def test_golden_file_decodes_to_committed_pixels(name):
     assert diff.max() <= 1 and (diff > 0).mean() < 0.01
 
 
-@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("name", ALL)
 def test_golden_file_info_is_stable(name):
     inr, _, info = _paths(name)
     assert codec.info(inr.read_bytes()) == json.loads(info.read_text())
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_golden_file_is_format_version_1(name):
+@pytest.mark.parametrize("name", ALL)
+def test_golden_file_has_its_format_version(name):
     h = codec.read_header(_paths(name)[0].read_bytes())
-    assert h.version == 1 and h.model_name == CASES[name]["model"]
+    assert (h.version, h.model_name) == ALL[name]

@@ -95,14 +95,23 @@ def test_huge_model_rejected_before_allocation():
     h = bitstream.Header(width=10, height=10, channels=3, model=0, layers=32, hidden=512, payload_len=0)
     with pytest.raises(FieldRangeError, match="parameters exceeds"):
         codec.decode(_with_crc(h.to_bytes()))
-    # a 200-byte hybrid file may not declare a 65535 x 65535 latent pyramid
-    h = bitstream.Header(width=65535, height=65535, channels=4, model=4, layers=16, hidden=0, payload_len=0)
-    with pytest.raises(FieldRangeError, match="parameters exceeds"):
-        codec.decode(_with_crc(h.to_bytes()))
+    # a 200-byte hybrid file may not declare a 65535 x 65535 latent pyramid (either format version)
+    for version, model in ((2, 5), (1, 4)):
+        h = bitstream.Header(width=65535, height=65535, channels=4, model=model, layers=16, hidden=0,
+                             payload_len=0, version=version)
+        with pytest.raises(FieldRangeError, match="parameters exceeds"):
+            codec.decode(_with_crc(h.to_bytes()))
+
+
+def test_model_ids_belong_to_their_format_version():
+    with pytest.raises(FieldRangeError, match="not defined in format version 2"):
+        bitstream.Header(width=10, height=10, channels=3, model=4, layers=2, hidden=0).to_bytes()
+    with pytest.raises(FieldRangeError, match="not defined in format version 1"):
+        bitstream.Header(width=10, height=10, channels=3, model=5, layers=2, hidden=0, version=1).to_bytes()
 
 
 def test_hybrid_header_fields_must_be_zero():
-    h = bitstream.Header(width=10, height=10, channels=3, model=4, layers=2, hidden=0).to_bytes()
+    h = bitstream.Header(width=10, height=10, channels=3, model=5, layers=2, hidden=0).to_bytes()
     bad = h[:12] + b"\x00\x05" + h[14:]
     with pytest.raises(FieldRangeError, match="hybrid"):
         codec.read_header(bad)
@@ -116,7 +125,7 @@ _fields = st.fixed_dictionaries({
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(fields=_fields, payload=st.binary(max_size=300), version=st.sampled_from([1, 1, 1, 0, 2]),
+@given(fields=_fields, payload=st.binary(max_size=300), version=st.sampled_from([1, 2, 2, 0, 3]),
        flags=st.sampled_from([0, 0, 0, 1, 0x80]))
 def test_fuzz_headers_with_valid_crc(fields, payload, version, flags):
     body = struct.pack(">3sBBHHBBBHBBII", b"INR", version, flags, fields["width"], fields["height"],
