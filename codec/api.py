@@ -4,18 +4,23 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from . import bitstream, decoder, imageio
 from .bitstream import Header
-from .encoder import EncodeOptions, EncodeResult, encode_array
 from .errors import OptionError
+
+if TYPE_CHECKING:
+    from .encoder import EncodeResult
 
 
 def encode_image(image, **options) -> EncodeResult:
     """Encode a path, PIL image or array; return the bytes with the measured figures."""
+    from .encoder import EncodeOptions, encode_array
+
     try:
         opts = EncodeOptions(**options)
     except TypeError as exc:

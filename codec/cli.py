@@ -103,7 +103,7 @@ def decode(input, output, size, scale, max_pixels, device, as_json) -> None:
     """Render an .inr file to an image, at native size or any other."""
     import time
 
-    from . import decoder, fit, imageio
+    from . import decoder, imageio
 
     t0 = time.perf_counter()
     output = output or str(Path(input).with_suffix(".png"))
@@ -116,9 +116,7 @@ def decode(input, output, size, scale, max_pixels, device, as_json) -> None:
     limit = max_pixels if max_pixels is not None else decoder.DEFAULT_MAX_PIXELS
     p = decoder.parse(data)
     ow, oh = decoder.resolve_size(p.header.width, p.header.height, size, scale, limit)
-    dev = fit.pick_device(device)
-    _, model = decoder.load_model(data, p)
-    bands = decoder.render_bands(model, p.header, ow, oh, dev)
+    bands = decoder.Renderer(data, p, device).bands(ow, oh)
     if imageio.save_format(output) == "PNG":  # streamed: memory stays bounded at any size
         imageio.write_png_bands(output, ow, oh, p.header.channels, bands)
     else:

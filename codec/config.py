@@ -73,10 +73,13 @@ class HybridPreset:
     seconds: float
 
 
+_MEDIUM_SHAPES = ((1.0, 1.5, 1.0), (1.0, 1.5, 0.8), (0.85, 1.5, 1.0), (1.0, 2.0, 1.0))
 HYBRID_PRESETS: dict[str, HybridPreset] = {
-    "fast": HybridPreset("fast", sweeps=3, shapes=((1.0, 1.5, 1.0),), seconds=20.0),
-    "medium": HybridPreset("medium", sweeps=8, shapes=((1.0, 1.5, 1.0), (1.0, 1.5, 0.8), (1.0, 1.5, 0.64)), seconds=60.0),
-    "slow": HybridPreset("slow", sweeps=16, shapes=((1.0, 1.5, 1.0), (0.85, 1.5, 1.0), (1.0, 2.0, 1.0)), seconds=300.0),
+    "fast": HybridPreset("fast", sweeps=4, shapes=_MEDIUM_SHAPES[:1], seconds=20.0),
+    "medium": HybridPreset("medium", sweeps=8, shapes=_MEDIUM_SHAPES, seconds=60.0),
+    "slow": HybridPreset("slow", sweeps=16, shapes=_MEDIUM_SHAPES + (
+        (1.0, 1.5, 0.64), (1.15, 1.5, 1.0), (0.85, 1.5, 0.8), (1.0, 1.25, 1.0), (1.0, 2.0, 0.8), (0.7, 1.5, 1.0)),
+        seconds=300.0),
 }
 DEFAULT_PRESET = "medium"
 RDOQ_LAMBDA = 0.25  # lambda = RDOQ_LAMBDA * Delta_0^2 (SSE in [0,1] RGB units per bit)

@@ -12,15 +12,19 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from . import bitstream, color, context, coords, entropy, quant
+if TYPE_CHECKING:
+    import torch
+
+from . import bitstream, color, context, entropy, quant
 from .bitstream import Header
 from .errors import FieldRangeError, LimitError, OptionError
 from .layout import spec_from_header
-from .models import ModelSpec, PyramidSpec, build_any
+from .specs import ModelSpec, PyramidSpec
+from .synthesis import LatentRenderer
 
 MAX_PARAMS = 1 << 20  # MLP weights
 MAX_LATENTS = 1 << 25  # hybrid latent values (at most ~8 Mpixel images)
@@ -57,32 +61,67 @@ def parse(data: bytes) -> Parsed:
     return Parsed(header, spec, records, words)
 
 
+def latent_planes(p: Parsed) -> list[np.ndarray]:
+    """Entropy-decode a latent model's planes: per level, float32 ``(channels, h_l, w_l)`` of ``q * Delta``."""
+    spec, c = p.spec, p.spec.channels
+    rec = [[p.records[lv * c + ch] for ch in range(c)] for lv in range(spec.levels)]
+    if spec.name == "hybrid":
+        params = {(lv, ch): (r.mode, r.kmax, r.thetas) for lv in range(spec.levels) for ch, r in enumerate(rec[lv])}
+        codes = context.decode_planes(p.words, spec.level_shapes(), c, params)
+    else:
+        flat = entropy.decode(p.words, [(h * w, r.theta, r.kmax) for (h, w), r in zip(spec.coded_shapes(), p.records)])
+        codes = [[flat[lv * c + ch].reshape(spec.level_shapes()[lv]) for ch in range(c)] for lv in range(spec.levels)]
+    return [np.stack([codes[lv][ch].astype(np.float32) * np.float32(quant.step_from_index(rec[lv][ch].step_index))
+                      for ch in range(c)]) for lv in range(spec.levels)]
+
+
 def load_model(data: bytes, parsed: Parsed | None = None) -> tuple[Parsed, torch.nn.Module]:
-    """Parse ``data`` (unless ``parsed`` is its :func:`parse`) and rebuild the dequantized model on CPU."""
+    """Parse ``data`` (unless ``parsed`` is its :func:`parse`) and rebuild the dequantized model on CPU
+    as a torch module (for export and the MLP renderer)."""
+    import torch
+
+    from .models import build_any
+
     p = parsed if parsed is not None else parse(data)
-    shapes = p.spec.coded_shapes()
-    if p.spec.name == "hybrid":
-        spec = p.spec
-        c = spec.channels
-        params = {(lv, ch): (p.records[lv * c + ch].mode, p.records[lv * c + ch].kmax, p.records[lv * c + ch].thetas)
-                  for lv in range(spec.levels) for ch in range(c)}
-        planes = context.decode_planes(p.words, spec.level_shapes(), c, params)
-        tensors = [torch.from_numpy(planes[lv][ch]).float() * quant.step_from_index(p.records[lv * c + ch].step_index)
-                   for lv in range(spec.levels) for ch in range(c)]
-        with torch.random.fork_rng(devices=[]):
-            model = build_any(spec)
-        model.load_coded_tensors(tensors)
-        model.eval()
-        return p, model
-    specs = [(o * i, r.theta, r.kmax) for (o, i), r in zip(shapes, p.records)]
-    codes = entropy.decode(p.words, specs)
-    tensors = [quant.dequantize(c, quant.step_from_index(r.step_index), s)
-               for c, r, s in zip(codes, p.records, shapes)]
+    if isinstance(p.spec, PyramidSpec):
+        tensors = [torch.from_numpy(g[ch]) for g in latent_planes(p) for ch in range(p.spec.channels)]
+    else:
+        specs = [(o * i, r.theta, r.kmax) for (o, i), r in zip(p.spec.coded_shapes(), p.records)]
+        codes = entropy.decode(p.words, specs)
+        tensors = [quant.dequantize(c, quant.step_from_index(r.step_index), s)
+                   for c, r, s in zip(codes, p.records, p.spec.coded_shapes())]
     with torch.random.fork_rng(devices=[]):
         model = build_any(p.spec)
     model.load_coded_tensors(tensors)
     model.eval()
     return p, model
+
+
+class Renderer:
+    """Renders a decoded file band by band: numpy for the latent models, torch for the MLPs."""
+
+    def __init__(self, data: bytes, parsed: Parsed | None = None, device: str = "cpu") -> None:
+        self.parsed = parsed if parsed is not None else parse(data)
+        self.header = self.parsed.header
+        if isinstance(self.parsed.spec, PyramidSpec):
+            self.latent: LatentRenderer | None = LatentRenderer(latent_planes(self.parsed), self.parsed.spec.kernel)
+            self.model = None
+        else:
+            from .fit import pick_device
+
+            self.latent = None
+            self.device = pick_device(device)
+            _, self.model = load_model(data, self.parsed)
+
+    def bands(self, ow: int, oh: int) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(first_row, uint8 rows)`` bands of an ``ow x oh`` rendering."""
+        if self.latent is None:
+            yield from render_bands(self.model, self.header, ow, oh, self.device)
+            return
+        rows = max(1, TILE_PIXELS // ow)
+        for r0 in range(0, oh, rows):
+            r1 = min(oh, r0 + rows)
+            yield r0, color.to_uint8(self.latent.rows(r0, r1, ow, oh))
 
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*(?:[xX]\s*(\d+))?\s*$")
@@ -127,7 +166,11 @@ def resolve_size(width: int, height: int, size: str | int | None = None, scale: 
 
 def render_bands(model: torch.nn.Module, header: Header, ow: int, oh: int,
                  device: torch.device | str = "cpu") -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(first_row, uint8 rows)`` bands of an ``ow x oh`` rendering."""
+    """Yield ``(first_row, uint8 rows)`` bands of an ``ow x oh`` rendering by a torch model."""
+    import torch
+
+    from . import coords
+
     rows = max(1, TILE_PIXELS // ow)
     model = model.to(device)
     with torch.inference_mode():
@@ -155,5 +198,4 @@ def decode_to_array(data: bytes, size: str | int | None = None, scale: float | N
     """Decode to a ``uint8 (H, W, C)`` array."""
     p = parse(data)
     ow, oh = resolve_size(p.header.width, p.header.height, size, scale, max_pixels)
-    _, model = load_model(data, p)
-    return render(model, p.header, ow, oh, device)
+    return assemble(Renderer(data, p, device).bands(ow, oh), ow, oh, p.header.channels)

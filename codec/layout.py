@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from . import bitstream
 from .bitstream import Header
-from .models import ModelSpec, PyramidSpec
+from .specs import ModelSpec, PyramidSpec
 
 
 def header_for(spec: ModelSpec | PyramidSpec, width: int, height: int) -> Header:

@@ -19,57 +19,16 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
 from . import rng
 from .color import ycbcr_to_rgb
 from .coords import extent
-
-MODELS = ("relu", "pe", "fourier", "siren", "hybrid")  # "pyramid" (format-1 hybrid) is decoded only
-MLP_MODELS = MODELS[:4]
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Everything needed to rebuild a model's structure (all small integers)."""
-
-    name: str
-    layers: int
-    hidden: int
-    channels: int = 3
-    enc_a: int = 0  # pe: L; fourier: number of frequencies m
-    enc_b: int = 0  # fourier: 4 * sigma; siren: w0
-    seed: int = 0  # fourier: seed of B
-
-    @property
-    def in_features(self) -> int:
-        if self.name == "pe":
-            return 2 + 4 * self.enc_a
-        if self.name == "fourier":
-            return 2 * self.enc_a
-        return 2
-
-    def layer_shapes(self) -> list[tuple[int, int]]:
-        """``(out, in)`` of every linear layer, input to output."""
-        dims = [self.in_features] + [self.hidden] * self.layers + [self.channels]
-        return [(dims[i + 1], dims[i]) for i in range(len(dims) - 1)]
-
-    def coded_shapes(self) -> list[tuple[int, int]]:
-        """Shapes of the coded tensors ``[W | b]``, input to output."""
-        return [(o, i + 1) for o, i in self.layer_shapes()]
-
-    def num_params(self) -> int:
-        return sum(o * i for o, i in self.coded_shapes())
-
-    def macs_per_pixel(self) -> int:
-        """Multiply-accumulates per output pixel: linear layers plus the encoding's projection."""
-        macs = sum(o * i for o, i in self.layer_shapes())
-        if self.name == "fourier":
-            macs += 2 * self.enc_a
-        return macs
+from .specs import MLP_MODELS, MODELS, ModelSpec, PyramidSpec  # noqa: F401 - re-exported
+from .synthesis import kernel_taps
 
 
 class PositionalEncoding(nn.Module):
@@ -157,79 +116,12 @@ def build(spec: ModelSpec) -> CoordMLP:
     return CoordMLP(spec)
 
 
-PYRAMID_KERNELS = {"pyramid": "bilinear", "hybrid": "bicubic"}
-_TAPS = {"bilinear": 2, "bicubic": 4}
-
-
-@dataclass(frozen=True)
-class PyramidSpec:
-    """Structure of the latent-grid models: ``levels`` grids of ``channels`` planes each.
-
-    Level ``l`` holds ``ceil(H / 2^l) x ceil(W / 2^l)`` values per channel.  ``name`` is
-    ``"hybrid"`` (bicubic sampling, context-coded latents) or ``"pyramid"`` (format-1 files:
-    bilinear sampling, one Laplace per plane; still decoded, no longer written).
-    """
-
-    levels: int
-    channels: int
-    width: int
-    height: int
-    name: str = "hybrid"
-
-    @property
-    def kernel(self) -> str:
-        return PYRAMID_KERNELS[self.name]
-
-    def level_shapes(self) -> list[tuple[int, int]]:
-        return [(-(-self.height // (1 << lv)), -(-self.width // (1 << lv))) for lv in range(self.levels)]
-
-    def coded_shapes(self) -> list[tuple[int, int]]:
-        """One coded tensor per (level, channel), level-major, finest level first."""
-        return [s for s in self.level_shapes() for _ in range(self.channels)]
-
-    def num_params(self) -> int:
-        return sum(h * w for h, w in self.coded_shapes())
-
-    def macs_per_pixel(self) -> int:
-        """Sampling (``taps^2`` MACs per value: 4 bilinear, 16 bicubic) of every level and channel,
-        plus the colour transform."""
-        return _TAPS[self.kernel] ** 2 * self.levels * self.channels + (9 if self.channels >= 3 else 0)
-
-
-def _cubic(t: float, a: float = -0.75) -> float:
-    """Keys' cubic convolution kernel with ``a = -0.75`` (the one ``grid_sample`` uses)."""
-    t = abs(t)
-    if t <= 1.0:
-        return ((a + 2.0) * t - (a + 3.0)) * t * t + 1.0
-    if t < 2.0:
-        return ((a * t - 5.0 * a) * t + 8.0 * a) * t - 4.0 * a
-    return 0.0
-
-
 def sampling_matrix(n_out: int, n_in: int, kernel: str) -> torch.Tensor:
-    """Sparse ``(n_out, n_in)`` matrix ``S`` with ``sample(g) = S_y g S_x^T`` on a native-size grid.
-
-    Row ``p`` holds the weights with which :meth:`LatentPyramid.sample_level` mixes the ``n_in``
-    cells of one axis at output pixel ``p``: the cell coordinate is ``u = (p + 0.5) n_in / n_out - 0.5``
-    (``align_corners=False``); bilinear clamps ``u`` to the grid, bicubic clamps each of its four
-    taps (``padding_mode="border"``).  Used by the encoder's optimiser (:mod:`codec.rdoq`); a unit
-    test checks it against ``grid_sample``.
-    """
-    rows, cols, vals = [], [], []
-    for p in range(n_out):
-        u = (p + 0.5) * n_in / n_out - 0.5
-        if kernel == "bilinear":
-            u = min(max(u, 0.0), n_in - 1.0)
-            i0 = math.floor(u)
-            taps = [(i0, 1.0 - (u - i0)), (min(i0 + 1, n_in - 1), u - i0)]
-        else:
-            f = math.floor(u)
-            taps = [(min(max(k, 0), n_in - 1), _cubic(u - k)) for k in range(f - 1, f + 3)]
-        for k, wgt in taps:
-            rows.append(p)
-            cols.append(k)
-            vals.append(wgt)
-    m = torch.sparse_coo_tensor(torch.tensor([rows, cols]), torch.tensor(vals, dtype=torch.float64),
+    """Sparse CSR ``(n_out, n_in)`` matrix ``S`` with ``sample(g) = S_y g S_x^T`` on a regular grid
+    (the taps of :func:`codec.synthesis.kernel_taps`; used by the encoder's optimiser, :mod:`codec.rdoq`)."""
+    idx, w = kernel_taps(n_out, n_in, kernel)
+    rows = np.repeat(np.arange(n_out), idx.shape[1])
+    m = torch.sparse_coo_tensor(torch.from_numpy(np.stack([rows, idx.reshape(-1)])), torch.from_numpy(w.reshape(-1)),
                                 (n_out, n_in), check_invariants=True).coalesce()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")

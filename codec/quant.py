@@ -13,9 +13,12 @@ forward ``q * Delta``, backward identity.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 N_STEPS = 256
 
@@ -49,6 +52,8 @@ def step_index_for_bits(w: torch.Tensor, bits: float) -> int:
 
 def quantize(w: torch.Tensor, step: float) -> np.ndarray:
     """Integer codes ``round(w / step)`` as ``int64`` numpy array (flattened)."""
+    import torch
+
     return torch.round(w.detach().double() / step).to(torch.int64).reshape(-1).cpu().numpy()
 
 
@@ -56,9 +61,13 @@ def dequantize(codes: np.ndarray, step: float, shape: tuple[int, ...]) -> torch.
     """``codes * step`` as a float32 tensor of ``shape``.
 
     Exact in float32: steps have a 5-bit mantissa and codes at most 17 bits (|q| <= 65535)."""
+    import torch
+
     return torch.from_numpy(codes.astype(np.float32) * np.float32(step)).reshape(shape)
 
 
 def fake_quant(w: torch.Tensor, step: float) -> torch.Tensor:
     """Straight-through quantization: value ``round(w/step)*step``, gradient of identity."""
+    import torch
+
     return w + (torch.round(w / step) * step - w).detach()

@@ -43,14 +43,14 @@ def colour_matrix(channels: int) -> torch.Tensor:
     """``M`` with ``rgb = M (ycc - centre)`` for the first three channels, identity elsewhere."""
     m = torch.eye(channels)
     if channels >= 3:
-        m[:3, :3] = color._YCC2RGB
+        m[:3, :3] = torch.from_numpy(color.YCC2RGB)
     return m
 
 
 def colour_centre(channels: int) -> torch.Tensor:
     c = torch.zeros(channels)
     if channels >= 3:
-        c[:3] = color._CENTRE
+        c[:3] = torch.from_numpy(color.CENTRE)
     return c
 
 

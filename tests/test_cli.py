@@ -54,6 +54,8 @@ def test_encode_decode_info_export_json(tmp_path, img_path, capsys):
     (["encode", "{img}", "--quality", "5", "--bpp", "1"], 2, "not both"),
     (["encode", "{img}", "--steps", "-3"], 2, "steps"),
     (["encode", "{img}", "--model", "gan"], 2, "gan"),
+    (["encode", "{img}", "--preset", "turbo"], 2, "turbo"),
+    (["encode", "{img}", "--seconds", "0"], 2, "seconds"),
     (["encode", "{img}", "--device", "tpu"], 2, "tpu"),
     (["encode", "{img}", "--bogus"], 2, "bogus"),
     (["decode", "{img}", "-o", "{d}/x.png"], 1, "not an .inr file"),
