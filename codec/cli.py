@@ -170,7 +170,7 @@ def export(input, output) -> None:
 @click.option("--codecs", default="inrc,jpeg,webp,jpeg2000,avif", show_default=True,
               help="Comma-separated codecs to run.")
 @click.option("--inrc-settings", "inrc_settings", multiple=True,
-              help="inrc curve: NAME or NAME:key=value,... (model, steps, seconds, batch, lr, seed, device); repeatable [default: default].")
+              help="inrc curve: NAME or NAME:key=value,... (model, preset, steps, seconds, batch, lr, seed, device); repeatable [default: default].")
 @click.option("--inrc-qualities", default=",".join(str(q) for q in (40, 60, 75, 90)), show_default=True,
               help="The inrc rate points (--quality values).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="bench-output", show_default=True)
