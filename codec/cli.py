@@ -135,14 +135,15 @@ def info(input, as_json) -> None:
     from . import api
 
     d = api.info(_read_inr(input))
+    latent = d["model"] in ("hybrid", "pyramid")
     lines = [
         f"file            {input}",
         f"format version  {d['format_version']}",
         f"image           {d['width']}x{d['height']}, {d['channels']} channel(s)",
-        (f"model           hybrid: {d['layers']} latent levels" if d["model"] == "hybrid" else
+        (f"model           {d['model']}: {d['layers']} latent levels" if latent else
          f"model           {d['model']}: {d['layers']} hidden layers x {d['hidden']}"
          + (f", enc {d['enc_a']}/{d['enc_b']}" if d["enc_a"] or d["enc_b"] else "")),
-        f"{'latent values' if d['model'] == 'hybrid' else 'parameters':16s}{d['params']}",
+        f"{'latent values' if latent else 'parameters':16s}{d['params']}",
         f"size            {d['bytes']} bytes, {d['bpp']:.4f} bpp",
         f"  header+CRC    {d['header_bytes']} bytes",
         f"  side info     {d['side_info_bytes']} bytes",

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,6 +91,12 @@ def test_decode_size_errors_and_no_partial_output(tmp_path, img_path, capsys):
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".part")]
     c, _, _ = run(capsys, "decode", inr, "-o", out)
     assert c == 0 and Image.open(out).size == (64, 48)  # replaced only on success
+
+
+def test_info_names_latent_levels_of_a_version_1_file(capsys):
+    v1 = Path(__file__).parent / "data" / "golden_v1_hybrid.inr"
+    code, out, _ = run(capsys, "info", v1)
+    assert code == 0 and "pyramid: 4 latent levels" in out and "latent values" in out
 
 
 def test_console_script_in_subprocess(tmp_path):
