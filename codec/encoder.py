@@ -338,6 +338,7 @@ def encode_array(image: np.ndarray, opts: EncodeOptions = EncodeOptions()) -> En
     opts.validate()
     t_start = time.perf_counter()
     if opts.model == "hybrid":
+        pick_device(opts.device)  # an unavailable --device is an error even though the hybrid runs on the CPU
         return encode_hybrid(image, opts, t_start)
     h, w, c = image.shape
     device = pick_device(opts.device)

@@ -93,6 +93,13 @@ def test_decode_size_errors_and_no_partial_output(tmp_path, img_path, capsys):
     assert c == 0 and Image.open(out).size == (64, 48)  # replaced only on success
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_unavailable_device_is_a_usage_error_for_every_model(tmp_path, img_path, capsys):
+    for model in ("hybrid", "siren"):
+        c, _, err = run(capsys, "encode", img_path, "-o", tmp_path / "x.inr", "--model", model, "--device", "cuda")
+        assert c == 2 and "CUDA is not available" in err and not (tmp_path / "x.inr").exists()
+
+
 def test_info_names_latent_levels_of_a_version_1_file(capsys):
     v1 = Path(__file__).parent / "data" / "golden_v1_hybrid.inr"
     code, out, _ = run(capsys, "info", v1)
