@@ -168,6 +168,7 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
         raise LimitError(f"image of {w}x{h} pixels is too large for the hybrid model "
                          f"({spec.num_params()} latent values, limit {MAX_LATENTS}); use an MLP model")
     target = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    samplers = rdoq.samplers_for(spec)
 
     def start(delta0: float, shape: tuple[float, float, float]) -> tuple[list[int], list[list[np.ndarray]]]:
         cfg = pyramid.PyramidConfig(delta0=delta0 * shape[2], gamma=shape[0], kappa=shape[1])
@@ -176,10 +177,9 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
 
     def run(delta0: float, shape: tuple[float, float, float], lam: float) -> _Candidate:
         idx, codes = start(delta0, shape)
-        res = rdoq.optimise(image, spec, idx, codes, lam, sweeps, deadline)
+        res = rdoq.optimise(image, spec, idx, codes, lam, sweeps, deadline, samplers)
         data = code_hybrid(spec, res.codes, idx)
-        y = rdoq.reconstruct(res.codes, [quant.step_from_index(i) for i in idx],
-                             [rdoq.LevelSampler(h, w, s, spec.kernel) for s in spec.level_shapes()], (c, h, w))
+        y = rdoq.reconstruct(res.codes, [quant.step_from_index(i) for i in idx], samplers, (c, h, w))
         rgb = torch.einsum("ij,jhw->ihw", rdoq.colour_matrix(c), y - rdoq.colour_centre(c)[:, None, None])
         sse = float(((color.quantize_uint8(rgb) - target) ** 2).sum())
         return _Candidate(data, sse, shape, delta0, res.sweeps)

@@ -65,17 +65,6 @@ def codes_of(model: LatentPyramid, idx: list[int]) -> list[list[np.ndarray]]:
              for ch in range(c)] for lv in range(model.spec.levels)]
 
 
-def from_codes(spec: PyramidSpec, codes: list[list[np.ndarray]], idx: list[int]) -> LatentPyramid:
-    """The model whose latents are ``codes * step``."""
-    model = LatentPyramid(spec)
-    c = spec.channels
-    with torch.no_grad():
-        for lv in range(spec.levels):
-            for ch in range(c):
-                model.latents[lv][ch] = torch.from_numpy(codes[lv][ch]).float() * quant.step_from_index(idx[lv * c + ch])
-    return model
-
-
 def fill(image: np.ndarray, spec: PyramidSpec, idx: list[int], deadzone: float) -> LatentPyramid:
     """Closed-loop fill of a :class:`LatentPyramid` (values are ``q * Delta``, exactly as decoded)."""
     h, w, c = image.shape

@@ -88,15 +88,22 @@ def reconstruct(codes: list[list[np.ndarray]], steps: list[float], samplers: lis
     return y
 
 
+def samplers_for(spec: PyramidSpec) -> list[LevelSampler]:
+    """One :class:`LevelSampler` per level of ``spec`` at its native size (they depend on ``spec`` only)."""
+    return [LevelSampler(spec.height, spec.width, s, spec.kernel) for s in spec.level_shapes()]
+
+
 def optimise(image: np.ndarray, spec: PyramidSpec, step_idx: list[int], codes: list[list[np.ndarray]],
-             lam: float, sweeps: int, deadline: float | None = None) -> RdoqResult:
+             lam: float, sweeps: int, deadline: float | None = None,
+             samplers: list[LevelSampler] | None = None) -> RdoqResult:
     """Run up to ``sweeps`` ICM sweeps on ``codes`` (``codes[level][channel]``), minimising
     ``SSE(RGB in [0,1]) + lam * bits``; stop early at ``deadline`` (``time.perf_counter()``) or when
-    a sweep changes fewer than 0.05 % of the values."""
+    a sweep changes fewer than 0.05 % of the values.  ``samplers``: :func:`samplers_for` ``(spec)``,
+    if the caller already has them."""
     h, w, c = image.shape
     codes = [[np.array(p, dtype=np.int64) for p in lv] for lv in codes]
     steps = [quant.step_from_index(i) for i in step_idx]
-    samplers = [LevelSampler(h, w, s, spec.kernel) for s in spec.level_shapes()]
+    samplers = samplers if samplers is not None else samplers_for(spec)
     m = colour_matrix(c)
     mtm = torch.diagonal(m.T @ m)
     centre = colour_centre(c)[:, None, None]
@@ -126,7 +133,7 @@ def optimise(image: np.ndarray, spec: PyramidSpec, step_idx: list[int], codes: l
                     if qs.numel() == 0:
                         continue
                     err = torch.einsum("ij,jhw->ihw", m, y - centre) - target
-                    grad = smp.adjoint(torch.einsum("ij,ihw->jhw", m, err)[ch])[sub] * step
+                    grad = smp.adjoint(torch.einsum("i,ihw->hw", m[:, ch], err))[sub] * step
                     hs, as_ = hdiag[sub], a[sub]
                     best_dj = torch.zeros_like(qs)
                     best_d = torch.zeros_like(qs)

@@ -156,7 +156,7 @@ def test_rdoq_reconstruction_matches_decoder(cat):
     """The optimiser's model of the decoder (sampling matrices, colour matrix) is the decoder."""
     image, spec, idx, codes = _filled(cat, 0.05)
     h, w, c = image.shape
-    samplers = [rdoq.LevelSampler(h, w, s, spec.kernel) for s in spec.level_shapes()]
+    samplers = rdoq.samplers_for(spec)
     y = rdoq.reconstruct(codes, [quant.step_from_index(i) for i in idx], samplers, (c, h, w))
     rgb = torch.einsum("ij,jhw->ihw", rdoq.colour_matrix(c), y - rdoq.colour_centre(c)[:, None, None])
     ours = decoder.color.to_uint8(rgb.permute(1, 2, 0))
