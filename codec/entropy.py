@@ -40,10 +40,6 @@ def geometric_table(theta: int, kmax: int) -> np.ndarray:
 
 def model(theta: int, kmax: int):
     """The constriction model of ratio ``theta`` on ``-kmax..kmax`` (symbols offset by ``kmax``)."""
-    return _model(theta, kmax)
-
-
-def _model(theta: int, kmax: int):
     import constriction
 
     return constriction.stream.model.Categorical(geometric_table(theta, kmax), perfect=False)
@@ -61,8 +57,7 @@ def code_length_bits(hist: np.ndarray, theta: int) -> float:
 def _neg_log2_tables(kmax: int) -> np.ndarray:
     """``-log2 P_theta(q)`` for every candidate ratio (rows) and ``q = -K..K`` (columns), as in
     :func:`code_length_bits` (encoder side only: it picks a table index, the decoder never uses it)."""
-    r = (THETAS / 65536.0)[:, None]
-    p = r ** np.abs(np.arange(-kmax, kmax + 1))[None, :]
+    p = np.stack([geometric_table(int(t), kmax) for t in THETAS])
     p = np.maximum(p / p.sum(axis=1, keepdims=True), 2.0**-24)
     return -np.log2(p)
 
@@ -86,8 +81,8 @@ def choose_theta(codes: np.ndarray) -> tuple[int, int, float]:
     if kmax == 0:
         return 1, 0, 0.0
     hist = np.bincount(codes + kmax, minlength=2 * kmax + 1).astype(np.float64)
-    best = min((code_length_bits(hist, int(t)), int(t)) for t in THETAS)
-    return best[1], kmax, best[0]
+    k, bits = choose_theta_index(hist)
+    return int(THETAS[k]), kmax, bits
 
 
 def encode(tensors: list[np.ndarray]) -> tuple[list[tuple[int, int]], bytes]:
@@ -103,7 +98,7 @@ def encode(tensors: list[np.ndarray]) -> tuple[list[tuple[int, int]], bytes]:
             raise FormatError(f"quantized values up to {kmax} exceed the format's limit {MAX_K}")
         params.append((theta, kmax))
         if kmax > 0:
-            enc.encode((codes + kmax).astype(np.int32), _model(theta, kmax))
+            enc.encode((codes + kmax).astype(np.int32), model(theta, kmax))
     return params, enc.get_compressed().astype("<u4").tobytes()
 
 
@@ -122,7 +117,7 @@ def decode(words: bytes, specs: list[tuple[int, int, int]]) -> list[np.ndarray]:
             if kmax == 0:
                 out.append(np.zeros(count, dtype=np.int32))
                 continue
-            sym = dec.decode(_model(theta, kmax), count)
+            sym = dec.decode(model(theta, kmax), count)
             out.append(sym.astype(np.int32) - np.int32(kmax))
     except Exception as exc:  # noqa: BLE001 - constriction raises plain exceptions on bad data
         raise FormatError(f"corrupt coded data: {exc}") from None
