@@ -89,15 +89,23 @@ def full_classes(base: np.ndarray, plane: np.ndarray) -> np.ndarray:
     return np.where(anc, base, other)
 
 
-def plane_classes(codes: list[list[np.ndarray]], level: int, channel: int, mode: int = FULL) -> np.ndarray:
-    """Classes of plane ``(level, channel)`` under context ``mode``, given all planes ``codes[level][channel]``."""
-    plane = codes[level][channel]
-    if mode == SINGLE:
-        return np.zeros(plane.shape, dtype=np.int64)
+def plane_base(codes: list[list[np.ndarray]], level: int, channel: int) -> np.ndarray:
+    """:func:`anchor_classes` of plane ``(level, channel)`` from its parent and luma planes in ``codes``."""
     parent = codes[level + 1][channel] if level + 1 < len(codes) else None
     luma = codes[level][0] if channel > 0 else None
-    base = anchor_classes(plane.shape, parent, luma)
+    return anchor_classes(codes[level][channel].shape, parent, luma)
+
+
+def mode_classes(base: np.ndarray, plane: np.ndarray, mode: int) -> np.ndarray:
+    """Classes of a plane under context ``mode``, given its :func:`plane_base`."""
+    if mode == SINGLE:
+        return np.zeros(plane.shape, dtype=np.int64)
     return base if mode == ACTIVITY else full_classes(base, plane)
+
+
+def plane_classes(codes: list[list[np.ndarray]], level: int, channel: int, mode: int = FULL) -> np.ndarray:
+    """Classes of plane ``(level, channel)`` under context ``mode``, given all planes ``codes[level][channel]``."""
+    return mode_classes(plane_base(codes, level, channel), codes[level][channel], mode)
 
 
 def fit_thetas(x: np.ndarray, cls: np.ndarray, kmax: int) -> tuple[list[int | None], float]:
@@ -127,8 +135,9 @@ def encode_planes(codes: list[list[np.ndarray]]) -> tuple[dict[tuple[int, int], 
         if kmax > entropy.MAX_K:
             raise FormatError(f"quantized values up to {kmax} exceed the format's limit {entropy.MAX_K}")
         best = None
+        base = plane_base(codes, lv, c)
         for mode in (SINGLE, ACTIVITY, FULL) if kmax else (SINGLE,):
-            cls = plane_classes(codes, lv, c, mode)
+            cls = mode_classes(base, x, mode)
             thetas, bits = fit_thetas(x, cls, kmax)
             cost = bits + 8 * sum(t is not None for t in thetas)
             if best is None or cost < best[0]:
@@ -157,12 +166,9 @@ def decode_planes(words: bytes, shapes: list[tuple[int, int]], channels: int,
             if kmax == 0:
                 continue
             plane = codes[lv][c]
-            if mode == FULL:
-                parent = codes[lv + 1][c] if lv + 1 < levels else None
-                base = anchor_classes(plane.shape, parent, codes[lv][0] if c > 0 else None)
-                cls = np.where(anchors(plane.shape), base, -1)
-            else:
-                cls = plane_classes(codes, lv, c, mode)
+            base = plane_base(codes, lv, c)
+            # in FULL mode only the anchors' classes are known until the anchors are decoded
+            cls = np.where(anchors(plane.shape), base, -1) if mode == FULL else mode_classes(base, plane, mode)
             for b in range(MODE_CLASSES[mode]):
                 if mode == FULL and b == N_ANCHOR:  # anchors done: the other values' classes are now known
                     cls = full_classes(base, plane)
