@@ -132,10 +132,10 @@ def decode(input, output, size, scale, max_pixels, device, as_json) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def info(input, as_json) -> None:
     """Show what an .inr file holds."""
-    from . import api
+    from . import api, bitstream
 
     d = api.info(_read_inr(input))
-    latent = d["model"] in ("hybrid", "pyramid")
+    latent = d["model"] in bitstream.LATENT_MODELS
     lines = [
         f"file            {input}",
         f"format version  {d['format_version']}",
