@@ -52,7 +52,7 @@ def info(data: bytes) -> dict:
     """Everything ``inrc info`` shows: size, model, parameters, bytes, bpp, overheads, MACs."""
     p = decoder.parse(bytes(data))
     h = p.header
-    side = sum(len(r.to_bytes()) for r in p.records)
+    side = h.payload_len - len(p.words)
     return {
         "format_version": h.version,
         "width": h.width,

@@ -1,15 +1,15 @@
-"""The ``.inr`` container, format version 2 (bytes only: no torch, no numpy).
+"""The ``.inr`` container, format version 3 (bytes only: no torch, no numpy).
 
 Layout (all integers big-endian)::
 
     offset size field
     0      3    magic  b"INR"
-    3      1    version (2; version-1 files are still read)
+    3      1    version (3; versions 1 and 2 are still read)
     4      1    flags  (no flag is defined: must be 0)
     5      2    width  (1..65535)
     7      2    height (1..65535)
     9      1    channels (1 = L, 2 = LA, 3 = RGB, 4 = RGBA)
-    10     1    model id (0 relu, 1 pe, 2 fourier, 3 siren; 5 hybrid in version 2,
+    10     1    model id (0 relu, 1 pe, 2 fourier, 3 siren; 5 hybrid in versions 2 and 3,
                 4 the bilinear pyramid in version 1)
     11     1    hidden layers (1..MAX_LAYERS); hybrid: latent levels (1..MAX_LEVELS)
     12     2    hidden width (1..MAX_HIDDEN); hybrid: 0
@@ -23,9 +23,10 @@ Layout (all integers big-endian)::
 The payload is one record per coded tensor, followed by the range coder's 32-bit words
 (little-endian).  How many tensors there are follows from the model fields, so the decoder knows
 the payload's structure before reading it.  MLPs and the version-1 pyramid use a 5-byte
-``TensorRecord`` (step index, Laplace ratio, code range); the hybrid uses a ``ContextRecord``
-(step index, code range, a mask of the context classes in use, one Laplace-table index per class
-in use: 7 to 35 bytes), see :mod:`codec.context`.
+``TensorRecord`` (step index, Laplace ratio, code range); the hybrid's ``ContextRecord``
+(code range, step index, context mode, prediction weight, two Laplace-table indices per class in use)
+are one Exp-Golomb bit string in version 3 (:func:`pack_context_side`), byte records in version 2;
+see :mod:`codec.context`.
 """
 from __future__ import annotations
 
@@ -43,8 +44,8 @@ from .errors import (
 )
 
 MAGIC = b"INR"
-VERSION = 2
-READABLE_VERSIONS = (1, 2)
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 KNOWN_FLAGS = 0x00
 _FIXED = struct.Struct(">3sBBHHBBBHBBII")
 HEADER_SIZE = _FIXED.size  # 24
@@ -56,7 +57,7 @@ RECORD_SIZE = _RECORD.size  # 5
 MODEL_IDS = {"relu": 0, "pe": 1, "fourier": 2, "siren": 3, "pyramid": 4, "hybrid": 5}
 MODEL_NAMES = {v: k for k, v in MODEL_IDS.items()}
 # Which model ids each format version may carry.
-VERSION_MODELS = {1: (0, 1, 2, 3, 4), 2: (0, 1, 2, 3, 5)}
+VERSION_MODELS = {1: (0, 1, 2, 3, 4), 2: (0, 1, 2, 3, 5), 3: (0, 1, 2, 3, 5)}
 LATENT_MODELS = ("pyramid", "hybrid")
 MAX_CONTEXTS = 28
 MODE_CLASSES = {0: 1, 1: 8, 2: 28}  # context mode -> classes (mirrors codec.context)
@@ -219,31 +220,196 @@ def unpack_payload(payload: bytes, n_tensors: int) -> tuple[list[TensorRecord], 
     return records, words
 
 
+class BitWriter:
+    """MSB-first bit packing with Exp-Golomb codes (as in H.264's ``ue(v)``/``se(v)`` syntax)."""
+
+    def __init__(self) -> None:
+        self._bits: list[int] = []
+
+    def bits(self, value: int, n: int) -> None:
+        self._bits.extend((value >> (n - 1 - i)) & 1 for i in range(n))
+
+    def ue(self, value: int, k: int = 0) -> None:
+        """Exp-Golomb of order ``k`` of ``value >= 0``: ``m`` zeros, then ``value + 2^k`` in ``m + k + 1`` bits."""
+        v = value + (1 << k)
+        self.bits(0, v.bit_length() - 1 - k)
+        self.bits(v, v.bit_length())
+
+    def se(self, value: int) -> None:
+        """Signed Exp-Golomb (order 0): 0, 1, -1, 2, -2, ... map to 0, 1, 2, 3, 4, ..."""
+        self.ue(2 * value - 1 if value > 0 else -2 * value)
+
+    def to_bytes(self) -> bytes:
+        """The bits so far, zero-padded to whole bytes."""
+        b = self._bits + [0] * (-len(self._bits) % 8)
+        return bytes(int("".join(map(str, b[i : i + 8])), 2) for i in range(0, len(b), 8))
+
+
+class BitReader:
+    """Inverse of :class:`BitWriter`; every read past the end raises ``TruncatedError``."""
+
+    MAX_PREFIX = 24  # longest Exp-Golomb prefix accepted (values below 2^25)
+
+    def __init__(self, data: bytes, what: str) -> None:
+        self._data, self._pos, self._what = data, 0, what
+
+    def bits(self, n: int) -> int:
+        if self._pos + n > 8 * len(self._data):
+            raise TruncatedError(f"payload of {len(self._data)} bytes too short for the {self._what}")
+        v = 0
+        for i in range(self._pos, self._pos + n):
+            v = v << 1 | (self._data[i >> 3] >> (7 - (i & 7))) & 1
+        self._pos += n
+        return v
+
+    def ue(self, k: int = 0) -> int:
+        zeros = 0
+        while self.bits(1) == 0:
+            zeros += 1
+            if zeros > self.MAX_PREFIX:
+                raise FieldRangeError(f"{self._what}: Exp-Golomb code longer than {self.MAX_PREFIX} bits")
+        return ((1 << zeros | self.bits(zeros)) << k | self.bits(k)) - (1 << k)
+
+    def se(self) -> int:
+        u = self.ue()
+        return (u + 1) // 2 if u % 2 else -(u // 2)
+
+    def byte_align(self) -> int:
+        """Skip to the next byte boundary (the skipped bits must be 0); return the byte offset."""
+        pad = -self._pos % 8
+        if self.bits(pad):
+            raise FieldRangeError(f"{self._what}: non-zero padding bits")
+        return self._pos // 8
+
+
+def ue_bits(value: int, k: int = 0) -> int:
+    """Length of :meth:`BitWriter.ue`."""
+    return 2 * (value + (1 << k)).bit_length() - 1 - k
+
+
+def se_bits(value: int) -> int:
+    """Length of :meth:`BitWriter.se`."""
+    return ue_bits(2 * value - 1 if value > 0 else -2 * value)
+
+
+K_ORDER = 1  # Exp-Golomb order of a plane's code range K
+WEIGHT_BITS = 4  # mirrors codec.context.WEIGHT_BITS
+FIRST_THETA = 100  # predicted ratio index of the very first class (THETAS[100] ~ 0.9)
+
+
 @dataclass(frozen=True)
 class ContextRecord:
     """Side information of one context-coded latent plane (the hybrid model).
 
-    ``thetas[b]`` is an index into :data:`codec.entropy.THETAS` for every context class ``b`` in
-    use, ``None`` for classes without symbols; ``mode`` is the context mode (0: one class, 1: 8
-    activity classes, 2: all 28, see :mod:`codec.context`).  Bytes: step index (1), code range (2),
-    a 32-bit word holding the class mask (bits 0-27, bit ``b`` = class ``b`` in use; no bit at or
-    beyond the mode's class count) and the mode (bits 28-29; bits 30-31 must be 0), then one byte
-    per class in use, in class order.  A plane
-    whose codes are all zero has ``kmax = 0`` and an empty mask.
+    ``dists[b]`` is ``(rho, theta)``, two indices into :data:`codec.entropy.THETAS` (the zero ratio
+    and the tail ratio of :func:`codec.entropy.two_ratio_table`) for every context class ``b`` in use,
+    ``None`` for classes without values; ``mode`` is the context mode (0: one class, 1: 8 activity
+    classes, 2: all 28, see :mod:`codec.context`).  A plane whose codes are all zero has
+    ``kmax = 0``, mode 0, no distribution and (in version 3) step index 0.
+
+    Version 3 codes the records as one bit string (:func:`pack_context_side`); version 2 used
+    7 to 35 bytes per record and one ratio per class (``rho = theta``), still read by
+    :func:`unpack_context_payload`.
     """
 
     step_index: int
     mode: int
     kmax: int
-    thetas: tuple[int | None, ...]
+    dists: tuple[tuple[int, int] | None, ...]
+    weight: int = 0  # mode 2 (version 3): non-anchor prediction weight, 0..15 eighths of the mean
 
-    def to_bytes(self) -> bytes:
-        mask = sum(1 << b for b, t in enumerate(self.thetas) if t is not None)
-        return struct.pack(">BHI", self.step_index, self.kmax, mask | self.mode << MAX_CONTEXTS) + bytes(t for t in self.thetas if t is not None)
+
+def pack_context_side(records: list[ContextRecord]) -> bytes:
+    """Version-3 side information of the hybrid's planes, given in *coding order*::
+
+        ue_1(K)                                   Exp-Golomb of order 1
+        if K > 0:
+            se(step index - previous plane's)     (0 before the first coded plane)
+            u(2) mode                             0, 1 or 2
+            if mode 2: u(4) weight                non-anchor prediction (codec.context.predict)
+            for each class b of the mode:
+                u(1) in use
+                if in use: se(theta - predicted theta), se(rho - theta)
+
+    The predicted theta is the previous class's in the same plane; for a plane's first class it is
+    the first class's of the previous coded plane (``FIRST_THETA`` at the start).  Zero bits pad the
+    string to whole bytes.  Ratios of neighbouring classes and planes are close, so this costs
+    about half of version 2's byte-aligned records.
+    """
+    w = BitWriter()
+    prev_step, prev_first = 0, FIRST_THETA
+    for r in records:
+        w.ue(r.kmax, K_ORDER)
+        if r.kmax == 0:
+            continue
+        if r.mode not in MODE_CLASSES or not 0 <= r.weight < 1 << WEIGHT_BITS:
+            raise FormatError(f"invalid context record {r}")
+        w.se(r.step_index - prev_step)
+        prev_step = r.step_index
+        w.bits(r.mode, 2)
+        if r.mode == 2:
+            w.bits(r.weight, WEIGHT_BITS)
+        pred, first = prev_first, None
+        for d in r.dists[: MODE_CLASSES[r.mode]]:
+            w.bits(d is not None, 1)
+            if d is not None:
+                rho, theta = d
+                w.se(theta - pred)
+                w.se(rho - theta)
+                pred = theta
+                first = theta if first is None else first
+        prev_first = first
+    return w.to_bytes()
+
+
+def unpack_context_side(payload: bytes, order: list[int], n_thetas: int) -> tuple[list[ContextRecord], bytes]:
+    """Inverse of :func:`pack_context_side` for a version-3 payload: the records, indexed by tensor
+    (``order[n]`` is the tensor of the ``n``-th plane in coding order), and the coded words."""
+    rd = BitReader(payload, "hybrid side information")
+    records: list[ContextRecord | None] = [None] * len(order)
+    prev_step, prev_first = 0, FIRST_THETA
+    none = (None,) * MAX_CONTEXTS
+    for i in order:
+        kmax = rd.ue(K_ORDER)
+        if kmax > 0xFFFF:
+            raise FieldRangeError(f"tensor {i}: code range {kmax} out of range [0, 65535]")
+        if kmax == 0:
+            records[i] = ContextRecord(0, 0, 0, none)
+            continue
+        step = prev_step + rd.se()
+        if not 0 <= step <= 0xFF:
+            raise FieldRangeError(f"tensor {i}: step index {step} out of range [0, 255]")
+        prev_step = step
+        mode = rd.bits(2)
+        if mode not in MODE_CLASSES:
+            raise FieldRangeError(f"tensor {i}: context mode {mode} out of range [0, {max(MODE_CLASSES)}]")
+        weight = rd.bits(WEIGHT_BITS) if mode == 2 else 0
+        dists: list[tuple[int, int] | None] = [None] * MAX_CONTEXTS
+        pred, first = prev_first, None
+        for b in range(MODE_CLASSES[mode]):
+            if rd.bits(1):
+                theta = pred + rd.se()
+                rho = theta + rd.se()
+                for name, t in (("ratio", theta), ("zero ratio", rho)):
+                    if not 0 <= t < n_thetas:
+                        raise FieldRangeError(f"tensor {i}: Laplace {name} index {t} out of range [0, {n_thetas - 1}]")
+                dists[b] = (rho, theta)
+                pred = theta
+                first = theta if first is None else first
+        if first is None:
+            raise FieldRangeError(f"tensor {i}: code range {kmax} but no context class in use")
+        prev_first = first
+        records[i] = ContextRecord(step, mode, kmax, tuple(dists), weight)
+    words = payload[rd.byte_align():]
+    if len(words) % 4:
+        raise FieldRangeError(f"coded data of {len(words)} bytes is not a whole number of 32-bit words")
+    return records, words  # type: ignore[return-value]
 
 
 def unpack_context_payload(payload: bytes, n_tensors: int, n_thetas: int) -> tuple[list[ContextRecord], bytes]:
-    """Split a hybrid payload into ``n_tensors`` context records and the coded words."""
+    """Split a version-2 hybrid payload into ``n_tensors`` context records and the coded words
+    (records of 7 to 35 bytes: step index, K, a 32-bit mode and class mask, one ratio byte per class
+    in use)."""
     records, pos = [], 0
     for i in range(n_tensors):
         if len(payload) < pos + 7:
@@ -261,14 +427,14 @@ def unpack_context_payload(payload: bytes, n_tensors: int, n_thetas: int) -> tup
         used = [b for b in range(MAX_CONTEXTS) if mask >> b & 1]
         if len(payload) < pos + len(used):
             raise TruncatedError(f"payload of {len(payload)} bytes too short for tensor record {i}")
-        thetas: list[int | None] = [None] * MAX_CONTEXTS
+        dists: list[tuple[int, int] | None] = [None] * MAX_CONTEXTS
         for b in used:
             t = payload[pos]
             pos += 1
             if t >= n_thetas:
                 raise FieldRangeError(f"tensor {i}: Laplace table index {t} out of range [0, {n_thetas - 1}]")
-            thetas[b] = t
-        records.append(ContextRecord(step_index, mode, kmax, tuple(thetas)))
+            dists[b] = (t, t)
+        records.append(ContextRecord(step_index, mode, kmax, tuple(dists)))
     words = payload[pos:]
     if len(words) % 4:
         raise FieldRangeError(f"coded data of {len(words)} bytes is not a whole number of 32-bit words")

@@ -13,9 +13,11 @@ Each value gets a context class from integer activity measures::
     anchor:      class = A(a),                       A(a) = #{e in EDGES_A : e <= a} - 1   (0..7)
     non-anchor:  class = 8 + 4 min(A(a), 4) + N(n),  N(n) = #{e in EDGES_N : e <= n} - 1   (8..27)
 
-with ``EDGES_A = 0, 1, 2, 3, 5, 8, 13, 20`` and ``EDGES_N = 0, 1, 2, 4``.  The values of one plane and
-class share one two-sided geometric distribution whose ratio is chosen by code length
-(:mod:`codec.entropy`).  Non-zero latents cluster around edges, and edges persist across scales
+with ``EDGES_A = 0, 1, 2, 3, 5, 8, 13, 20`` and ``EDGES_N = 0, 1, 2, 4``.  In the full rule the
+non-anchors are coded as ``q - pred``, ``pred`` a per-plane weighted mean of the four anchor
+neighbours (:func:`predict`).  The values of one plane and class share one two-ratio distribution
+(a discrete Laplace with its own zero probability, :func:`codec.entropy.two_ratio_table`) chosen
+by code length, side information included (:func:`fit_dists`).  Non-zero latents cluster around edges, and edges persist across scales
 and along a level, so these activities predict where the sparse fine levels are non-zero: on
 kodim23 the parent term alone coded the same latents in 33 % fewer bytes than one distribution per
 plane, the checkerboard term another 3-5 %.  Every class is known before its values are decoded,
@@ -30,14 +32,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import entropy
+from . import bitstream, entropy
 from .errors import FormatError
 
 EDGES = np.array([0, 1, 2, 3, 5, 8, 13, 20], dtype=np.int64)
 EDGES_N = np.array([0, 1, 2, 4], dtype=np.int64)
 N_ANCHOR = len(EDGES)
 N_CONTEXTS = N_ANCHOR + 5 * len(EDGES_N)  # 28
-# Context modes, chosen per plane by the encoder (total bits including one byte per class used):
+# Context modes, chosen per plane by the encoder (total bits including the side information):
 SINGLE, ACTIVITY, FULL = 0, 1, 2  # one class; A(a) for every value; the checkerboard rule above
 MODE_CLASSES = {SINGLE: 1, ACTIVITY: N_ANCHOR, FULL: N_CONTEXTS}
 
@@ -89,6 +91,49 @@ def full_classes(base: np.ndarray, plane: np.ndarray) -> np.ndarray:
     return np.where(anc, base, other)
 
 
+WEIGHT_BITS = 4  # FULL mode: non-anchor prediction weight w in 0..15, eighths of the neighbours' mean
+
+
+def predict(plane: np.ndarray, weight: int) -> np.ndarray:
+    """FULL mode's prediction of the non-anchor values from their four anchor neighbours (0 on anchors)::
+
+        s = sum of q over the four edge neighbours (anchors, zero padded)
+        pred = sign(s) floor(|s| w / 32 + 1/2)      (w / 8 times the neighbours' mean)
+
+    Exact integer arithmetic.  Neighbouring latents of a level are correlated (the analytic fill
+    and RDOQ leave smooth residue along edges); coding ``q - pred`` instead of ``q`` is the
+    mean-prediction half of the checkerboard context model (He et al., CVPR 2021), with one
+    weight per plane instead of a network."""
+    anc = anchors(plane.shape)
+    s = _anchor_sum(plane, anc)
+    return np.where(anc, 0, np.sign(s) * ((np.abs(s) * weight + 16) // 32))
+
+
+def _anchor_sum(plane: np.ndarray, anc: np.ndarray) -> np.ndarray:
+    p = np.pad(np.where(anc, plane, 0).astype(np.int64), 1)
+    return p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:]
+
+
+def choose_weight(plane: np.ndarray) -> int:
+    """The weight ``w`` of :func:`predict` with the smallest sum of ``|q - pred|`` over the non-anchors
+    (the Laplace code length's proxy)."""
+    m = ~anchors(plane.shape)
+    s = _anchor_sum(plane, ~m)[m]
+    x = plane[m].astype(np.int64)
+    nz = s != 0  # where s = 0 every weight predicts 0
+    s, x = s[nz], x[nz]
+    if not s.size:
+        return 0
+    w = np.arange(1 << WEIGHT_BITS)[:, None]
+    pred = np.sign(s)[None, :] * ((np.abs(s)[None, :] * w + 16) // 32)
+    return int(np.argmin(np.abs(x[None, :] - pred).sum(axis=1)))
+
+
+def symbols(plane: np.ndarray, mode: int, weight: int) -> np.ndarray:
+    """What is entropy-coded for a plane: the values, minus :func:`predict` in FULL mode."""
+    return plane - predict(plane, weight) if mode == FULL and weight else plane
+
+
 def plane_base(codes: list[list[np.ndarray]], level: int, channel: int) -> np.ndarray:
     """:func:`anchor_classes` of plane ``(level, channel)`` from its parent and luma planes in ``codes``."""
     parent = codes[level + 1][channel] if level + 1 < len(codes) else None
@@ -108,51 +153,84 @@ def plane_classes(codes: list[list[np.ndarray]], level: int, channel: int, mode:
     return mode_classes(plane_base(codes, level, channel), codes[level][channel], mode)
 
 
-def fit_thetas(x: np.ndarray, cls: np.ndarray, kmax: int) -> tuple[list[int | None], float]:
-    """Per class, the index of the shortest-code Laplace ratio (``None`` if unused); total bits."""
-    thetas: list[int | None] = [None] * N_CONTEXTS
+_N = len(entropy.THETAS)
+# bits of se(d) for d = -_N..._N, and of se(rho - theta) for every (rho, theta) pair of indices
+_SE = np.array([bitstream.se_bits(d) for d in range(-_N, _N + 1)], dtype=np.float64)
+_SE_PAIR = _SE[np.subtract.outer(np.arange(_N), np.arange(_N)) + _N]
+
+
+def fit_dists(x: np.ndarray, cls: np.ndarray, kmax: int, n_classes: int = N_CONTEXTS,
+              pred: int = bitstream.FIRST_THETA) -> tuple[list[tuple[int, int] | None], float]:
+    """Per class ``b < n_classes``, the ``(rho, theta)`` indices into :data:`codec.entropy.THETAS`
+    (``None`` if unused) and the total bits: coded values plus their side information in the
+    syntax of :func:`codec.bitstream.pack_context_side` (one flag per class, the two ratio
+    indices as differences).  Classes are fitted in order, each choosing the pair with the fewest
+    bits *including* its side information given the previous class's (greedy rate-distortion
+    choice of the side information).  ``pred``: the predicted ratio index of the first class."""
+    dists: list[tuple[int, int] | None] = [None] * N_CONTEXTS
     bits = 0.0
     if kmax == 0:
-        return thetas, bits
-    for b in range(N_CONTEXTS):
-        sel = x[cls == b]
-        if sel.size:
-            hist = np.bincount(sel + kmax, minlength=2 * kmax + 1).astype(np.float64)
-            thetas[b], nb = entropy.choose_theta_index(hist)
-            bits += nb
-    return thetas, bits
+        return dists, bits
+    mags_all = np.abs(x)
+    for b in range(n_classes):
+        bits += 1
+        sel = mags_all[cls == b]
+        if not sel.size:
+            continue
+        cost = (entropy.two_ratio_bits(np.bincount(sel, minlength=kmax + 1).astype(np.float64))
+                + _SE[np.arange(_N) - pred + _N][None, :] + _SE_PAIR)
+        i, j = np.unravel_index(int(np.argmin(cost)), cost.shape)
+        dists[b] = (int(i), int(j))
+        bits += float(cost[i, j])
+        pred = int(j)
+    return dists, bits
 
 
-def encode_planes(codes: list[list[np.ndarray]]) -> tuple[dict[tuple[int, int], tuple[int, int, list[int | None]]], bytes]:
-    """Code all planes; return ``{(level, channel): (mode, kmax, thetas)}`` and the coded words."""
+def first_theta(dists: list[tuple[int, int] | None] | tuple[tuple[int, int] | None, ...], default: int) -> int:
+    """The ratio index of the first class in use (the next plane's prediction), else ``default``."""
+    return next((d[1] for d in dists if d is not None), default)
+
+
+def encode_planes(codes: list[list[np.ndarray]], steps: list[list[int]]) -> tuple[dict[tuple[int, int], bitstream.ContextRecord], bytes]:
+    """Code all planes (``steps[level][channel]``: step indices); return each plane's
+    :class:`codec.bitstream.ContextRecord` and the coded words."""
     import constriction
 
     enc = constriction.stream.queue.RangeEncoder()
-    params = {}
+    records = {}
+    pred = bitstream.FIRST_THETA
     for lv, c in coding_order(len(codes), len(codes[0])):
         x = np.asarray(codes[lv][c], dtype=np.int64)
-        kmax = int(np.abs(x).max()) if x.size else 0
-        if kmax > entropy.MAX_K:
-            raise FormatError(f"quantized values up to {kmax} exceed the format's limit {entropy.MAX_K}")
+        if not x.any():
+            records[(lv, c)] = bitstream.ContextRecord(0, SINGLE, 0, (None,) * N_CONTEXTS)
+            continue
         best = None
         base = plane_base(codes, lv, c)
-        for mode in (SINGLE, ACTIVITY, FULL) if kmax else (SINGLE,):
+        weight = choose_weight(x)
+        for mode in (SINGLE, ACTIVITY, FULL):
             cls = mode_classes(base, x, mode)
-            thetas, bits = fit_thetas(x, cls, kmax)
-            cost = bits + 8 * sum(t is not None for t in thetas)
-            if best is None or cost < best[0]:
-                best = (cost, mode, cls, thetas)
-        _, mode, cls, thetas = best
-        params[(lv, c)] = (mode, kmax, thetas)
-        for b, t in enumerate(thetas):
-            if t is not None:
-                sel = x[cls == b]
-                enc.encode((sel + kmax).astype(np.int32), entropy.model(int(entropy.THETAS[t]), kmax))
-    return params, enc.get_compressed().astype("<u4").tobytes()
+            sym = symbols(x, mode, weight)
+            kmax = int(np.abs(sym).max())
+            if kmax > entropy.MAX_K:
+                raise FormatError(f"quantized values up to {kmax} exceed the format's limit {entropy.MAX_K}")
+            dists, bits = fit_dists(sym, cls, kmax, MODE_CLASSES[mode], pred)
+            bits += bitstream.ue_bits(kmax, bitstream.K_ORDER) + (WEIGHT_BITS if mode == FULL else 0)
+            if best is None or bits < best[0]:
+                best = (bits, mode, cls, dists, sym, kmax)
+        _, mode, cls, dists, sym, kmax = best
+        records[(lv, c)] = bitstream.ContextRecord(int(steps[lv][c]), mode, kmax, tuple(dists),
+                                                   weight if mode == FULL else 0)
+        pred = first_theta(dists, pred)
+        for b, d in enumerate(dists):
+            if d is not None:
+                sel = sym[cls == b]
+                enc.encode((sel + kmax).astype(np.int32), entropy.model(int(entropy.THETAS[d[1]]), kmax,
+                                                                        int(entropy.THETAS[d[0]])))
+    return records, enc.get_compressed().astype("<u4").tobytes()
 
 
 def decode_planes(words: bytes, shapes: list[tuple[int, int]], channels: int,
-                  params: dict[tuple[int, int], tuple[int, int, tuple[int | None, ...]]]) -> list[list[np.ndarray]]:
+                  records: dict[tuple[int, int], bitstream.ContextRecord]) -> list[list[np.ndarray]]:
     """Inverse of :func:`encode_planes`; ``shapes[level]`` is a level's plane shape."""
     import constriction
 
@@ -162,25 +240,29 @@ def decode_planes(words: bytes, shapes: list[tuple[int, int]], channels: int,
     try:
         dec = constriction.stream.queue.RangeDecoder(np.frombuffer(words, dtype="<u4").astype(np.uint32))
         for lv, c in coding_order(levels, channels):
-            mode, kmax, thetas = params[(lv, c)]
+            r = records[(lv, c)]
+            mode, kmax = r.mode, r.kmax
             if kmax == 0:
                 continue
             plane = codes[lv][c]
             base = plane_base(codes, lv, c)
             # in FULL mode only the anchors' classes are known until the anchors are decoded
             cls = np.where(anchors(plane.shape), base, -1) if mode == FULL else mode_classes(base, plane, mode)
+            offset = np.zeros(plane.shape, dtype=np.int64)
             for b in range(MODE_CLASSES[mode]):
-                if mode == FULL and b == N_ANCHOR:  # anchors done: the other values' classes are now known
+                if mode == FULL and b == N_ANCHOR:  # anchors done: the others' classes and predictions are known
                     cls = full_classes(base, plane)
+                    offset = predict(plane, r.weight)
                 where = cls == b
                 count = int(where.sum())
                 if count == 0:
                     continue
-                if thetas[b] is None:
+                d = r.dists[b]
+                if d is None:
                     raise FormatError(f"corrupt coded data: plane ({lv}, {c}) has values in context class {b}, "
                                       "which has no distribution")
-                sym = dec.decode(entropy.model(int(entropy.THETAS[thetas[b]]), kmax), count)
-                plane[where] = sym.astype(np.int64) - kmax
+                sym = dec.decode(entropy.model(int(entropy.THETAS[d[1]]), kmax, int(entropy.THETAS[d[0]])), count)
+                plane[where] = sym.astype(np.int64) - kmax + offset[where]
     except FormatError:
         raise
     except Exception as exc:  # noqa: BLE001 - constriction raises plain exceptions on bad data

@@ -52,7 +52,11 @@ def parse(data: bytes) -> Parsed:
     if spec.macs_per_pixel() > MAX_MACS_PER_PIXEL:
         raise FieldRangeError(f"model costs {spec.macs_per_pixel()} MACs per pixel, over the limit of {MAX_MACS_PER_PIXEL}")
     if spec.name == "hybrid":
-        records, words = bitstream.unpack_context_payload(payload, len(spec.coded_shapes()), len(entropy.THETAS))
+        if header.version == 2:
+            records, words = bitstream.unpack_context_payload(payload, len(spec.coded_shapes()), len(entropy.THETAS))
+        else:
+            order = [lv * spec.channels + ch for lv, ch in context.coding_order(spec.levels, spec.channels)]
+            records, words = bitstream.unpack_context_side(payload, order, len(entropy.THETAS))
     else:
         records, words = bitstream.unpack_payload(payload, len(spec.coded_shapes()))
     for i, r in enumerate(records):
@@ -66,8 +70,8 @@ def latent_planes(p: Parsed) -> list[np.ndarray]:
     spec, c = p.spec, p.spec.channels
     rec = [[p.records[lv * c + ch] for ch in range(c)] for lv in range(spec.levels)]
     if spec.name == "hybrid":
-        params = {(lv, ch): (r.mode, r.kmax, r.thetas) for lv in range(spec.levels) for ch, r in enumerate(rec[lv])}
-        codes = context.decode_planes(p.words, spec.level_shapes(), c, params)
+        by_plane = {(lv, ch): r for lv in range(spec.levels) for ch, r in enumerate(rec[lv])}
+        codes = context.decode_planes(p.words, spec.level_shapes(), c, by_plane)
     else:
         flat = entropy.decode(p.words, [(h * w, r.theta, r.kmax) for (h, w), r in zip(spec.coded_shapes(), p.records)])
         codes = [[flat[lv * c + ch].reshape(spec.level_shapes()[lv]) for ch in range(c)] for lv in range(spec.levels)]

@@ -126,14 +126,10 @@ def hybrid_delta0(quality: int) -> float:
 
 def code_hybrid(spec: PyramidSpec, codes: list[list[np.ndarray]], step_idx: list[int]) -> bytes:
     """Context-code the latent planes and pack the complete ``.inr`` file."""
-    params, words = context.encode_planes(codes)
-    records = []
-    for lv in range(spec.levels):
-        for ch in range(spec.channels):
-            mode, kmax, thetas = params[(lv, ch)]
-            records.append(bitstream.ContextRecord(step_idx[lv * spec.channels + ch], mode, kmax, tuple(thetas)))
-    payload = b"".join(r.to_bytes() for r in records) + words
-    return bitstream.pack(header_for(spec, spec.width, spec.height), payload)
+    c = spec.channels
+    records, words = context.encode_planes(codes, [step_idx[lv * c : (lv + 1) * c] for lv in range(spec.levels)])
+    side = bitstream.pack_context_side([records[key] for key in context.coding_order(spec.levels, c)])
+    return bitstream.pack(header_for(spec, spec.width, spec.height), side + words)
 
 
 @dataclass

@@ -31,18 +31,34 @@ THETAS = np.unique(np.clip(np.round(np.concatenate([
 
 def geometric_table(theta: int, kmax: int) -> np.ndarray:
     """Unnormalised ``theta^|q|`` for ``q = -K..K`` (float64, deterministic)."""
-    r = theta / 65536.0
-    half = np.full(kmax + 1, r, dtype=np.float64)
+    return two_ratio_table(theta, theta, kmax)
+
+
+def two_ratio_table(rho: int, theta: int, kmax: int) -> np.ndarray:
+    """Unnormalised weights of the two-ratio distribution on ``q = -K..K`` (float64, deterministic)::
+
+        w(0) = 1,   w(+-k) = rho' theta'^(k-1)  (k >= 1),   rho' = rho / 65536, theta' = theta / 65536
+
+    ``rho = theta`` is the two-sided geometric (discrete Laplace); ``rho`` below ``theta`` puts extra
+    mass on zero, as RDOQ's zeroing produces (a zero-inflated Laplace, cf. the significance flag
+    plus magnitude coding of H.264's CABAC and JPEG 2000).  Built by ``numpy.cumprod`` over
+    ``[1, rho', theta', theta', ...]``, so every IEEE-754 platform computes the same table.
+    """
+    half = np.full(kmax + 1, theta / 65536.0, dtype=np.float64)
     half[0] = 1.0
+    if kmax:
+        half[1] = rho / 65536.0
     half = np.cumprod(half)
     return np.concatenate([half[:0:-1], half])
 
 
-def model(theta: int, kmax: int):
-    """The constriction model of ratio ``theta`` on ``-kmax..kmax`` (symbols offset by ``kmax``)."""
+def model(theta: int, kmax: int, rho: int | None = None):
+    """The constriction model of ratio ``theta`` (and zero ratio ``rho``, default ``theta``) on
+    ``-kmax..kmax`` (symbols offset by ``kmax``)."""
     import constriction
 
-    return constriction.stream.model.Categorical(geometric_table(theta, kmax), perfect=False)
+    table = geometric_table(theta, kmax) if rho is None else two_ratio_table(rho, theta, kmax)
+    return constriction.stream.model.Categorical(table, perfect=False)
 
 
 def code_length_bits(hist: np.ndarray, theta: int) -> float:
@@ -67,6 +83,30 @@ def choose_theta_index(hist: np.ndarray) -> tuple[int, float]:
     bits = _neg_log2_tables((len(hist) - 1) // 2) @ hist
     k = int(np.argmin(bits))
     return k, float(bits[k])
+
+
+def two_ratio_bits(mags: np.ndarray) -> np.ndarray:
+    """Ideal code length (bits) of magnitudes ``mags[k] = #{|q| = k}``, ``k = 0..K``, under
+    :func:`two_ratio_table` for every pair of candidates: entry ``[i, j]`` is for
+    ``rho = THETAS[i]``, ``theta = THETAS[j]``.  With ``Z = 1 + 2 rho' (1 - theta'^K) / (1 - theta')``::
+
+        bits = N log2 Z - n_nz log2 rho' - (sum over values of max(|q| - 1, 0)) log2 theta'
+
+    (encoder side only: it picks table indices, the decoder never uses it)."""
+    kmax = len(mags) - 1
+    r = THETAS / 65536.0
+    n, nnz = float(mags.sum()), float(mags[1:].sum())
+    excess = float((mags[1:] * np.arange(kmax)).sum())
+    tail = (1.0 - r**kmax) / (1.0 - r)  # sum_{k=1..K} theta'^(k-1)
+    z = np.log2(1.0 + 2.0 * r[:, None] * tail[None, :])
+    log_r = np.log2(r)
+    return n * z - nnz * log_r[:, None] - excess * log_r[None, :]
+
+
+def rate_terms(rho: int, theta: int) -> tuple[float, float]:
+    """``(first, more)``: bits of ``|q| = k`` minus bits of ``0`` are ``first + (k - 1) more`` for
+    ``k >= 1`` under :func:`two_ratio_table` (what RDOQ charges for a change of magnitude)."""
+    return float(-np.log2(rho / 65536.0)), float(-np.log2(min(theta / 65536.0, 1.0 - 2.0**-20)))
 
 
 def bits_per_value(theta: int) -> tuple[float, float]:

@@ -1,9 +1,10 @@
 """Committed files must keep decoding to the committed pixels.
 
-``golden_v2*`` are written by the current encoder; regenerate them (only when the format changes
-on purpose) with ``INRC_REGEN_GOLDEN=1 python -m pytest tests/test_golden.py``.  ``golden_v1*`` were
-written by inrc 0.1.0 (format version 1) and are never regenerated: they prove old files still decode
-(the version-1 hybrid is reported as model ``pyramid``).
+``golden_v3*`` are written by the current encoder; regenerate them (only when the format changes
+on purpose) with ``INRC_REGEN_GOLDEN=1 python -m pytest tests/test_golden.py``.  ``golden_v1*``
+(inrc 0.1.0, format version 1) and ``golden_v2*`` (inrc 0.2.0, format version 2) are never
+regenerated: they prove old files still decode (the version-1 hybrid is reported as model
+``pyramid``; version 2 coded the hybrid's side information in whole bytes, one ratio per class).
 """
 from __future__ import annotations
 
@@ -21,10 +22,11 @@ import codec
 DATA = Path(__file__).parent / "data"
 REGEN = os.environ.get("INRC_REGEN_GOLDEN") == "1"
 # name -> encode options (current format); legacy name -> (format version, model name).
-CASES = {"golden_v2": {"model": "fourier", "steps": 120, "quality": 60, "seed": 3},
-         "golden_v2_hybrid": {"model": "hybrid", "quality": 70, "preset": "fast"}}
-LEGACY = {"golden_v1": (1, "fourier"), "golden_v1_hybrid": (1, "pyramid")}
-ALL = {**{k: (2, v["model"]) for k, v in CASES.items()}, **LEGACY}
+CASES = {"golden_v3": {"model": "fourier", "steps": 120, "quality": 60, "seed": 3},
+         "golden_v3_hybrid": {"model": "hybrid", "quality": 70, "preset": "fast"}}
+LEGACY = {"golden_v1": (1, "fourier"), "golden_v1_hybrid": (1, "pyramid"),
+          "golden_v2": (2, "fourier"), "golden_v2_hybrid": (2, "hybrid")}
+ALL = {**{k: (3, v["model"]) for k, v in CASES.items()}, **LEGACY}
 
 
 def _paths(name: str) -> tuple[Path, Path, Path]:

@@ -1,6 +1,8 @@
 """Unit tests of the hybrid model's parts: sampling, numpy renderer, context coding, records, RDOQ, presets."""
 from __future__ import annotations
 
+import dataclasses
+import struct
 import subprocess
 import sys
 
@@ -58,14 +60,18 @@ def _random_planes(seed: int, shapes, channels, density=0.2, scale=3.0):
     return out
 
 
+def _steps(codes):
+    return [[40 + lv for _ in planes] for lv, planes in enumerate(codes)]
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_context_coding_roundtrip(seed):
     shapes = [(17, 23), (9, 12), (5, 6), (3, 3)]
     codes = _random_planes(seed, shapes, 3, density=[0.02, 0.3, 0.9, 1.0][seed])
     codes[1][2][:] = 0  # an all-zero plane
-    params, words = context.encode_planes(codes)
-    assert params[(1, 2)][1] == 0
-    back = context.decode_planes(words, shapes, 3, {k: (m, k_, tuple(t)) for k, (m, k_, t) in params.items()})
+    records, words = context.encode_planes(codes, _steps(codes))
+    assert records[(1, 2)].kmax == 0
+    back = context.decode_planes(words, shapes, 3, records)
     for lv in range(len(shapes)):
         for ch in range(3):
             np.testing.assert_array_equal(back[lv][ch], codes[lv][ch])
@@ -74,25 +80,131 @@ def test_context_coding_roundtrip(seed):
 def test_context_modes_are_chosen_by_cost_and_beat_one_distribution():
     """Sparse fine planes whose non-zeros sit under active parents: the context rule must pay off."""
     rng = np.random.default_rng(0)
-    coarse = (rng.random((16, 16)) < 0.1) * rng.integers(1, 5, (16, 16))
-    fine = np.where(np.repeat(np.repeat(coarse, 2, 0), 2, 1) != 0, rng.integers(-4, 5, (32, 32)), 0)
+    coarse = (rng.random((32, 32)) < 0.1) * rng.integers(1, 5, (32, 32))
+    fine = np.where(np.repeat(np.repeat(coarse, 2, 0), 2, 1) != 0, rng.integers(-4, 5, (64, 64)), 0)
     codes = [[fine.astype(np.int64)], [coarse.astype(np.int64)]]
-    params, words = context.encode_planes(codes)
+    records, words = context.encode_planes(codes, _steps(codes))
     single = entropy.encode([fine.reshape(-1), coarse.reshape(-1)])[1]
-    assert params[(0, 0)][0] != context.SINGLE
+    assert records[(0, 0)].mode != context.SINGLE
     assert len(words) < 0.8 * len(single)
     assert bitstream.MODE_CLASSES == context.MODE_CLASSES and bitstream.MAX_CONTEXTS == context.N_CONTEXTS
+    assert bitstream.WEIGHT_BITS == context.WEIGHT_BITS
 
 
-def test_context_record_roundtrip_and_validation():
+def test_prediction_of_non_anchors_pays_off_and_round_trips():
+    """A smooth plane: its non-anchors are close to the mean of their anchor neighbours."""
+    rng = np.random.default_rng(1)
+    smooth = np.round(8 * np.sin(np.arange(40)[:, None] / 5.0) * np.cos(np.arange(48)[None, :] / 7.0)
+                      + rng.normal(0, 0.5, (40, 48))).astype(np.int64)
+    w = context.choose_weight(smooth)
+    assert 6 <= w <= 10  # close to the neighbours' mean (8)
+    pred = context.predict(smooth, w)
+    assert not pred[context.anchors(smooth.shape)].any()
+    res = context.symbols(smooth, context.FULL, w)
+    assert np.abs(res).sum() < 0.6 * np.abs(smooth).sum()
+    codes = [[smooth], [np.zeros((20, 24), dtype=np.int64)]]
+    records, words = context.encode_planes(codes, _steps(codes))
+    assert records[(0, 0)].mode == context.FULL and records[(0, 0)].weight == w
+    np.testing.assert_array_equal(context.decode_planes(words, [(40, 48), (20, 24)], 1, records)[0][0], smooth)
+
+
+def test_two_ratio_distribution():
+    """rho = theta is the geometric table bit for bit; the closed-form code length matches the tables."""
+    np.testing.assert_array_equal(entropy.two_ratio_table(60000, 60000, 9), entropy.geometric_table(60000, 9))
+    mags = np.array([50.0, 7, 3, 2, 0, 1])
+    bits = entropy.two_ratio_bits(mags)
+    for i, j in [(10, 120), (60, 60), (150, 20)]:
+        p = entropy.two_ratio_table(int(entropy.THETAS[i]), int(entropy.THETAS[j]), 5)
+        p = p / p.sum()
+        hist = np.concatenate([mags[:0:-1] / 2, [mags[0]], mags[1:] / 2])  # magnitudes split over both signs
+        assert bits[i, j] == pytest.approx(-(hist * np.log2(p)).sum(), rel=1e-9)
+    first, more = entropy.rate_terms(int(entropy.THETAS[10]), int(entropy.THETAS[120]))
+    p = entropy.two_ratio_table(int(entropy.THETAS[10]), int(entropy.THETAS[120]), 5)
+    assert first == pytest.approx(np.log2(p[5] / p[6])) and more == pytest.approx(np.log2(p[6] / p[7]))
+
+
+@pytest.mark.parametrize("k", [0, 1, 3])
+def test_exp_golomb_roundtrip(k):
+    values = [0, 1, 2, 3, 7, 8, 255, 65535, 1 << 20]
+    w = bitstream.BitWriter()
+    for v in values:
+        w.ue(v, k)
+        w.se(v)
+        w.se(-v)
+    w.bits(5, 3)
+    data = w.to_bytes()
+    assert 8 * len(data) - 8 < sum(bitstream.ue_bits(v, k) + 2 * bitstream.se_bits(v) for v in values) + 3 <= 8 * len(data)
+    r = bitstream.BitReader(data, "test")
+    assert [(r.ue(k), r.se(), r.se()) for _ in values] == [(v, v, -v) for v in values]
+    assert r.bits(3) == 5 and r.byte_align() == len(data)
+    with pytest.raises(TruncatedError):
+        r.bits(1)
+    with pytest.raises(FieldRangeError, match="Exp-Golomb"):
+        bitstream.BitReader(b"\x00" * 8, "test").ue()
+
+
+def _records():
+    dists = [None] * context.N_CONTEXTS
+    dists[0], dists[9], dists[27] = (3, 3), (100, 90), (len(entropy.THETAS) - 1, 0)
+    full = bitstream.ContextRecord(step_index=200, mode=2, kmax=7, dists=tuple(dists), weight=11)
+    zero = bitstream.ContextRecord(step_index=0, mode=0, kmax=0, dists=(None,) * context.N_CONTEXTS)
+    one = bitstream.ContextRecord(3, 1, 65535, ((5, 6),) + (None,) * 27)
+    return [full, zero, one]
+
+
+def test_context_side_info_roundtrip_and_validation():
+    recs = _records()
+    side = bitstream.pack_context_side(recs)
+    words = b"\x01\x02\x03\x04"
+    order = [2, 0, 1]  # tensor index of each plane in coding order
+    got, rest = bitstream.unpack_context_side(side + words, order, len(entropy.THETAS))
+    assert [got[i] for i in order] == recs and rest == words
+    for cut in range(len(side)):
+        with pytest.raises((TruncatedError, FieldRangeError)):
+            bitstream.unpack_context_side(side[:cut], order, len(entropy.THETAS))
+
+    def check(recs, err, match, n_thetas=None):
+        with pytest.raises(err, match=match):
+            bitstream.unpack_context_side(bitstream.pack_context_side(recs), list(range(len(recs))),
+                                          n_thetas or len(entropy.THETAS))
+
+    full, _, one = recs
+    with pytest.raises(FormatError, match="invalid context record"):
+        bitstream.pack_context_side([dataclasses.replace(full, mode=3)])
+    w = bitstream.BitWriter()  # K = 1, step 0, mode 3
+    w.ue(1, bitstream.K_ORDER)
+    w.se(0)
+    w.bits(3, 2)
+    with pytest.raises(FieldRangeError, match="context mode"):
+        bitstream.unpack_context_side(w.to_bytes(), [0], len(entropy.THETAS))
+    check([dataclasses.replace(one, dists=(None,) * 28)], FieldRangeError, "no context class")
+    check([full], FieldRangeError, "index", n_thetas=120)
+    check([dataclasses.replace(one, kmax=70000)], FieldRangeError, "code range")
+    w = bitstream.BitWriter()  # K = 1, step 0 - 1 = -1: out of range
+    w.ue(1, bitstream.K_ORDER)
+    w.se(-1)
+    with pytest.raises(FieldRangeError, match="step index"):
+        bitstream.unpack_context_side(w.to_bytes(), [0], len(entropy.THETAS))
+    padded = bytearray(bitstream.pack_context_side([_records()[1]]))  # '01' then six padding bits
+    padded[-1] |= 1
+    with pytest.raises(FieldRangeError, match="padding"):
+        bitstream.unpack_context_side(bytes(padded), [0], len(entropy.THETAS))
+
+
+def _v2_record(step, mode, kmax, thetas):
+    """A version-2 context record (inrc 0.2 wrote these; this decoder still reads them)."""
+    mask = sum(1 << b for b, t in enumerate(thetas) if t is not None)
+    return struct.pack(">BHI", step, kmax, mask | mode << 28) + bytes(t for t in thetas if t is not None)
+
+
+def test_version2_context_records_still_parse():
     thetas = [None] * context.N_CONTEXTS
     thetas[0], thetas[9], thetas[27] = 3, 100, len(entropy.THETAS) - 1
-    rec = bitstream.ContextRecord(step_index=200, mode=2, kmax=7, thetas=tuple(thetas))
-    zero = bitstream.ContextRecord(step_index=1, mode=0, kmax=0, thetas=(None,) * context.N_CONTEXTS)
-    payload = rec.to_bytes() + zero.to_bytes() + b"\x01\x02\x03\x04"
+    payload = _v2_record(200, 2, 7, thetas) + _v2_record(1, 0, 0, [None] * 28) + b"\x01\x02\x03\x04"
     got, words = bitstream.unpack_context_payload(payload, 2, len(entropy.THETAS))
-    assert got == [rec, zero] and words == b"\x01\x02\x03\x04"
-    raw = bytearray(rec.to_bytes())
+    assert got[0].dists[9] == (100, 100) and got[0].dists[1] is None and got[1].kmax == 0
+    assert words == b"\x01\x02\x03\x04"
+    raw = bytearray(_v2_record(200, 2, 7, thetas))
 
     def check(mutated: bytes, err, match):
         with pytest.raises(err, match=match):
@@ -103,7 +215,7 @@ def test_context_record_roundtrip_and_validation():
     bad = bytearray(raw)
     bad[3] |= 0x30  # mode 3
     check(bytes(bad), FieldRangeError, "context mode")
-    one = bitstream.ContextRecord(1, 0, 5, (4,) + (None,) * 27).to_bytes()
+    one = _v2_record(1, 0, 5, [4] + [None] * 27)
     bad = bytearray(one)
     bad[6] |= 0x02  # class 1 in mode 0
     check(bytes(bad), FieldRangeError, "beyond mode 0")
@@ -117,11 +229,10 @@ def test_context_record_roundtrip_and_validation():
 
 def test_class_without_distribution_is_a_format_error():
     codes = [[np.array([[1, 0], [0, 2]])], [np.array([[3]])]]
-    params, words = context.encode_planes(codes)
-    mode, kmax, thetas = params[(0, 0)]
-    stripped = (None,) * len(thetas)
+    records, words = context.encode_planes(codes, _steps(codes))
+    stripped = dataclasses.replace(records[(0, 0)], dists=(None,) * context.N_CONTEXTS)
     with pytest.raises(FormatError, match="no distribution"):
-        context.decode_planes(words, [(2, 2), (1, 1)], 1, {(0, 0): (mode, kmax, stripped), (1, 0): params[(1, 0)]})
+        context.decode_planes(words, [(2, 2), (1, 1)], 1, {(0, 0): stripped, (1, 0): records[(1, 0)]})
 
 
 def _cost(image, spec, idx, codes, lam):

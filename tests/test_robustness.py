@@ -104,8 +104,9 @@ def test_huge_model_rejected_before_allocation():
 
 
 def test_model_ids_belong_to_their_format_version():
-    with pytest.raises(FieldRangeError, match="not defined in format version 2"):
-        bitstream.Header(width=10, height=10, channels=3, model=4, layers=2, hidden=0).to_bytes()
+    for version in (2, 3):
+        with pytest.raises(FieldRangeError, match=f"not defined in format version {version}"):
+            bitstream.Header(width=10, height=10, channels=3, model=4, layers=2, hidden=0, version=version).to_bytes()
     with pytest.raises(FieldRangeError, match="not defined in format version 1"):
         bitstream.Header(width=10, height=10, channels=3, model=5, layers=2, hidden=0, version=1).to_bytes()
 
@@ -125,7 +126,7 @@ _fields = st.fixed_dictionaries({
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(fields=_fields, payload=st.binary(max_size=300), version=st.sampled_from([1, 2, 2, 0, 3]),
+@given(fields=_fields, payload=st.binary(max_size=300), version=st.sampled_from([1, 2, 3, 3, 0, 4]),
        flags=st.sampled_from([0, 0, 0, 1, 0x80]))
 def test_fuzz_headers_with_valid_crc(fields, payload, version, flags):
     body = struct.pack(">3sBBHHBBBHBBII", b"INR", version, flags, fields["width"], fields["height"],
