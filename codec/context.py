@@ -30,6 +30,8 @@ information included.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import bitstream, entropy
@@ -67,10 +69,13 @@ def activity(shape: tuple[int, int], parent: np.ndarray | None, luma: np.ndarray
     return a
 
 
+@functools.lru_cache(maxsize=64)
 def anchors(shape: tuple[int, int]) -> np.ndarray:
-    """The anchor checkerboard: ``True`` where ``i + j`` is even."""
+    """The anchor checkerboard: ``True`` where ``i + j`` is even (cached per shape, read-only)."""
     i, j = np.indices(shape)
-    return (i + j) % 2 == 0
+    a = (i + j) % 2 == 0
+    a.flags.writeable = False
+    return a
 
 
 def _neighbours(q: np.ndarray) -> np.ndarray:
@@ -105,8 +110,12 @@ def predict(plane: np.ndarray, weight: int) -> np.ndarray:
     mean-prediction half of the checkerboard context model (He et al., CVPR 2021), with one
     weight per plane instead of a network."""
     anc = anchors(plane.shape)
-    s = _anchor_sum(plane, anc)
-    return np.where(anc, 0, np.sign(s) * ((np.abs(s) * weight + 16) // 32))
+    return np.where(anc, 0, _weighted(_anchor_sum(plane, anc), weight))
+
+
+def _weighted(s: np.ndarray, weight: np.ndarray | int) -> np.ndarray:
+    """``sign(s) floor(|s| w / 32 + 1/2)`` (broadcasts over an array of weights)."""
+    return np.sign(s) * ((np.abs(s) * weight + 16) // 32)
 
 
 def _anchor_sum(plane: np.ndarray, anc: np.ndarray) -> np.ndarray:
@@ -124,8 +133,7 @@ def choose_weight(plane: np.ndarray) -> int:
     s, x = s[nz], x[nz]
     if not s.size:
         return 0
-    w = np.arange(1 << WEIGHT_BITS)[:, None]
-    pred = np.sign(s)[None, :] * ((np.abs(s)[None, :] * w + 16) // 32)
+    pred = _weighted(s[None, :], np.arange(1 << WEIGHT_BITS)[:, None])
     return int(np.argmin(np.abs(x[None, :] - pred).sum(axis=1)))
 
 

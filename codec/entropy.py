@@ -85,34 +85,35 @@ def choose_theta_index(hist: np.ndarray) -> tuple[int, float]:
     return k, float(bits[k])
 
 
+@functools.lru_cache(maxsize=64)
+def _two_ratio_log_norm(kmax: int) -> np.ndarray:
+    """``log2 Z`` for every ``(rho, theta)`` candidate pair, ``Z = 1 + 2 rho' (1 - theta'^K) / (1 - theta')``."""
+    r = THETAS / 65536.0
+    tail = (1.0 - r**kmax) / (1.0 - r)  # sum_{k=1..K} theta'^(k-1)
+    return np.log2(1.0 + 2.0 * r[:, None] * tail[None, :])
+
+
+_LOG2_THETAS = np.log2(THETAS / 65536.0)
+
+
 def two_ratio_bits(mags: np.ndarray) -> np.ndarray:
     """Ideal code length (bits) of magnitudes ``mags[k] = #{|q| = k}``, ``k = 0..K``, under
     :func:`two_ratio_table` for every pair of candidates: entry ``[i, j]`` is for
-    ``rho = THETAS[i]``, ``theta = THETAS[j]``.  With ``Z = 1 + 2 rho' (1 - theta'^K) / (1 - theta')``::
+    ``rho = THETAS[i]``, ``theta = THETAS[j]``.  With ``Z`` as in :func:`_two_ratio_log_norm`::
 
         bits = N log2 Z - n_nz log2 rho' - (sum over values of max(|q| - 1, 0)) log2 theta'
 
     (encoder side only: it picks table indices, the decoder never uses it)."""
     kmax = len(mags) - 1
-    r = THETAS / 65536.0
     n, nnz = float(mags.sum()), float(mags[1:].sum())
     excess = float((mags[1:] * np.arange(kmax)).sum())
-    tail = (1.0 - r**kmax) / (1.0 - r)  # sum_{k=1..K} theta'^(k-1)
-    z = np.log2(1.0 + 2.0 * r[:, None] * tail[None, :])
-    log_r = np.log2(r)
-    return n * z - nnz * log_r[:, None] - excess * log_r[None, :]
+    return n * _two_ratio_log_norm(kmax) - nnz * _LOG2_THETAS[:, None] - excess * _LOG2_THETAS[None, :]
 
 
 def rate_terms(rho: int, theta: int) -> tuple[float, float]:
     """``(first, more)``: bits of ``|q| = k`` minus bits of ``0`` are ``first + (k - 1) more`` for
     ``k >= 1`` under :func:`two_ratio_table` (what RDOQ charges for a change of magnitude)."""
     return float(-np.log2(rho / 65536.0)), float(-np.log2(min(theta / 65536.0, 1.0 - 2.0**-20)))
-
-
-def bits_per_value(theta: int) -> tuple[float, float]:
-    """``(a, b)`` with ``-log2 P(q) ~= a |q| + b`` under ratio ``theta`` (unbounded support)."""
-    r = min(theta / 65536.0, 1.0 - 2.0**-20)
-    return -np.log2(r), float(np.log2((1.0 + r) / (1.0 - r)))
 
 
 def choose_theta(codes: np.ndarray) -> tuple[int, int, float]:

@@ -137,6 +137,7 @@ def optimise(image: np.ndarray, spec: PyramidSpec, step_idx: list[int], codes: l
             first, more = terms[cls_t, 0], terms[cls_t, 1]
             hdiag = smp.energy * (step * step * float(mtm[ch]))
             qt = torch.from_numpy(q).float()
+            pred_plane = None  # non-anchor predictions; they change only when anchors do
             for pi in (0, 1):
                 for pj in (0, 1):
                     sub = (slice(pi, None, 2), slice(pj, None, 2))
@@ -146,8 +147,14 @@ def optimise(image: np.ndarray, spec: PyramidSpec, step_idx: list[int], codes: l
                     err = torch.einsum("ij,jhw->ihw", m, y - centre) - target
                     grad = smp.adjoint(torch.einsum("i,ihw->hw", m[:, ch], err))[sub] * step
                     hs, f_s, m_s = hdiag[sub], first[sub], more[sub]
-                    # non-anchors are coded as q - pred (anchors: pred = 0); pred depends on anchors only
-                    pred = torch.from_numpy(context.predict(qt.to(torch.int64).numpy(), weight)[sub]).float()
+                    # non-anchors (i + j odd) are coded as q - pred; anchors as q
+                    anchor_phase = (pi + pj) % 2 == 0
+                    if anchor_phase:
+                        pred = torch.zeros_like(qs)
+                    else:
+                        if pred_plane is None:
+                            pred_plane = torch.from_numpy(context.predict(qt.to(torch.int64).numpy(), weight)).float()
+                        pred = pred_plane[sub]
                     rate = functools.partial(_symbol_bits, pred=pred, first=f_s, more=m_s)
                     r0 = rate(qs)
                     best_dj = torch.zeros_like(qs)
@@ -157,7 +164,7 @@ def optimise(image: np.ndarray, spec: PyramidSpec, step_idx: list[int], codes: l
                         better = dj < best_dj
                         best_dj = torch.where(better, dj, best_dj)
                         best_d = torch.where(better, torch.full_like(qs, d), best_d)
-                    for dz in (-qs, pred - qs):  # to zero, and to the prediction
+                    for dz in (-qs,) if anchor_phase else (-qs, pred - qs):  # to zero, and to the prediction
                         dj = 2 * dz * grad + dz * dz * hs + lam * (rate(qs + dz) - r0)
                         better = dj < best_dj
                         best_dj = torch.where(better, dj, best_dj)
@@ -166,6 +173,8 @@ def optimise(image: np.ndarray, spec: PyramidSpec, step_idx: list[int], codes: l
                     if nz == 0:
                         continue
                     n_changed += nz
+                    if anchor_phase:
+                        pred_plane = None
                     delta = torch.zeros_like(qt)
                     delta[sub] = best_d
                     qt = qt + delta
