@@ -58,7 +58,7 @@ def cli() -> None:
 @click.option("-q", "--quality", type=int, default=None, help="1..100: model size and bit depth [default: 75].")
 @click.option("--bpp", type=float, default=None, help="Target bits per pixel (real file size, within 10%).")
 @click.option("--steps", type=int, default=None,
-              help="MLP models: training steps [default: 1000]; hybrid: optimisation sweeps [default: per preset].")
+              help="MLP models: training steps [default: 1000]; hybrid: RDOQ sweeps [default: per preset].")
 @click.option("--seconds", type=float, default=None,
               help="Wall-clock budget for the encoder [hybrid default: the preset's cap].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)

@@ -65,21 +65,24 @@ class HybridPreset:
     tried (the level decay and chroma factor of :class:`codec.pyramid.PyramidConfig`); the one with
     the lowest ``D + lambda R`` on the written file is kept, so more shapes never do worse.
     ``seconds``: the wall-clock cap that applies when ``--seconds`` is not given.
+    ``l1_iterations``: FISTA iterations of the L1-regularised start (:mod:`codec.l1fit`) per
+    candidate; ``l1_bits``: the factor on its per-plane bits-per-unit estimate.
     """
 
     name: str
     sweeps: int
     shapes: tuple[tuple[float, float, float], ...]
     seconds: float
+    l1_iterations: int = 60
+    l1_bits: float = 1.0
 
 
-_MEDIUM_SHAPES = ((1.0, 1.5, 1.0), (1.0, 1.5, 0.8), (0.85, 1.5, 1.0), (1.0, 2.0, 1.0))
+# step-size shapes (gamma, kappa, Delta_0 scale); slow also tries a 20 % finer Delta_0 at the same lambda
+_SHAPES = ((1.0, 1.5, 1.0), (1.0, 1.5, 0.8))
 HYBRID_PRESETS: dict[str, HybridPreset] = {
-    "fast": HybridPreset("fast", sweeps=4, shapes=_MEDIUM_SHAPES[:1], seconds=20.0),
-    "medium": HybridPreset("medium", sweeps=8, shapes=_MEDIUM_SHAPES, seconds=60.0),
-    "slow": HybridPreset("slow", sweeps=16, shapes=_MEDIUM_SHAPES + (
-        (1.0, 1.5, 0.64), (1.15, 1.5, 1.0), (0.85, 1.5, 0.8), (1.0, 1.25, 1.0), (1.0, 2.0, 0.8), (0.7, 1.5, 1.0)),
-        seconds=300.0),
+    "fast": HybridPreset("fast", sweeps=4, shapes=_SHAPES[:1], seconds=20.0, l1_iterations=60),
+    "medium": HybridPreset("medium", sweeps=8, shapes=_SHAPES[:1], seconds=60.0, l1_iterations=250),
+    "slow": HybridPreset("slow", sweeps=16, shapes=_SHAPES[:2], seconds=300.0, l1_iterations=800),
 }
 DEFAULT_PRESET = "medium"
 RDOQ_LAMBDA = 0.25  # lambda = RDOQ_LAMBDA * Delta_0^2 (SSE in [0,1] RGB units per bit)

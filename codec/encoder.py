@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import bitstream, color, context, coords, entropy, pyramid, quant, rdoq
+from . import bitstream, color, context, coords, entropy, l1fit, pyramid, quant, rdoq
 from .bitstream import TensorRecord
 from .config import (
     DEFAULT_MODEL,
@@ -173,6 +173,7 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
 
     def run(delta0: float, shape: tuple[float, float, float], lam: float) -> _Candidate:
         idx, codes = start(delta0, shape)
+        codes = l1fit.solve(image, codes, idx, lam, preset.l1_iterations, samplers, preset.l1_bits, deadline=deadline)
         res = rdoq.optimise(image, spec, idx, codes, lam, sweeps, deadline, samplers)
         data = code_hybrid(spec, res.codes, idx)
         y = rdoq.reconstruct(res.codes, [quant.step_from_index(i) for i in idx], samplers, (c, h, w))

@@ -77,6 +77,20 @@ class LevelSampler:
     def adjoint(self, r: torch.Tensor) -> torch.Tensor:
         return (self.sxt @ (self.syt @ r).T.contiguous()).T
 
+    def up_stack(self, g: torch.Tensor) -> torch.Tensor:
+        """:meth:`up` of every channel of ``g`` ``(C, h_l, w_l)`` at once: ``(C, H, W)``."""
+        c, hl, wl = g.shape
+        a = (self.sy @ g.permute(1, 0, 2).reshape(hl, c * wl)).reshape(-1, c, wl)  # (H, C, w_l)
+        h = a.shape[0]
+        return (self.sx @ a.permute(1, 0, 2).reshape(c * h, wl).T.contiguous()).T.reshape(c, h, -1)
+
+    def adjoint_stack(self, r: torch.Tensor) -> torch.Tensor:
+        """:meth:`adjoint` of every channel of ``r`` ``(C, H, W)`` at once: ``(C, h_l, w_l)``."""
+        c, h, w = r.shape
+        a = (self.syt @ r.permute(1, 0, 2).reshape(h, c * w)).reshape(-1, c, w)  # (h_l, C, W)
+        hl = a.shape[0]
+        return (self.sxt @ a.permute(1, 0, 2).reshape(c * hl, w).T.contiguous()).T.reshape(c, hl, -1)
+
 
 def reconstruct(codes: list[list[np.ndarray]], steps: list[float], samplers: list[LevelSampler],
                 shape: tuple[int, int, int]) -> torch.Tensor:

@@ -279,6 +279,7 @@ def test_presets_include_the_faster_ones():
     fast, medium, slow = (HYBRID_PRESETS[k] for k in ("fast", "medium", "slow"))
     assert set(fast.shapes) <= set(medium.shapes) <= set(slow.shapes)
     assert fast.sweeps <= medium.sweeps <= slow.sweeps and fast.seconds <= 20 and medium.seconds <= 60
+    assert 0 < fast.l1_iterations < medium.l1_iterations < slow.l1_iterations
 
 
 def test_more_effort_is_not_worse(cat):

@@ -1,0 +1,92 @@
+"""Unit tests of the L1-regularised start of the hybrid's latents (codec.l1fit)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from codec import encoder, l1fit, pyramid, quant, rdoq
+from codec.config import RDOQ_LAMBDA
+from codec.models import PyramidSpec
+
+
+def _setup(cat, delta0: float):
+    image = cat.astype(np.float32) / 255.0
+    h, w, c = image.shape
+    spec = PyramidSpec(pyramid.levels_for(w, h), c, w, h)
+    cfg = pyramid.PyramidConfig(delta0=delta0)
+    idx = pyramid.step_indices(spec, cfg)
+    codes = pyramid.codes_of(pyramid.fill(image, spec, idx, cfg.deadzone), idx)
+    return image, spec, idx, codes, rdoq.samplers_for(spec)
+
+
+def _cost(image, spec, idx, codes, samplers, lam):
+    h, w, c = image.shape
+    y = rdoq.reconstruct(codes, [quant.step_from_index(i) for i in idx], samplers, (c, h, w))
+    rgb = torch.einsum("ij,jhw->ihw", rdoq.colour_matrix(c), y - rdoq.colour_centre(c)[:, None, None])
+    sse = float(((rgb.permute(1, 2, 0) - torch.from_numpy(image)) ** 2).sum())
+    return sse + lam * 8 * len(encoder.code_hybrid(spec, codes, idx))
+
+
+def test_stacked_sampling_equals_per_channel(cat):
+    _, spec, _, _, samplers = _setup(cat, 0.1)
+    gen = torch.Generator().manual_seed(1)
+    for smp, (lh, lw) in zip(samplers, spec.level_shapes()):
+        g = torch.randn(3, lh, lw, generator=gen)
+        r = torch.randn(3, spec.height, spec.width, generator=gen)
+        up, adj = smp.up_stack(g), smp.adjoint_stack(r)
+        for ch in range(3):
+            torch.testing.assert_close(up[ch], smp.up(g[ch]))
+            torch.testing.assert_close(adj[ch], smp.adjoint(r[ch]))
+
+
+def test_operator_adjoint_is_the_transpose(cat):
+    """<A u, r> = <u, A^T r> (dot-product test)."""
+    _, spec, _, _, samplers = _setup(cat, 0.1)
+    op = l1fit.Operator(samplers, 3)
+    gen = torch.Generator().manual_seed(2)
+    u = [torch.randn(3, lh, lw, generator=gen, dtype=torch.float32) for lh, lw in spec.level_shapes()]
+    r = torch.randn(3, spec.height, spec.width, generator=gen)
+    lhs = float((op.forward(u) * r).sum())
+    rhs = sum(float((a * b).sum()) for a, b in zip(u, op.adjoint(r)))
+    assert lhs == pytest.approx(rhs, rel=1e-4)
+    # the power iteration's estimate is close to (and, with the margin, above) the true norm
+    shapes = [(3, lh, lw) for lh, lw in spec.level_shapes()]
+    n2 = op.norm_sq(shapes)
+    ratio = sum(float((x * x).sum()) for x in op.adjoint(op.forward(u))) / sum(float((x * x).sum()) for x in u)
+    assert ratio <= n2 * l1fit.LIPSCHITZ_MARGIN
+
+
+def test_bits_per_unit_is_clamped_and_zero_planes_get_the_maximum():
+    codes = [[np.zeros((8, 8), dtype=np.int64), np.ones((8, 8), dtype=np.int64) * 3], [np.ones((4, 4), dtype=np.int64),
+                                                                                        np.zeros((4, 4), dtype=np.int64)]]
+    b = l1fit.bits_per_unit(codes, 1.0)
+    assert b.shape == (2, 2)
+    assert b[0, 0] == l1fit.MAX_BITS and b[1, 1] == l1fit.MAX_BITS
+    assert l1fit.MIN_BITS <= b[0, 1] < l1fit.MAX_BITS and l1fit.MIN_BITS <= b[1, 0] < l1fit.MAX_BITS
+    assert np.all(l1fit.bits_per_unit(codes, 100.0) <= l1fit.MAX_BITS)
+
+
+def test_solve_lowers_the_rate_distortion_cost_and_is_deterministic(cat):
+    delta0 = 0.1
+    image, spec, idx, codes, samplers = _setup(cat, delta0)
+    lam = RDOQ_LAMBDA * delta0**2
+    assert l1fit.solve(image, codes, idx, lam, 0, samplers) is codes  # no iterations: unchanged
+    out = l1fit.solve(image, codes, idx, lam, 60, samplers)
+    again = l1fit.solve(image, codes, idx, lam, 60, samplers)
+    assert all(np.array_equal(a, b) for la, lb in zip(out, again) for a, b in zip(la, lb))
+    assert all(a.shape == b.shape and a.dtype == np.int64 for la, lb in zip(out, codes) for a, b in zip(la, lb))
+    assert _cost(image, spec, idx, out, samplers, lam) < 0.97 * _cost(image, spec, idx, codes, samplers, lam)
+
+
+def test_a_huge_multiplier_zeroes_everything(cat):
+    image, _, idx, codes, samplers = _setup(cat, 0.1)
+    out = l1fit.solve(image, codes, idx, 1e9, 20, samplers)
+    assert not any(p.any() for lv in out for p in lv)
+
+
+def test_deadline_in_the_past_stops_at_the_start(cat):
+    image, _, idx, codes, samplers = _setup(cat, 0.1)
+    out = l1fit.solve(image, codes, idx, 0.01, 50, samplers, deadline=0.0)
+    # no FISTA step: the warm start is re-quantized unchanged (values are exact multiples of their steps)
+    assert all(np.array_equal(a, b) for la, lb in zip(out, codes) for a, b in zip(la, lb))
