@@ -17,8 +17,8 @@ diagonal preconditioner ``v_l = u_l / sqrt(max energy_l)`` (a coarse level's val
 ``4^l`` pixels, so without it the coarse levels would set the step size for all).  The result is
 quantized with the deadzone rule and handed to RDOQ.  Warm-started from the closed-loop fill.
 
-Measured on six Kodak images x five qualities (fast preset): 7.9 % lower BD-rate than the fill
-alone at the same RDOQ effort.
+Measured on Kodak (``inrc bench``, inrc 0.4 against 0.3, which started RDOQ from the fill): 8.4 %
+less rate at equal PSNR with 60 iterations (``fast``), 9.8 % with 250 (``medium``).
 """
 from __future__ import annotations
 
