@@ -165,6 +165,7 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
                          f"({spec.num_params()} latent values, limit {MAX_LATENTS}); use an MLP model")
     target = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
     samplers = rdoq.samplers_for(spec)
+    l1_operator = l1fit.Operator(samplers, c)
 
     def start(delta0: float, shape: tuple[float, float, float]) -> tuple[list[int], list[list[np.ndarray]]]:
         cfg = pyramid.PyramidConfig(delta0=delta0 * shape[2], gamma=shape[0], kappa=shape[1])
@@ -173,7 +174,8 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
 
     def run(delta0: float, shape: tuple[float, float, float], lam: float) -> _Candidate:
         idx, codes = start(delta0, shape)
-        codes = l1fit.solve(image, codes, idx, lam, preset.l1_iterations, samplers, preset.l1_bits, deadline=deadline)
+        codes = l1fit.solve(image, codes, idx, lam, preset.l1_iterations, l1_operator, preset.l1_bits,
+                            deadline=deadline)
         res = rdoq.optimise(image, spec, idx, codes, lam, sweeps, deadline, samplers)
         data = code_hybrid(spec, res.codes, idx)
         y = rdoq.reconstruct(res.codes, [quant.step_from_index(i) for i in idx], samplers, (c, h, w))

@@ -53,12 +53,17 @@ def bits_per_unit(codes: list[list[np.ndarray]], scale: float) -> np.ndarray:
 
 
 class Operator:
-    """``A u = M sum_l S_l (u_l / sqrt(e_l))`` and its adjoint, with ``e_l`` the largest column energy of level ``l``."""
+    """``A u = M sum_l S_l (u_l / sqrt(e_l))`` and its adjoint, with ``e_l`` the largest column energy of level ``l``.
+
+    It depends on the image size only, so the encoder builds it once and every candidate reuses
+    it (and its power-iteration norm)."""
 
     def __init__(self, samplers: list[LevelSampler], channels: int) -> None:
         self.samplers = samplers
+        self.channels = channels
         self.m = colour_matrix(channels)
         self.scale = [1.0 / math.sqrt(float(s.energy.max())) for s in samplers]
+        self._norm_sq: float | None = None
 
     def forward(self, u: list[torch.Tensor]) -> torch.Tensor:
         y = sum(s.up_stack(g * k) for s, g, k in zip(self.samplers, u, self.scale))
@@ -68,20 +73,23 @@ class Operator:
         r = torch.einsum("ij,ihw->jhw", self.m, r)
         return [s.adjoint_stack(r) * k for s, k in zip(self.samplers, self.scale)]
 
-    def norm_sq(self, shapes: list[tuple[int, int, int]]) -> float:
-        """``||A||^2`` by power iteration from a seeded start (deterministic)."""
+    def norm_sq(self) -> float:
+        """``||A||^2`` by power iteration from a seeded start (deterministic; computed once)."""
+        if self._norm_sq is not None:
+            return self._norm_sq
         gen = torch.Generator().manual_seed(0)
-        v = [torch.randn(s, generator=gen) for s in shapes]
+        v = [torch.randn((self.channels,) + tuple(s.energy.shape), generator=gen) for s in self.samplers]
         est = 1.0
         for _ in range(POWER_ITERATIONS):
             w = self.adjoint(self.forward(v))
             est = math.sqrt(sum(float((x * x).sum()) for x in w))
             v = [x / est for x in w]
+        self._norm_sq = est
         return est
 
 
 def solve(image: np.ndarray, codes: list[list[np.ndarray]], step_idx: list[int], lam: float,
-          iterations: int, samplers: list[LevelSampler], bits_scale: float = 1.0,
+          iterations: int, op: Operator, bits_scale: float = 1.0,
           deadzone: float = 0.5, deadline: float | None = None) -> list[list[np.ndarray]]:
     """FISTA on the problem above, warm-started from ``codes`` (``codes[level][channel]``, integer
     latents with steps ``step_idx``); returns the deadzone-quantized solution.  Stops early at
@@ -90,11 +98,9 @@ def solve(image: np.ndarray, codes: list[list[np.ndarray]], step_idx: list[int],
         return codes
     c = image.shape[2]
     levels = len(codes)
-    op = Operator(samplers, c)
     steps = torch.tensor([quant.step_from_index(i) for i in step_idx], dtype=torch.float32).reshape(levels, c)
     b = torch.from_numpy(bits_per_unit(codes, bits_scale)).float()
-    shapes = [(c,) + codes[lv][0].shape for lv in range(levels)]
-    lip = 2.0 * op.norm_sq(shapes) * LIPSCHITZ_MARGIN
+    lip = 2.0 * op.norm_sq() * LIPSCHITZ_MARGIN
     # soft threshold per value of u: (mu / L) * d v / d u
     thr = [(lam * b[lv] / steps[lv] * op.scale[lv] / lip)[:, None, None] for lv in range(levels)]
     target = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()

@@ -51,8 +51,7 @@ def test_operator_adjoint_is_the_transpose(cat):
     rhs = sum(float((a * b).sum()) for a, b in zip(u, op.adjoint(r)))
     assert lhs == pytest.approx(rhs, rel=1e-4)
     # the power iteration's estimate is close to (and, with the margin, above) the true norm
-    shapes = [(3, lh, lw) for lh, lw in spec.level_shapes()]
-    n2 = op.norm_sq(shapes)
+    n2 = op.norm_sq()
     ratio = sum(float((x * x).sum()) for x in op.adjoint(op.forward(u))) / sum(float((x * x).sum()) for x in u)
     assert ratio <= n2 * l1fit.LIPSCHITZ_MARGIN
 
@@ -71,9 +70,9 @@ def test_solve_lowers_the_rate_distortion_cost_and_is_deterministic(cat):
     delta0 = 0.1
     image, spec, idx, codes, samplers = _setup(cat, delta0)
     lam = RDOQ_LAMBDA * delta0**2
-    assert l1fit.solve(image, codes, idx, lam, 0, samplers) is codes  # no iterations: unchanged
-    out = l1fit.solve(image, codes, idx, lam, 60, samplers)
-    again = l1fit.solve(image, codes, idx, lam, 60, samplers)
+    assert l1fit.solve(image, codes, idx, lam, 0, l1fit.Operator(samplers, 3)) is codes  # no iterations: unchanged
+    out = l1fit.solve(image, codes, idx, lam, 60, l1fit.Operator(samplers, 3))
+    again = l1fit.solve(image, codes, idx, lam, 60, l1fit.Operator(samplers, 3))
     assert all(np.array_equal(a, b) for la, lb in zip(out, again) for a, b in zip(la, lb))
     assert all(a.shape == b.shape and a.dtype == np.int64 for la, lb in zip(out, codes) for a, b in zip(la, lb))
     assert _cost(image, spec, idx, out, samplers, lam) < 0.97 * _cost(image, spec, idx, codes, samplers, lam)
@@ -81,12 +80,12 @@ def test_solve_lowers_the_rate_distortion_cost_and_is_deterministic(cat):
 
 def test_a_huge_multiplier_zeroes_everything(cat):
     image, _, idx, codes, samplers = _setup(cat, 0.1)
-    out = l1fit.solve(image, codes, idx, 1e9, 20, samplers)
+    out = l1fit.solve(image, codes, idx, 1e9, 20, l1fit.Operator(samplers, 3))
     assert not any(p.any() for lv in out for p in lv)
 
 
 def test_deadline_in_the_past_stops_at_the_start(cat):
     image, _, idx, codes, samplers = _setup(cat, 0.1)
-    out = l1fit.solve(image, codes, idx, 0.01, 50, samplers, deadline=0.0)
+    out = l1fit.solve(image, codes, idx, 0.01, 50, l1fit.Operator(samplers, 3), deadline=0.0)
     # no FISTA step: the warm start is re-quantized unchanged (values are exact multiples of their steps)
     assert all(np.array_equal(a, b) for la, lb in zip(out, codes) for a, b in zip(la, lb))
