@@ -98,9 +98,9 @@ def reconstruct(codes: list[list[np.ndarray]], steps: list[float], samplers: lis
     c, h, w = shape
     y = torch.zeros(c, h, w)
     for lv, smp in enumerate(samplers):
-        for ch in range(c):
-            if codes[lv][ch].any():
-                y[ch] += smp.up(torch.from_numpy(codes[lv][ch]).float() * steps[lv * c + ch])
+        if any(p.any() for p in codes[lv]):
+            y += smp.up_stack(torch.stack([torch.from_numpy(codes[lv][ch]).float() * steps[lv * c + ch]
+                                           for ch in range(c)]))
     return y
 
 
