@@ -18,6 +18,23 @@ def cat() -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
+def filled(cat):
+    """``filled(delta0)``: the hybrid's analytic start on ``cat``, ``(image, spec, step indices, codes)``."""
+    from codec import pyramid
+    from codec.models import PyramidSpec
+
+    def make(delta0: float):
+        image = cat.astype(np.float32) / 255.0
+        h, w, c = image.shape
+        spec = PyramidSpec(pyramid.levels_for(w, h), c, w, h)
+        cfg = pyramid.PyramidConfig(delta0=delta0)
+        idx = pyramid.step_indices(spec, cfg)
+        return image, spec, idx, pyramid.codes_of(pyramid.fill(image, spec, idx, cfg.deadzone), idx)
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def encoded(cat) -> dict[str, codec.api.EncodeResult]:
     """One small file per model family."""
     return {m: codec.encode_image(cat, model=m, steps=600, quality=95, seed=1, lr=5e-3) for m in MODELS}

@@ -242,18 +242,8 @@ def _cost(image, spec, idx, codes, lam):
     return float(((out - image) ** 2).sum()) + lam * 8 * len(data), len(data)
 
 
-def _filled(cat, delta0):
-    """The analytic start on the test image: ``(image, spec, step indices, codes)``."""
-    image = cat.astype(np.float32) / 255.0
-    h, w, c = image.shape
-    spec = PyramidSpec(pyramid.levels_for(w, h), c, w, h)
-    cfg = pyramid.PyramidConfig(delta0=delta0)
-    idx = pyramid.step_indices(spec, cfg)
-    return image, spec, idx, pyramid.codes_of(pyramid.fill(image, spec, idx, cfg.deadzone), idx)
-
-
-def test_rdoq_lowers_rate_distortion_cost(cat):
-    image, spec, idx, start = _filled(cat, 0.1)
+def test_rdoq_lowers_rate_distortion_cost(filled):
+    image, spec, idx, start = filled(0.1)
     cfg = pyramid.PyramidConfig(delta0=0.1)
     lam = RDOQ_LAMBDA * cfg.delta0**2
     res = rdoq.optimise(image, spec, idx, start, lam, sweeps=4)
@@ -263,9 +253,9 @@ def test_rdoq_lowers_rate_distortion_cost(cat):
     assert after < 0.97 * before
 
 
-def test_rdoq_reconstruction_matches_decoder(cat):
+def test_rdoq_reconstruction_matches_decoder(filled):
     """The optimiser's model of the decoder (sampling matrices, colour matrix) is the decoder."""
-    image, spec, idx, codes = _filled(cat, 0.05)
+    image, spec, idx, codes = filled(0.05)
     h, w, c = image.shape
     samplers = rdoq.samplers_for(spec)
     y = rdoq.reconstruct(codes, [quant.step_from_index(i) for i in idx], samplers, (c, h, w))

@@ -5,18 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from codec import encoder, l1fit, pyramid, quant, rdoq
+from codec import encoder, l1fit, quant, rdoq
 from codec.config import RDOQ_LAMBDA
-from codec.models import PyramidSpec
 
 
-def _setup(cat, delta0: float):
-    image = cat.astype(np.float32) / 255.0
-    h, w, c = image.shape
-    spec = PyramidSpec(pyramid.levels_for(w, h), c, w, h)
-    cfg = pyramid.PyramidConfig(delta0=delta0)
-    idx = pyramid.step_indices(spec, cfg)
-    codes = pyramid.codes_of(pyramid.fill(image, spec, idx, cfg.deadzone), idx)
+def _setup(filled, delta0: float):
+    """:func:`filled`'s start plus the level samplers."""
+    image, spec, idx, codes = filled(delta0)
     return image, spec, idx, codes, rdoq.samplers_for(spec)
 
 
@@ -28,8 +23,8 @@ def _cost(image, spec, idx, codes, samplers, lam):
     return sse + lam * 8 * len(encoder.code_hybrid(spec, codes, idx))
 
 
-def test_stacked_sampling_equals_per_channel(cat):
-    _, spec, _, _, samplers = _setup(cat, 0.1)
+def test_stacked_sampling_equals_per_channel(filled):
+    _, spec, _, _, samplers = _setup(filled, 0.1)
     gen = torch.Generator().manual_seed(1)
     for smp, (lh, lw) in zip(samplers, spec.level_shapes()):
         g = torch.randn(3, lh, lw, generator=gen)
@@ -40,9 +35,9 @@ def test_stacked_sampling_equals_per_channel(cat):
             torch.testing.assert_close(adj[ch], smp.adjoint(r[ch]))
 
 
-def test_operator_adjoint_is_the_transpose(cat):
+def test_operator_adjoint_is_the_transpose(filled):
     """<A u, r> = <u, A^T r> (dot-product test)."""
-    _, spec, _, _, samplers = _setup(cat, 0.1)
+    _, spec, _, _, samplers = _setup(filled, 0.1)
     op = l1fit.Operator(samplers, 3)
     gen = torch.Generator().manual_seed(2)
     u = [torch.randn(3, lh, lw, generator=gen, dtype=torch.float32) for lh, lw in spec.level_shapes()]
@@ -66,9 +61,9 @@ def test_bits_per_unit_is_clamped_and_zero_planes_get_the_maximum():
     assert np.all(l1fit.bits_per_unit(codes, 100.0) <= l1fit.MAX_BITS)
 
 
-def test_solve_lowers_the_rate_distortion_cost_and_is_deterministic(cat):
+def test_solve_lowers_the_rate_distortion_cost_and_is_deterministic(filled):
     delta0 = 0.1
-    image, spec, idx, codes, samplers = _setup(cat, delta0)
+    image, spec, idx, codes, samplers = _setup(filled, delta0)
     lam = RDOQ_LAMBDA * delta0**2
     assert l1fit.solve(image, codes, idx, lam, 0, l1fit.Operator(samplers, 3)) is codes  # no iterations: unchanged
     out = l1fit.solve(image, codes, idx, lam, 60, l1fit.Operator(samplers, 3))
@@ -78,14 +73,14 @@ def test_solve_lowers_the_rate_distortion_cost_and_is_deterministic(cat):
     assert _cost(image, spec, idx, out, samplers, lam) < 0.97 * _cost(image, spec, idx, codes, samplers, lam)
 
 
-def test_a_huge_multiplier_zeroes_everything(cat):
-    image, _, idx, codes, samplers = _setup(cat, 0.1)
+def test_a_huge_multiplier_zeroes_everything(filled):
+    image, _, idx, codes, samplers = _setup(filled, 0.1)
     out = l1fit.solve(image, codes, idx, 1e9, 20, l1fit.Operator(samplers, 3))
     assert not any(p.any() for lv in out for p in lv)
 
 
-def test_deadline_in_the_past_stops_at_the_start(cat):
-    image, _, idx, codes, samplers = _setup(cat, 0.1)
+def test_deadline_in_the_past_stops_at_the_start(filled):
+    image, _, idx, codes, samplers = _setup(filled, 0.1)
     out = l1fit.solve(image, codes, idx, 0.01, 50, l1fit.Operator(samplers, 3), deadline=0.0)
     # no FISTA step: the warm start is re-quantized unchanged (values are exact multiples of their steps)
     assert all(np.array_equal(a, b) for la, lb in zip(out, codes) for a, b in zip(la, lb))
