@@ -70,7 +70,9 @@ def info(data: bytes) -> dict:
         "header_bytes": bitstream.OVERHEAD,
         "side_info_bytes": side,
         "coded_bytes": len(p.words),
-        "macs_per_pixel": p.spec.macs_per_pixel(),
+        # the finest-level filters run once over level 0, which has the image's size
+        "macs_per_pixel": p.spec.macs_per_pixel() + sum((2 * f.radius + 1) ** 2 for f in p.filters if f.radius),
+        "filter_radii": [f.radius for f in p.filters],
         "quant_steps": [r.step_index for r in p.records],
     }
 
@@ -86,7 +88,8 @@ def export(data: bytes, path: str | os.PathLike) -> dict:
     config["coords"] = "pixel centres, longer side spans [-1, 1] (codec.coords)"
     if p.spec.name in bitstream.LATENT_MODELS:
         config["output"] = (f"sum over levels of {p.spec.kernel} samples (grid_sample, align_corners=False, border) "
-                            "of latents.<level> at (x/ax, y/ay); then JFIF YCbCr -> RGB; clip to [0, 1]")
+                            "of latents.<level> at (x/ax, y/ay); then JFIF YCbCr -> RGB; clip to [0, 1]; "
+                            "latents.0 is stored after the finest-level filter (codec.finefilter)")
     else:
         config["output"] = "0.5 + last linear layer; clip to [0, 1]"
     meta["config"] = json.dumps(config)

@@ -1,15 +1,15 @@
-"""The ``.inr`` container, format version 3 (bytes only: no torch, no numpy).
+"""The ``.inr`` container, format version 4 (bytes only: no torch, no numpy).
 
 Layout (all integers big-endian)::
 
     offset size field
     0      3    magic  b"INR"
-    3      1    version (3; versions 1 and 2 are still read)
+    3      1    version (4; versions 1, 2 and 3 are still read)
     4      1    flags  (no flag is defined: must be 0)
     5      2    width  (1..65535)
     7      2    height (1..65535)
     9      1    channels (1 = L, 2 = LA, 3 = RGB, 4 = RGBA)
-    10     1    model id (0 relu, 1 pe, 2 fourier, 3 siren; 5 hybrid in versions 2 and 3,
+    10     1    model id (0 relu, 1 pe, 2 fourier, 3 siren; 5 hybrid in versions 2 to 4,
                 4 the bilinear pyramid in version 1)
     11     1    hidden layers (1..MAX_LAYERS); hybrid: latent levels (1..MAX_LEVELS)
     12     2    hidden width (1..MAX_HIDDEN); hybrid: 0
@@ -25,8 +25,9 @@ The payload is one record per coded tensor, followed by the range coder's 32-bit
 the payload's structure before reading it.  MLPs and the version-1 pyramid use a 5-byte
 ``TensorRecord`` (step index, Laplace ratio, code range); the hybrid's ``ContextRecord``
 (code range, step index, context mode, prediction weight, two Laplace-table indices per class in use)
-are one Exp-Golomb bit string in version 3 (:func:`pack_context_side`), byte records in version 2;
-see :mod:`codec.context`.
+are one Exp-Golomb bit string in versions 3 and 4 (:func:`pack_context_side`), byte records in
+version 2; see :mod:`codec.context`.  Version 4 appends to that bit string one finest-level filter
+record per channel (:class:`FilterRecord`, :mod:`codec.finefilter`); otherwise it is version 3.
 """
 from __future__ import annotations
 
@@ -44,8 +45,8 @@ from .errors import (
 )
 
 MAGIC = b"INR"
-VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 KNOWN_FLAGS = 0x00
 _FIXED = struct.Struct(">3sBBHHBBBHBBII")
 HEADER_SIZE = _FIXED.size  # 24
@@ -57,7 +58,7 @@ RECORD_SIZE = _RECORD.size  # 5
 MODEL_IDS = {"relu": 0, "pe": 1, "fourier": 2, "siren": 3, "pyramid": 4, "hybrid": 5}
 MODEL_NAMES = {v: k for k, v in MODEL_IDS.items()}
 # Which model ids each format version may carry.
-VERSION_MODELS = {1: (0, 1, 2, 3, 4), 2: (0, 1, 2, 3, 5), 3: (0, 1, 2, 3, 5)}
+VERSION_MODELS = {1: (0, 1, 2, 3, 4), 2: (0, 1, 2, 3, 5), 3: (0, 1, 2, 3, 5), 4: (0, 1, 2, 3, 5)}
 LATENT_MODELS = ("pyramid", "hybrid")
 MAX_CONTEXTS = 28
 MODE_CLASSES = {0: 1, 1: 8, 2: 28}  # context mode -> classes (mirrors codec.context)
@@ -65,6 +66,8 @@ MAX_LAYERS = 32
 MAX_LEVELS = 16
 MAX_HIDDEN = 512
 MAX_PAYLOAD = 1 << 30
+FILTER_RADIUS_BITS = 2  # finest-level filter radius 0..3 (0: no filter)
+FILTER_MAX_TAP = 1024  # |coded tap| bound (taps within [-8, 8] at codec.finefilter.SCALE = 128)
 
 
 @dataclass(frozen=True)
@@ -319,8 +322,31 @@ class ContextRecord:
     weight: int = 0  # mode 2 (version 3): non-anchor prediction weight, 0..15 eighths of the mean
 
 
-def pack_context_side(records: list[ContextRecord]) -> bytes:
-    """Version-3 side information of the hybrid's planes, given in *coding order*::
+def filter_taps(radius: int) -> int:
+    """Coded integers of a point-symmetric filter of ``radius``: ``((2R + 1)^2 + 1) / 2``."""
+    return ((2 * radius + 1) ** 2 + 1) // 2
+
+
+@dataclass(frozen=True)
+class FilterRecord:
+    """One channel's finest-level filter (version 4, :mod:`codec.finefilter`): ``radius`` 0 is no filter;
+    ``taps`` are :func:`filter_taps` ``(radius)`` integers, the centre's offset from 1 first."""
+
+    radius: int = 0
+    taps: tuple[int, ...] = ()
+
+    def validate(self, what: str = "filter") -> None:
+        if not 0 <= self.radius < 1 << FILTER_RADIUS_BITS:
+            raise FieldRangeError(f"{what}: radius {self.radius} out of range [0, {(1 << FILTER_RADIUS_BITS) - 1}]")
+        if len(self.taps) != (filter_taps(self.radius) if self.radius else 0):
+            raise FormatError(f"{what}: {len(self.taps)} taps for radius {self.radius}")
+        for t in self.taps:
+            if not -FILTER_MAX_TAP <= t <= FILTER_MAX_TAP:
+                raise FieldRangeError(f"{what}: tap {t} out of range [-{FILTER_MAX_TAP}, {FILTER_MAX_TAP}]")
+
+
+def pack_context_side(records: list[ContextRecord], filters: list[FilterRecord] | None = None) -> bytes:
+    """Version-3/4 side information of the hybrid's planes, given in *coding order*::
 
         ue_1(K)                                   Exp-Golomb of order 1
         if K > 0:
@@ -330,6 +356,11 @@ def pack_context_side(records: list[ContextRecord]) -> bytes:
             for each class b of the mode:
                 u(1) in use
                 if in use: se(theta - predicted theta), se(rho - theta)
+
+    then in version 4 (``filters`` given), for each channel::
+
+        u(2) radius R                             0: no filter
+        if R > 0: se(t) for each of the ((2R + 1)^2 + 1) / 2 taps
 
     The predicted theta is the previous class's in the same plane; for a plane's first class it is
     the first class's of the previous coded plane (``FIRST_THETA`` at the start).  Zero bits pad the
@@ -359,12 +390,19 @@ def pack_context_side(records: list[ContextRecord]) -> bytes:
                 pred = theta
                 first = theta if first is None else first
         prev_first = first
+    for ch, f in enumerate(filters or []):
+        f.validate(f"channel {ch} filter")
+        w.bits(f.radius, FILTER_RADIUS_BITS)
+        for t in f.taps:
+            w.se(t)
     return w.to_bytes()
 
 
-def unpack_context_side(payload: bytes, order: list[int], n_thetas: int) -> tuple[list[ContextRecord], bytes]:
-    """Inverse of :func:`pack_context_side` for a version-3 payload: the records, indexed by tensor
-    (``order[n]`` is the tensor of the ``n``-th plane in coding order), and the coded words."""
+def unpack_context_side(payload: bytes, order: list[int], n_thetas: int,
+                        channels: int = 0) -> tuple[list[ContextRecord], list[FilterRecord], bytes]:
+    """Inverse of :func:`pack_context_side`: the records, indexed by tensor (``order[n]`` is the
+    tensor of the ``n``-th plane in coding order), the filters of ``channels`` channels (version 4;
+    0 for version 3: none) and the coded words."""
     rd = BitReader(payload, "hybrid side information")
     records: list[ContextRecord | None] = [None] * len(order)
     prev_step, prev_first = 0, FIRST_THETA
@@ -400,10 +438,17 @@ def unpack_context_side(payload: bytes, order: list[int], n_thetas: int) -> tupl
             raise FieldRangeError(f"tensor {i}: code range {kmax} but no context class in use")
         prev_first = first
         records[i] = ContextRecord(step, mode, kmax, tuple(dists), weight)
+    filters = []
+    for ch in range(channels):
+        radius = rd.bits(FILTER_RADIUS_BITS)
+        taps = tuple(rd.se() for _ in range(filter_taps(radius) if radius else 0))
+        f = FilterRecord(radius, taps)
+        f.validate(f"channel {ch} filter")
+        filters.append(f)
     words = payload[rd.byte_align():]
     if len(words) % 4:
         raise FieldRangeError(f"coded data of {len(words)} bytes is not a whole number of 32-bit words")
-    return records, words  # type: ignore[return-value]
+    return records, filters, words  # type: ignore[return-value]
 
 
 def unpack_context_payload(payload: bytes, n_tensors: int, n_thetas: int) -> tuple[list[ContextRecord], bytes]:

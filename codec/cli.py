@@ -150,6 +150,8 @@ def info(input, as_json) -> None:
         f"  coded data    {d['coded_bytes']} bytes",
         f"decoder cost    {d['macs_per_pixel']} MACs/pixel",
     ]
+    if any(d["filter_radii"]):
+        lines.append(f"level-0 filter  radius {'/'.join(map(str, d['filter_radii']))} per channel")
     _emit({"file": str(input), **d}, as_json, lines)
 
 

@@ -9,6 +9,7 @@ bounded whatever the output size (the output array itself is ``W * H * C`` bytes
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-from . import bitstream, color, context, entropy, quant
+from . import bitstream, color, context, entropy, finefilter, quant
 from .bitstream import Header
 from .errors import FieldRangeError, LimitError, OptionError
 from .layout import spec_from_header
@@ -40,6 +41,7 @@ class Parsed:
     spec: ModelSpec | PyramidSpec
     records: list[bitstream.TensorRecord] | list[bitstream.ContextRecord]
     words: bytes
+    filters: list[bitstream.FilterRecord] = dataclasses.field(default_factory=list)  # hybrid, version 4
 
 
 def parse(data: bytes) -> Parsed:
@@ -54,19 +56,23 @@ def parse(data: bytes) -> Parsed:
     if spec.name == "hybrid":
         if header.version == 2:
             records, words = bitstream.unpack_context_payload(payload, len(spec.coded_shapes()), len(entropy.THETAS))
+            filters: list[bitstream.FilterRecord] = []
         else:
             order = [lv * spec.channels + ch for lv, ch in context.coding_order(spec.levels, spec.channels)]
-            records, words = bitstream.unpack_context_side(payload, order, len(entropy.THETAS))
+            records, filters, words = bitstream.unpack_context_side(
+                payload, order, len(entropy.THETAS), spec.channels if header.version >= 4 else 0)
     else:
         records, words = bitstream.unpack_payload(payload, len(spec.coded_shapes()))
+        filters = []
     for i, r in enumerate(records):
         if r.kmax > entropy.MAX_K:
             raise FieldRangeError(f"tensor {i}: code range {r.kmax} out of range")
-    return Parsed(header, spec, records, words)
+    return Parsed(header, spec, records, words, filters)
 
 
 def latent_planes(p: Parsed) -> list[np.ndarray]:
-    """Entropy-decode a latent model's planes: per level, float32 ``(channels, h_l, w_l)`` of ``q * Delta``."""
+    """Entropy-decode a latent model's planes: per level, float32 ``(channels, h_l, w_l)`` of ``q * Delta``,
+    level 0 through its finest-level filters (version 4, :mod:`codec.finefilter`)."""
     spec, c = p.spec, p.spec.channels
     rec = [[p.records[lv * c + ch] for ch in range(c)] for lv in range(spec.levels)]
     if spec.name == "hybrid":
@@ -75,8 +81,10 @@ def latent_planes(p: Parsed) -> list[np.ndarray]:
     else:
         flat = entropy.decode(p.words, [(h * w, r.theta, r.kmax) for (h, w), r in zip(spec.coded_shapes(), p.records)])
         codes = [[flat[lv * c + ch].reshape(spec.level_shapes()[lv]) for ch in range(c)] for lv in range(spec.levels)]
-    return [np.stack([codes[lv][ch].astype(np.float32) * np.float32(quant.step_from_index(rec[lv][ch].step_index))
-                      for ch in range(c)]) for lv in range(spec.levels)]
+    planes = [np.stack([codes[lv][ch].astype(np.float32) * np.float32(quant.step_from_index(rec[lv][ch].step_index))
+                        for ch in range(c)]) for lv in range(spec.levels)]
+    planes[0] = finefilter.apply_records(planes[0], p.filters)
+    return planes
 
 
 def load_model(data: bytes, parsed: Parsed | None = None) -> tuple[Parsed, torch.nn.Module]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import bitstream, color, context, coords, entropy, l1fit, pyramid, quant, rdoq
+from . import bitstream, color, context, coords, entropy, finefilter, l1fit, pyramid, quant, rdoq
 from .bitstream import TensorRecord
 from .config import (
     DEFAULT_MODEL,
@@ -124,12 +124,43 @@ def hybrid_delta0(quality: int) -> float:
     return 0.6 * 2.0 ** (-(quality - 45) / 15.0)
 
 
-def code_hybrid(spec: PyramidSpec, codes: list[list[np.ndarray]], step_idx: list[int]) -> bytes:
-    """Context-code the latent planes and pack the complete ``.inr`` file."""
+def code_hybrid(spec: PyramidSpec, codes: list[list[np.ndarray]], step_idx: list[int],
+                filters: list[bitstream.FilterRecord] | None = None) -> bytes:
+    """Context-code the latent planes and pack the complete ``.inr`` file (``filters``: the
+    finest-level filter of each channel, none by default)."""
     c = spec.channels
     records, words = context.encode_planes(codes, [step_idx[lv * c : (lv + 1) * c] for lv in range(spec.levels)])
-    side = bitstream.pack_context_side([records[key] for key in context.coding_order(spec.levels, c)])
+    side = bitstream.pack_context_side([records[key] for key in context.coding_order(spec.levels, c)],
+                                       filters if filters is not None else [bitstream.FilterRecord()] * c)
     return bitstream.pack(header_for(spec, spec.width, spec.height), side + words)
+
+
+def kernels_of(filters: list[bitstream.FilterRecord]) -> list[np.ndarray | None]:
+    return [finefilter.kernel(f.radius, f.taps) if f.radius else None for f in filters]
+
+
+def fit_filters(target_ycc: torch.Tensor, codes: list[list[np.ndarray]], steps: list[float],
+                samplers: list[rdoq.LevelSampler], lam: float) -> list[bitstream.FilterRecord]:
+    """Each channel's finest-level filter for fixed ``codes`` (:func:`codec.finefilter.fit` on what
+    the coarser levels leave), the radius 0..3 with the lowest ``w_c dSSE + lam * bits``; ``w_c`` is
+    the channel's weight in the RGB error (the diagonal of ``M^T M``, as in :mod:`codec.rdoq`)."""
+    c, h, w = target_ycc.shape
+    y = rdoq.reconstruct(codes, steps, samplers, (c, h, w))
+    weight = torch.diagonal(rdoq.colour_matrix(c).T @ rdoq.colour_matrix(c))
+    out = []
+    for ch in range(c):
+        g0 = codes[0][ch] * np.float32(steps[ch])
+        best, best_cost = bitstream.FilterRecord(), lam * bitstream.FILTER_RADIUS_BITS
+        if g0.any():
+            resid = (target_ycc[ch] - y[ch]).numpy() + g0
+            for radius in range(1, finefilter.MAX_RADIUS + 1):
+                taps, dsse = finefilter.fit(g0, resid, radius)
+                rec = bitstream.FilterRecord(radius, tuple(taps))
+                cost = float(weight[ch]) * dsse + lam * finefilter.record_bits(rec)
+                if cost < best_cost:
+                    best, best_cost = rec, cost
+        out.append(best)
+    return out
 
 
 @dataclass
@@ -164,6 +195,7 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
         raise LimitError(f"image of {w}x{h} pixels is too large for the hybrid model "
                          f"({spec.num_params()} latent values, limit {MAX_LATENTS}); use an MLP model")
     target = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    target_ycc = color.rgb_to_ycbcr(torch.from_numpy(np.ascontiguousarray(image))).permute(2, 0, 1).float()
     samplers = rdoq.samplers_for(spec)
     l1_operator = l1fit.Operator(samplers, c)
 
@@ -174,11 +206,20 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
 
     def run(delta0: float, shape: tuple[float, float, float], lam: float) -> _Candidate:
         idx, codes = start(delta0, shape)
+        steps = [quant.step_from_index(i) for i in idx]
         codes = l1fit.solve(image, codes, idx, lam, preset.l1_iterations, l1_operator, preset.l1_bits,
                             deadline=deadline)
-        res = rdoq.optimise(image, spec, idx, codes, lam, sweeps, deadline, samplers)
-        data = code_hybrid(spec, res.codes, idx)
-        y = rdoq.reconstruct(res.codes, [quant.step_from_index(i) for i in idx], samplers, (c, h, w))
+        filters = fit_filters(target_ycc, codes, steps, samplers, lam)
+        if preset.l1_filtered_iterations and any(f.radius for f in filters):
+            op = l1fit.Operator(rdoq.with_filters(samplers, kernels_of(filters)), c)
+            codes = l1fit.solve(image, codes, idx, lam, preset.l1_filtered_iterations, op, preset.l1_bits,
+                                deadline=deadline)
+            filters = fit_filters(target_ycc, codes, steps, samplers, lam)
+        res = rdoq.optimise(image, spec, idx, codes, lam, sweeps, deadline,
+                            rdoq.with_filters(samplers, kernels_of(filters)))
+        filters = fit_filters(target_ycc, res.codes, steps, samplers, lam)  # the filter for the final codes
+        data = code_hybrid(spec, res.codes, idx, filters)
+        y = rdoq.reconstruct(res.codes, steps, rdoq.with_filters(samplers, kernels_of(filters)), (c, h, w))
         rgb = torch.einsum("ij,jhw->ihw", rdoq.colour_matrix(c), y - rdoq.colour_centre(c)[:, None, None])
         sse = float(((color.quantize_uint8(rgb) - target) ** 2).sum())
         return _Candidate(data, sse, shape, delta0, res.sweeps)

@@ -92,6 +92,66 @@ class LevelSampler:
         return (self.sxt @ a.permute(1, 0, 2).reshape(c * hl, w).T.contiguous()).T.reshape(c, hl, -1)
 
 
+    def channel(self, ch: int) -> LevelSampler:
+        """The sampler of one channel (all channels share it)."""
+        return self
+
+
+class FilteredSampler:
+    """Level 0 behind its finest-level filters (:mod:`codec.finefilter`): ``up(g) = K_c * g``.
+
+    Level 0 has the image's size, so its own sampling is the identity at native size and the
+    composite is the filter alone; the filter is point symmetric with zero padding, so it is its own
+    adjoint, and column ``i``'s energy is ``sum_t K_t^2`` over the taps ``i + t`` inside the grid.
+    ``kernels[c]`` is channel ``c``'s float32 kernel, ``None`` for no filter."""
+
+    def __init__(self, base: LevelSampler, kernels: list[np.ndarray | None]) -> None:
+        h, w = base.energy.shape
+        if base.sy.shape != (h, h) or base.sx.shape != (w, w):
+            raise ValueError("the finest-level filter needs a level of the image's size")
+        self.base = base
+        self.kernels = [None if k is None else torch.from_numpy(np.asarray(k, dtype=np.float32)) for k in kernels]
+        ones = torch.ones(1, 1, h, w)
+        self.energies = [base.energy if k is None else
+                         torch.nn.functional.conv2d(ones, (k * k)[None, None], padding=k.shape[0] // 2)[0, 0]
+                         for k in self.kernels]
+        self.energy = torch.stack(self.energies).amax(0)
+
+    def _filter(self, g: torch.Tensor, ch: int) -> torch.Tensor:
+        k = self.kernels[ch]
+        if k is None:
+            return g
+        return torch.nn.functional.conv2d(g[None, None], k[None, None], padding=k.shape[0] // 2)[0, 0]
+
+    def up_stack(self, g: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self._filter(g[ch], ch) for ch in range(g.shape[0])])
+
+    adjoint_stack = up_stack
+
+    def channel(self, ch: int) -> _FilteredChannel:
+        return _FilteredChannel(self, ch)
+
+
+class _FilteredChannel:
+    """One channel of a :class:`FilteredSampler` (what :func:`optimise` needs of a sampler)."""
+
+    def __init__(self, parent: FilteredSampler, ch: int) -> None:
+        self.parent, self.ch = parent, ch
+        self.energy = parent.energies[ch]
+
+    def up(self, g: torch.Tensor) -> torch.Tensor:
+        return self.parent._filter(g, self.ch)
+
+    adjoint = up
+
+
+def with_filters(samplers: list[LevelSampler], kernels: list[np.ndarray | None]) -> list:
+    """``samplers`` with level 0 behind ``kernels`` (unchanged when no channel has a filter)."""
+    if all(k is None for k in kernels):
+        return samplers
+    return [FilteredSampler(samplers[0], kernels)] + samplers[1:]
+
+
 def reconstruct(codes: list[list[np.ndarray]], steps: list[float], samplers: list[LevelSampler],
                 shape: tuple[int, int, int]) -> torch.Tensor:
     """The decoder's YCbCr image ``(C, H, W)`` at native size, through the sampling matrices."""
@@ -138,7 +198,7 @@ def optimise(image: np.ndarray, spec: PyramidSpec, step_idx: list[int], codes: l
         for lv, ch in context.coding_order(spec.levels, c):
             if deadline is not None and time.perf_counter() > deadline:
                 return RdoqResult(codes, len(changed), changed + [n_changed])
-            smp, step = samplers[lv], steps[lv * c + ch]
+            smp, step = samplers[lv].channel(ch), steps[lv * c + ch]
             q = codes[lv][ch]
             cls = context.plane_classes(codes, lv, ch)
             weight = context.choose_weight(q)

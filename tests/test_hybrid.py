@@ -157,8 +157,8 @@ def test_context_side_info_roundtrip_and_validation():
     side = bitstream.pack_context_side(recs)
     words = b"\x01\x02\x03\x04"
     order = [2, 0, 1]  # tensor index of each plane in coding order
-    got, rest = bitstream.unpack_context_side(side + words, order, len(entropy.THETAS))
-    assert [got[i] for i in order] == recs and rest == words
+    got, filters, rest = bitstream.unpack_context_side(side + words, order, len(entropy.THETAS))
+    assert [got[i] for i in order] == recs and rest == words and filters == []
     for cut in range(len(side)):
         with pytest.raises((TruncatedError, FieldRangeError)):
             bitstream.unpack_context_side(side[:cut], order, len(entropy.THETAS))
