@@ -66,9 +66,7 @@ class HybridPreset:
     the lowest ``D + lambda R`` on the written file is kept, so more shapes never do worse.
     ``seconds``: the wall-clock cap that applies when ``--seconds`` is not given.
     ``l1_iterations``: FISTA iterations of the L1-regularised start (:mod:`codec.l1fit`) per
-    candidate; ``l1_bits``: the factor on its per-plane bits-per-unit estimate;
-    ``l1_filtered_iterations``: iterations of a second refit through the finest-level filter fitted
-    after the first (:mod:`codec.finefilter`; 0: RDOQ alone adapts the latents to the filter).
+    candidate; ``l1_bits``: the factor on its per-plane bits-per-unit estimate.
     """
 
     name: str
@@ -77,7 +75,6 @@ class HybridPreset:
     seconds: float
     l1_iterations: int = 60
     l1_bits: float = 1.0
-    l1_filtered_iterations: int = 0
 
 
 # step-size shapes (gamma, kappa, Delta_0 scale) a preset tries; 0.3's medium searched four for a 0.7 %

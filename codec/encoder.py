@@ -177,8 +177,11 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
 
     1. Fill the latent pyramid closed-loop from the image (:func:`codec.pyramid.fill`) with steps
        ``Delta_{l,c} = Delta_0 2^(-gamma l) (kappa if chroma)``.
-    2. Run RDOQ sweeps (:mod:`codec.rdoq`) with ``lambda = RDOQ_LAMBDA * Delta_0^2``.
-    3. For every step shape of the preset, keep the file with the lowest ``SSE + lambda * bits``
+    2. Refit them by L1-regularised least squares (:mod:`codec.l1fit`).
+    3. Fit each channel's finest-level filter (:func:`fit_filters`, :mod:`codec.finefilter`), run
+       RDOQ sweeps (:mod:`codec.rdoq`) through it with ``lambda = RDOQ_LAMBDA * Delta_0^2``, and refit
+       the filter on the final latents.
+    4. For every step shape of the preset, keep the file with the lowest ``SSE + lambda * bits``
        (bits of the written file).
     ``--bpp``: ``Delta_0`` is bisected on the analytic fill's coded size, then corrected by a
     secant step on the real size after optimisation.  ``--seconds`` (or the preset's cap) bounds
@@ -210,11 +213,6 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
         codes = l1fit.solve(image, codes, idx, lam, preset.l1_iterations, l1_operator, preset.l1_bits,
                             deadline=deadline)
         filters = fit_filters(target_ycc, codes, steps, samplers, lam)
-        if preset.l1_filtered_iterations and any(f.radius for f in filters):
-            op = l1fit.Operator(rdoq.with_filters(samplers, kernels_of(filters)), c)
-            codes = l1fit.solve(image, codes, idx, lam, preset.l1_filtered_iterations, op, preset.l1_bits,
-                                deadline=deadline)
-            filters = fit_filters(target_ycc, codes, steps, samplers, lam)
         res = rdoq.optimise(image, spec, idx, codes, lam, sweeps, deadline,
                             rdoq.with_filters(samplers, kernels_of(filters)))
         filters = fit_filters(target_ycc, res.codes, steps, samplers, lam)  # the filter for the final codes
