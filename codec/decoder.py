@@ -53,17 +53,16 @@ def parse(data: bytes) -> Parsed:
         raise FieldRangeError(f"model of {spec.num_params()} parameters exceeds the limit of {limit}")
     if spec.macs_per_pixel() > MAX_MACS_PER_PIXEL:
         raise FieldRangeError(f"model costs {spec.macs_per_pixel()} MACs per pixel, over the limit of {MAX_MACS_PER_PIXEL}")
+    filters: list[bitstream.FilterRecord] = []
     if spec.name == "hybrid":
         if header.version == 2:
             records, words = bitstream.unpack_context_payload(payload, len(spec.coded_shapes()), len(entropy.THETAS))
-            filters: list[bitstream.FilterRecord] = []
         else:
             order = [lv * spec.channels + ch for lv, ch in context.coding_order(spec.levels, spec.channels)]
             records, filters, words = bitstream.unpack_context_side(
                 payload, order, len(entropy.THETAS), spec.channels if header.version >= 4 else 0)
     else:
         records, words = bitstream.unpack_payload(payload, len(spec.coded_shapes()))
-        filters = []
     for i, r in enumerate(records):
         if r.kmax > entropy.MAX_K:
             raise FieldRangeError(f"tensor {i}: code range {r.kmax} out of range")

@@ -135,13 +135,9 @@ def code_hybrid(spec: PyramidSpec, codes: list[list[np.ndarray]], step_idx: list
     return bitstream.pack(header_for(spec, spec.width, spec.height), side + words)
 
 
-def kernels_of(filters: list[bitstream.FilterRecord]) -> list[np.ndarray | None]:
-    return [finefilter.kernel(f.radius, f.taps) if f.radius else None for f in filters]
-
-
 def fit_filters(target_ycc: torch.Tensor, codes: list[list[np.ndarray]], steps: list[float],
                 samplers: list[rdoq.LevelSampler], lam: float) -> list[bitstream.FilterRecord]:
-    """Each channel's finest-level filter for fixed ``codes`` (:func:`codec.finefilter.fit` on what
+    """Each channel's finest-level filter for fixed ``codes`` (:func:`codec.finefilter.fit_all` on what
     the coarser levels leave), the radius 0..3 with the lowest ``w_c dSSE + lam * bits``; ``w_c`` is
     the channel's weight in the RGB error (the diagonal of ``M^T M``, as in :mod:`codec.rdoq`)."""
     c, h, w = target_ycc.shape
@@ -153,8 +149,7 @@ def fit_filters(target_ycc: torch.Tensor, codes: list[list[np.ndarray]], steps: 
         best, best_cost = bitstream.FilterRecord(), lam * bitstream.FILTER_RADIUS_BITS
         if g0.any():
             resid = (target_ycc[ch] - y[ch]).numpy() + g0
-            for radius in range(1, finefilter.MAX_RADIUS + 1):
-                taps, dsse = finefilter.fit(g0, resid, radius)
+            for radius, (taps, dsse) in enumerate(finefilter.fit_all(g0, resid, finefilter.MAX_RADIUS), start=1):
                 rec = bitstream.FilterRecord(radius, tuple(taps))
                 cost = float(weight[ch]) * dsse + lam * finefilter.record_bits(rec)
                 if cost < best_cost:
@@ -214,10 +209,10 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
                             deadline=deadline)
         filters = fit_filters(target_ycc, codes, steps, samplers, lam)
         res = rdoq.optimise(image, spec, idx, codes, lam, sweeps, deadline,
-                            rdoq.with_filters(samplers, kernels_of(filters)))
+                            rdoq.with_filters(samplers, finefilter.kernels(filters)))
         filters = fit_filters(target_ycc, res.codes, steps, samplers, lam)  # the filter for the final codes
         data = code_hybrid(spec, res.codes, idx, filters)
-        y = rdoq.reconstruct(res.codes, steps, rdoq.with_filters(samplers, kernels_of(filters)), (c, h, w))
+        y = rdoq.reconstruct(res.codes, steps, rdoq.with_filters(samplers, finefilter.kernels(filters)), (c, h, w))
         rgb = torch.einsum("ij,jhw->ihw", rdoq.colour_matrix(c), y - rdoq.colour_centre(c)[:, None, None])
         sse = float(((color.quantize_uint8(rgb) - target) ** 2).sum())
         return _Candidate(data, sse, shape, delta0, res.sweeps)

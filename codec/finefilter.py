@@ -75,28 +75,52 @@ def design(plane: np.ndarray, radius: int) -> np.ndarray:
     return np.stack(cols, axis=1)
 
 
-def fit(plane: np.ndarray, residual: np.ndarray, radius: int) -> tuple[list[int], float]:
-    """Least-squares taps ``min_K ||apply(plane, K) - residual||^2`` rounded to ``1 / SCALE``.
+def fit_all(plane: np.ndarray, residual: np.ndarray, max_radius: int) -> list[tuple[list[int], float]]:
+    """For each radius ``1..max_radius``, the least-squares taps ``min_K ||apply(plane, K) - residual||^2``
+    rounded to ``1 / SCALE``, with the squared error they reach relative to the identity filter's
+    (negative: the filter helps).
 
-    Returns the coded integers and the squared error they reach, relative to the identity filter's
-    (negative: the filter helps).  Normal equations in float64 (at most 25 unknowns)."""
-    x = design(plane, radius).astype(np.float64)
+    A smaller radius's regressors are a subset of a larger one's (same offsets, same zero padding),
+    so the normal equations are formed once, at ``max_radius``, and each radius solves its block
+    (float64, at most 25 unknowns)."""
+    x = design(plane, max_radius).astype(np.float64)
     y = np.asarray(residual, dtype=np.float64).reshape(-1)
     xtx, xty = x.T @ x, x.T @ y
+    column = {o: j for j, o in enumerate(offsets(max_radius))}
+    out = []
+    for radius in range(1, max_radius + 1):
+        sel = [column[o] for o in offsets(radius)]
+        out.append(_solve(xtx[np.ix_(sel, sel)], xty[sel]))
+    return out
+
+
+def fit(plane: np.ndarray, residual: np.ndarray, radius: int) -> tuple[list[int], float]:
+    """:func:`fit_all`'s result for ``radius`` alone."""
+    return fit_all(plane, residual, radius)[radius - 1]
+
+
+def _solve(xtx: np.ndarray, xty: np.ndarray) -> tuple[list[int], float]:
+    """Rounded solution of the normal equations and its cost relative to the identity's."""
     try:
         k = np.linalg.solve(xtx + 1e-9 * np.trace(xtx) * np.eye(len(xtx)), xty)
     except np.linalg.LinAlgError:
-        return [0] * n_taps(radius), 0.0
+        return [0] * len(xty), 0.0
     k[0] -= 1.0
     taps = np.clip(np.rint(k * SCALE), -MAX_TAP, MAX_TAP).astype(np.int64)
     kq = taps / SCALE
     kq[0] += 1.0
     ident = np.zeros_like(kq)
     ident[0] = 1.0
+
     # ||x k - y||^2 = k' X'X k - 2 k' X'y + y'y; the y'y terms cancel in the difference
     def cost(v: np.ndarray) -> float:
         return float(v @ xtx @ v - 2.0 * v @ xty)
     return [int(t) for t in taps], cost(kq) - cost(ident)
+
+
+def kernels(filters: list[FilterRecord]) -> list[np.ndarray | None]:
+    """Each record's :func:`kernel`, ``None`` for radius 0."""
+    return [kernel(f.radius, f.taps) if f.radius else None for f in filters]
 
 
 def record_bits(record: FilterRecord) -> int:
@@ -108,10 +132,11 @@ def record_bits(record: FilterRecord) -> int:
 
 def apply_records(level0: np.ndarray, filters: list[FilterRecord]) -> np.ndarray:
     """Level 0 ``(channels, h, w)`` with each channel's filter applied (channels without one unchanged)."""
-    if not any(f.radius for f in filters):
+    ks = kernels(filters)
+    if all(k is None for k in ks):
         return level0
     out = np.array(level0, dtype=np.float32)
-    for ch, f in enumerate(filters):
-        if f.radius:
-            out[ch] = apply(level0[ch], kernel(f.radius, f.taps))
+    for ch, k in enumerate(ks):
+        if k is not None:
+            out[ch] = apply(level0[ch], k)
     return out

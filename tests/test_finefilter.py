@@ -112,7 +112,7 @@ def test_filtered_reconstruction_matches_decoder(filled):
     steps = [quant.step_from_index(i) for i in idx]
     filters = [bitstream.FilterRecord(3, _random_taps(3, 6)), bitstream.FilterRecord(),
                bitstream.FilterRecord(1, _random_taps(1, 8))]
-    y = rdoq.reconstruct(codes, steps, rdoq.with_filters(samplers, encoder.kernels_of(filters)), (c, h, w))
+    y = rdoq.reconstruct(codes, steps, rdoq.with_filters(samplers, finefilter.kernels(filters)), (c, h, w))
     rgb = torch.einsum("ij,jhw->ihw", rdoq.colour_matrix(c), y - rdoq.colour_centre(c)[:, None, None])
     ours = decoder.color.to_uint8(rgb.permute(1, 2, 0))
     data = encoder.code_hybrid(spec, codes, idx, filters)
@@ -140,7 +140,7 @@ def test_fitted_filters_lower_the_cost_and_rdoq_through_them_lowers_it_again(fil
     filters = encoder.fit_filters(target_ycc, codes, steps, samplers, lam)
     assert filters[0].radius > 0
     assert cost(codes, filters) < cost(codes, none)
-    res = rdoq.optimise(image, spec, idx, codes, lam, 4, None, rdoq.with_filters(samplers, encoder.kernels_of(filters)))
+    res = rdoq.optimise(image, spec, idx, codes, lam, 4, None, rdoq.with_filters(samplers, finefilter.kernels(filters)))
     assert cost(res.codes, encoder.fit_filters(target_ycc, res.codes, steps, samplers, lam)) < cost(codes, filters)
     # a huge lambda makes every filter too expensive
     assert encoder.fit_filters(target_ycc, codes, steps, samplers, 1e6) == none
