@@ -73,6 +73,8 @@ def info(data: bytes) -> dict:
         # the finest-level filters run once over level 0, which has the image's size
         "macs_per_pixel": p.spec.macs_per_pixel() + sum((2 * f.radius + 1) ** 2 for f in p.filters if f.radius),
         "filter_radii": [f.radius for f in p.filters],
+        # version 5: latent planes whose signs are coded under context probabilities
+        "sign_modelled_planes": sum(bool(getattr(r, "signs", ())) for r in p.records),
         "quant_steps": [r.step_index for r in p.records],
     }
 

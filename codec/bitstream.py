@@ -1,15 +1,15 @@
-"""The ``.inr`` container, format version 4 (bytes only: no torch, no numpy).
+"""The ``.inr`` container, format version 5 (bytes only: no torch, no numpy).
 
 Layout (all integers big-endian)::
 
     offset size field
     0      3    magic  b"INR"
-    3      1    version (4; versions 1, 2 and 3 are still read)
+    3      1    version (5; versions 1 to 4 are still read)
     4      1    flags  (no flag is defined: must be 0)
     5      2    width  (1..65535)
     7      2    height (1..65535)
     9      1    channels (1 = L, 2 = LA, 3 = RGB, 4 = RGBA)
-    10     1    model id (0 relu, 1 pe, 2 fourier, 3 siren; 5 hybrid in versions 2 to 4,
+    10     1    model id (0 relu, 1 pe, 2 fourier, 3 siren; 5 hybrid in versions 2 to 5,
                 4 the bilinear pyramid in version 1)
     11     1    hidden layers (1..MAX_LAYERS); hybrid: latent levels (1..MAX_LEVELS)
     12     2    hidden width (1..MAX_HIDDEN); hybrid: 0
@@ -28,9 +28,12 @@ the payload's structure before reading it.  MLPs and the version-1 pyramid use a
 are one Exp-Golomb bit string in versions 3 and 4 (:func:`pack_context_side`), byte records in
 version 2; see :mod:`codec.context`.  Version 4 appends to that bit string one finest-level filter
 record per channel (:class:`FilterRecord`, :mod:`codec.finefilter`); otherwise it is version 3.
+Version 5 codes each latent's magnitude and sign apart, the signs under per-plane context
+probabilities that follow the filter records in the same bit string (:mod:`codec.context`).
 """
 from __future__ import annotations
 
+import dataclasses
 import struct
 import zlib
 from dataclasses import dataclass
@@ -45,8 +48,8 @@ from .errors import (
 )
 
 MAGIC = b"INR"
-VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)
+VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 KNOWN_FLAGS = 0x00
 _FIXED = struct.Struct(">3sBBHHBBBHBBII")
 HEADER_SIZE = _FIXED.size  # 24
@@ -58,7 +61,7 @@ RECORD_SIZE = _RECORD.size  # 5
 MODEL_IDS = {"relu": 0, "pe": 1, "fourier": 2, "siren": 3, "pyramid": 4, "hybrid": 5}
 MODEL_NAMES = {v: k for k, v in MODEL_IDS.items()}
 # Which model ids each format version may carry.
-VERSION_MODELS = {1: (0, 1, 2, 3, 4), 2: (0, 1, 2, 3, 5), 3: (0, 1, 2, 3, 5), 4: (0, 1, 2, 3, 5)}
+VERSION_MODELS = {1: (0, 1, 2, 3, 4), 2: (0, 1, 2, 3, 5), 3: (0, 1, 2, 3, 5), 4: (0, 1, 2, 3, 5), 5: (0, 1, 2, 3, 5)}
 LATENT_MODELS = ("pyramid", "hybrid")
 MAX_CONTEXTS = 28
 MODE_CLASSES = {0: 1, 1: 8, 2: 28}  # context mode -> classes (mirrors codec.context)
@@ -298,6 +301,16 @@ def se_bits(value: int) -> int:
 K_ORDER = 1  # Exp-Golomb order of a plane's code range K
 WEIGHT_BITS = 4  # mirrors codec.context.WEIGHT_BITS
 FIRST_THETA = 100  # predicted ratio index of the very first class (THETAS[100] ~ 0.9)
+SIGN_LEVELS = 15  # sign probability indices 0..14 (mirrors codec.entropy.SIGN_LEVELS)
+SIGN_MID = SIGN_LEVELS // 2  # P(+) = 1/2, the predicted index
+
+
+def sign_contexts(mode: int, chroma: bool) -> int:
+    """Sign contexts of a plane in version 5 (mirrors :func:`codec.context.sign_classes`): 3 parent
+    signs, times 3 luma signs for chroma; FULL mode (2) adds the non-anchors' contexts, three
+    times as many (the sign of their anchor neighbours' sum)."""
+    base = 9 if chroma else 3
+    return 4 * base if mode == 2 else base
 
 
 @dataclass(frozen=True)
@@ -320,6 +333,7 @@ class ContextRecord:
     kmax: int
     dists: tuple[tuple[int, int] | None, ...]
     weight: int = 0  # mode 2 (version 3): non-anchor prediction weight, 0..15 eighths of the mean
+    signs: tuple[int, ...] = ()  # version 5: sign probability index per sign context; () = all 1/2
 
 
 def filter_taps(radius: int) -> int:
@@ -345,8 +359,9 @@ class FilterRecord:
                 raise FieldRangeError(f"{what}: tap {t} out of range [-{FILTER_MAX_TAP}, {FILTER_MAX_TAP}]")
 
 
-def pack_context_side(records: list[ContextRecord], filters: list[FilterRecord] | None = None) -> bytes:
-    """Version-3/4 side information of the hybrid's planes, given in *coding order*::
+def pack_context_side(records: list[ContextRecord], filters: list[FilterRecord] | None = None,
+                      chroma: list[bool] | None = None) -> bytes:
+    """Version-3/4/5 side information of the hybrid's planes, given in *coding order*::
 
         ue_1(K)                                   Exp-Golomb of order 1
         if K > 0:
@@ -361,6 +376,12 @@ def pack_context_side(records: list[ContextRecord], filters: list[FilterRecord] 
 
         u(2) radius R                             0: no filter
         if R > 0: se(t) for each of the ((2R + 1)^2 + 1) / 2 taps
+
+    then in version 5 (``chroma`` given: whether each record's plane is a chroma plane), for each
+    plane with K > 0, in coding order::
+
+        u(1) signs modelled
+        if 1: se(k - SIGN_MID) for each of its sign_contexts(mode, chroma) contexts
 
     The predicted theta is the previous class's in the same plane; for a plane's first class it is
     the first class's of the previous coded plane (``FIRST_THETA`` at the start).  Zero bits pad the
@@ -395,14 +416,25 @@ def pack_context_side(records: list[ContextRecord], filters: list[FilterRecord] 
         w.bits(f.radius, FILTER_RADIUS_BITS)
         for t in f.taps:
             w.se(t)
+    if chroma is not None:
+        for r, is_chroma in zip(records, chroma, strict=True):
+            if r.kmax == 0:
+                continue
+            w.bits(bool(r.signs), 1)
+            if r.signs:
+                if len(r.signs) != sign_contexts(r.mode, is_chroma) or not all(0 <= k < SIGN_LEVELS for k in r.signs):
+                    raise FormatError(f"invalid sign probabilities {r.signs}")
+                for k in r.signs:
+                    w.se(k - SIGN_MID)
     return w.to_bytes()
 
 
 def unpack_context_side(payload: bytes, order: list[int], n_thetas: int,
-                        channels: int = 0) -> tuple[list[ContextRecord], list[FilterRecord], bytes]:
+                        channels: int = 0, signs: bool = False) -> tuple[list[ContextRecord], list[FilterRecord], bytes]:
     """Inverse of :func:`pack_context_side`: the records, indexed by tensor (``order[n]`` is the
-    tensor of the ``n``-th plane in coding order), the filters of ``channels`` channels (version 4;
-    0 for version 3: none) and the coded words."""
+    tensor of the ``n``-th plane in coding order, channel ``order[n] % channels``), the filters of
+    ``channels`` channels (version 4 on; 0 for version 3: none), the sign probabilities (``signs``:
+    version 5) and the coded words."""
     rd = BitReader(payload, "hybrid side information")
     records: list[ContextRecord | None] = [None] * len(order)
     prev_step, prev_first = 0, FIRST_THETA
@@ -445,6 +477,18 @@ def unpack_context_side(payload: bytes, order: list[int], n_thetas: int,
         f = FilterRecord(radius, taps)
         f.validate(f"channel {ch} filter")
         filters.append(f)
+    if signs:
+        if channels < 1:
+            raise ValueError("sign contexts need the channel count")
+        for i in order:
+            r = records[i]
+            if r is None or r.kmax == 0 or not rd.bits(1):
+                continue
+            ks = tuple(SIGN_MID + rd.se() for _ in range(sign_contexts(r.mode, i % channels > 0)))
+            for k in ks:
+                if not 0 <= k < SIGN_LEVELS:
+                    raise FieldRangeError(f"tensor {i}: sign probability index {k} out of range [0, {SIGN_LEVELS - 1}]")
+            records[i] = dataclasses.replace(r, signs=ks)
     words = payload[rd.byte_align():]
     if len(words) % 4:
         raise FieldRangeError(f"coded data of {len(words)} bytes is not a whole number of 32-bit words")

@@ -152,6 +152,8 @@ def info(input, as_json) -> None:
     ]
     if any(d["filter_radii"]):
         lines.append(f"level-0 filter  radius {'/'.join(map(str, d['filter_radii']))} per channel")
+    if d["sign_modelled_planes"]:
+        lines.append(f"sign contexts   {d['sign_modelled_planes']} latent planes")
     _emit({"file": str(input), **d}, as_json, lines)
 
 

@@ -60,7 +60,8 @@ def parse(data: bytes) -> Parsed:
         else:
             order = [lv * spec.channels + ch for lv, ch in context.coding_order(spec.levels, spec.channels)]
             records, filters, words = bitstream.unpack_context_side(
-                payload, order, len(entropy.THETAS), spec.channels if header.version >= 4 else 0)
+                payload, order, len(entropy.THETAS), spec.channels if header.version >= 4 else 0,
+                signs=header.version >= 5)
     else:
         records, words = bitstream.unpack_payload(payload, len(spec.coded_shapes()))
     for i, r in enumerate(records):
@@ -76,7 +77,7 @@ def latent_planes(p: Parsed) -> list[np.ndarray]:
     rec = [[p.records[lv * c + ch] for ch in range(c)] for lv in range(spec.levels)]
     if spec.name == "hybrid":
         by_plane = {(lv, ch): r for lv in range(spec.levels) for ch, r in enumerate(rec[lv])}
-        codes = context.decode_planes(p.words, spec.level_shapes(), c, by_plane)
+        codes = context.decode_planes(p.words, spec.level_shapes(), c, by_plane, signed=p.header.version >= 5)
     else:
         flat = entropy.decode(p.words, [(h * w, r.theta, r.kmax) for (h, w), r in zip(spec.coded_shapes(), p.records)])
         codes = [[flat[lv * c + ch].reshape(spec.level_shapes()[lv]) for ch in range(c)] for lv in range(spec.levels)]

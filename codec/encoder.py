@@ -130,8 +130,10 @@ def code_hybrid(spec: PyramidSpec, codes: list[list[np.ndarray]], step_idx: list
     finest-level filter of each channel, none by default)."""
     c = spec.channels
     records, words = context.encode_planes(codes, [step_idx[lv * c : (lv + 1) * c] for lv in range(spec.levels)])
-    side = bitstream.pack_context_side([records[key] for key in context.coding_order(spec.levels, c)],
-                                       filters if filters is not None else [bitstream.FilterRecord()] * c)
+    order = context.coding_order(spec.levels, c)
+    side = bitstream.pack_context_side([records[key] for key in order],
+                                       filters if filters is not None else [bitstream.FilterRecord()] * c,
+                                       chroma=[ch > 0 for _, ch in order])
     return bitstream.pack(header_for(spec, spec.width, spec.height), side + words)
 
 

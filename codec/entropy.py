@@ -61,6 +61,49 @@ def model(theta: int, kmax: int, rho: int | None = None):
     return constriction.stream.model.Categorical(table, perfect=False)
 
 
+def magnitude_table(rho: int, theta: int, kmax: int) -> np.ndarray:
+    """Unnormalised weights of ``|q| = 0..K`` under :func:`two_ratio_table` (format version 5 codes
+    the magnitude and the sign apart): ``w(0) = 1``, ``w(k) = 2 rho' theta'^(k-1)``.  Doubling is
+    exact in IEEE-754, so the table is as deterministic as the two-sided one."""
+    half = two_ratio_table(rho, theta, kmax)[kmax:].copy()
+    half[1:] *= 2.0
+    return half
+
+
+def magnitude_model(theta: int, kmax: int, rho: int):
+    """The constriction model of :func:`magnitude_table` on ``0..kmax``."""
+    import constriction
+
+    return constriction.stream.model.Categorical(magnitude_table(rho, theta, kmax), perfect=False)
+
+
+SIGN_LEVELS = 15  # a sign context's P(+) is (k + 1) / 16 for an index k in 0..14
+SIGN_MID = SIGN_LEVELS // 2  # k = 7: P(+) = 1/2
+
+
+def sign_probability(k: int) -> float:
+    """``P(q > 0 | q != 0)`` of sign index ``k``: ``(k + 1) / (SIGN_LEVELS + 1)``."""
+    return (k + 1) / (SIGN_LEVELS + 1)
+
+
+@functools.lru_cache(maxsize=SIGN_LEVELS)
+def sign_model(k: int):
+    """Binary constriction model of sign index ``k``: symbol 0 is negative, 1 positive; integer weights."""
+    import constriction
+
+    return constriction.stream.model.Categorical(
+        np.array([SIGN_LEVELS - k, k + 1], dtype=np.float64), perfect=False)
+
+
+def sign_bits(n_pos: np.ndarray | float, n_neg: np.ndarray | float) -> np.ndarray:
+    """Ideal bits of ``n_pos`` positive and ``n_neg`` negative signs under every sign index
+    (columns ``k = 0..SIGN_LEVELS-1``; inputs broadcast as column vectors)."""
+    p = np.array([sign_probability(k) for k in range(SIGN_LEVELS)])
+    n_pos = np.asarray(n_pos, dtype=np.float64)[..., None]
+    n_neg = np.asarray(n_neg, dtype=np.float64)[..., None]
+    return -(n_pos * np.log2(p) + n_neg * np.log2(1.0 - p))
+
+
 def code_length_bits(hist: np.ndarray, theta: int) -> float:
     """Ideal code length (bits) of a histogram over ``-K..K`` under ratio ``theta``."""
     kmax = (len(hist) - 1) // 2

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import color, context, entropy, quant
+from . import bitstream, color, context, entropy, quant
 from .models import PyramidSpec, sampling_matrix
 
 UNUSED_CLASS_BITS = 16.0  # rate slope assumed for a class with no distribution yet
@@ -164,10 +164,27 @@ def reconstruct(codes: list[list[np.ndarray]], steps: list[float], samplers: lis
     return y
 
 
-def _symbol_bits(v: torch.Tensor, pred: torch.Tensor, first: torch.Tensor, more: torch.Tensor) -> torch.Tensor:
-    """Bits of coding ``v`` as the symbol ``v - pred``, minus the bits of the symbol 0."""
-    a = (v - pred).abs()
-    return torch.where(a > 0, first + more * (a - 1), torch.zeros_like(a))
+def _symbol_bits(v: torch.Tensor, pred: torch.Tensor, first: torch.Tensor, more: torch.Tensor,
+                 pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """Bits of coding ``v`` as the symbol ``v - pred``, minus the bits of the symbol 0; ``first``
+    includes one bit of sign, ``pos``/``neg`` are what a positive/negative sign costs beyond it
+    under the plane's sign contexts (:func:`codec.context.sign_classes`)."""
+    d = v - pred
+    a = d.abs()
+    return torch.where(a > 0, first + more * (a - 1) + torch.where(d > 0, pos, neg), torch.zeros_like(a))
+
+
+def _sign_costs(codes: list[list[np.ndarray]], lv: int, ch: int, sym: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per value, the bits of a positive and of a negative sign minus one, under the sign
+    probabilities :func:`codec.context.choose_signs` picks for the current plane (zeros when it
+    codes the signs at 1/2)."""
+    scls = context.sign_classes(codes, lv, ch, context.FULL)
+    signs, _ = context.choose_signs(sym, scls, bitstream.sign_contexts(context.FULL, ch > 0))
+    if not signs:
+        z = torch.zeros(sym.shape)
+        return z, z
+    p = np.array([entropy.sign_probability(k) for k in signs])[scls]
+    return (torch.from_numpy(-np.log2(p) - 1.0).float(), torch.from_numpy(-np.log2(1.0 - p) - 1.0).float())
 
 
 def samplers_for(spec: PyramidSpec) -> list[LevelSampler]:
@@ -209,6 +226,7 @@ def optimise(image: np.ndarray, spec: PyramidSpec, step_idx: list[int], codes: l
                                  dtype=torch.float32)
             cls_t = torch.from_numpy(cls)
             first, more = terms[cls_t, 0], terms[cls_t, 1]
+            pos, neg = _sign_costs(codes, lv, ch, sym)
             hdiag = smp.energy * (step * step * float(mtm[ch]))
             qt = torch.from_numpy(q).float()
             pred_plane = None  # non-anchor predictions; they change only when anchors do
@@ -229,7 +247,7 @@ def optimise(image: np.ndarray, spec: PyramidSpec, step_idx: list[int], codes: l
                         if pred_plane is None:
                             pred_plane = torch.from_numpy(context.predict(qt.to(torch.int64).numpy(), weight)).float()
                         pred = pred_plane[sub]
-                    rate = functools.partial(_symbol_bits, pred=pred, first=f_s, more=m_s)
+                    rate = functools.partial(_symbol_bits, pred=pred, first=f_s, more=m_s, pos=pos[sub], neg=neg[sub])
                     r0 = rate(qs)
                     best_dj = torch.zeros_like(qs)
                     best_d = torch.zeros_like(qs)

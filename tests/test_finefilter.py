@@ -149,6 +149,6 @@ def test_fitted_filters_lower_the_cost_and_rdoq_through_them_lowers_it_again(fil
 def test_info_reports_filters(cat):
     data = codec.encode(cat, preset="fast", quality=90)
     d = codec.info(data)
-    assert d["format_version"] == 4 and len(d["filter_radii"]) == 3
+    assert d["format_version"] == 5 and len(d["filter_radii"]) == 3
     assert d["macs_per_pixel"] == (decoder.parse(data).spec.macs_per_pixel()
                                    + sum((2 * r + 1) ** 2 for r in d["filter_radii"] if r))
