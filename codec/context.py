@@ -286,6 +286,7 @@ def encode_planes(codes: list[list[np.ndarray]], steps: list[list[int]]) -> tupl
         best = None
         base = plane_base(codes, lv, c)
         weight = choose_weight(x)
+        sign_choice = {}  # modes 0 and 1 code the same symbols under the same sign contexts
         for mode in (SINGLE, ACTIVITY, FULL):
             cls = mode_classes(base, x, mode)
             sym = symbols(x, mode, weight)
@@ -293,8 +294,10 @@ def encode_planes(codes: list[list[np.ndarray]], steps: list[list[int]]) -> tupl
             if kmax > entropy.MAX_K:
                 raise FormatError(f"quantized values up to {kmax} exceed the format's limit {entropy.MAX_K}")
             dists, bits = fit_dists(sym, cls, kmax, MODE_CLASSES[mode], pred)
-            scls = sign_classes(codes, lv, c, mode)
-            signs, sbits = choose_signs(sym, scls, bitstream.sign_contexts(mode, c > 0))
+            if (mode == FULL) not in sign_choice:
+                scls = sign_classes(codes, lv, c, mode)
+                sign_choice[mode == FULL] = (scls, *choose_signs(sym, scls, bitstream.sign_contexts(mode, c > 0)))
+            scls, signs, sbits = sign_choice[mode == FULL]
             # fit_dists charges one bit per sign (the two-sided table); the sign model replaces it
             bits += sbits - np.count_nonzero(sym) + bitstream.ue_bits(kmax, bitstream.K_ORDER)
             bits += WEIGHT_BITS if mode == FULL else 0

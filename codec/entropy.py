@@ -18,6 +18,7 @@ import functools
 
 import numpy as np
 
+from .bitstream import SIGN_LEVELS, SIGN_MID  # noqa: F401 - the format defines them; re-exported here
 from .errors import FormatError
 
 MAX_K = 0xFFFF
@@ -77,13 +78,12 @@ def magnitude_model(theta: int, kmax: int, rho: int):
     return constriction.stream.model.Categorical(magnitude_table(rho, theta, kmax), perfect=False)
 
 
-SIGN_LEVELS = 15  # a sign context's P(+) is (k + 1) / 16 for an index k in 0..14
-SIGN_MID = SIGN_LEVELS // 2  # k = 7: P(+) = 1/2
-
-
 def sign_probability(k: int) -> float:
-    """``P(q > 0 | q != 0)`` of sign index ``k``: ``(k + 1) / (SIGN_LEVELS + 1)``."""
+    """``P(q > 0 | q != 0)`` of sign index ``k`` (0..SIGN_LEVELS-1; SIGN_MID is 1/2): ``(k + 1) / (SIGN_LEVELS + 1)``."""
     return (k + 1) / (SIGN_LEVELS + 1)
+
+
+SIGN_P = np.array([sign_probability(k) for k in range(SIGN_LEVELS)])  # P(+) of every sign index
 
 
 @functools.lru_cache(maxsize=SIGN_LEVELS)
@@ -98,10 +98,9 @@ def sign_model(k: int):
 def sign_bits(n_pos: np.ndarray | float, n_neg: np.ndarray | float) -> np.ndarray:
     """Ideal bits of ``n_pos`` positive and ``n_neg`` negative signs under every sign index
     (columns ``k = 0..SIGN_LEVELS-1``; inputs broadcast as column vectors)."""
-    p = np.array([sign_probability(k) for k in range(SIGN_LEVELS)])
     n_pos = np.asarray(n_pos, dtype=np.float64)[..., None]
     n_neg = np.asarray(n_neg, dtype=np.float64)[..., None]
-    return -(n_pos * np.log2(p) + n_neg * np.log2(1.0 - p))
+    return -(n_pos * np.log2(SIGN_P) + n_neg * np.log2(1.0 - SIGN_P))
 
 
 def code_length_bits(hist: np.ndarray, theta: int) -> float:

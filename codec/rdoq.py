@@ -183,7 +183,7 @@ def _sign_costs(codes: list[list[np.ndarray]], lv: int, ch: int, sym: np.ndarray
     if not signs:
         z = torch.zeros(sym.shape)
         return z, z
-    p = np.array([entropy.sign_probability(k) for k in signs])[scls]
+    p = entropy.SIGN_P[np.asarray(signs)][scls]
     return (torch.from_numpy(-np.log2(p) - 1.0).float(), torch.from_numpy(-np.log2(1.0 - p) - 1.0).float())
 
 
