@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-from . import bitstream, decoder, imageio
+from . import bitstream, decoder, finefilter, imageio
 from .bitstream import Header
 from .errors import OptionError
 
@@ -70,9 +71,9 @@ def info(data: bytes) -> dict:
         "header_bytes": bitstream.OVERHEAD,
         "side_info_bytes": side,
         "coded_bytes": len(p.words),
-        # the finest-level filters run once over level 0, which has the image's size
-        "macs_per_pixel": p.spec.macs_per_pixel() + sum((2 * f.radius + 1) ** 2 for f in p.filters if f.radius),
-        "filter_radii": [f.radius for f in p.filters],
+        # the level filters run once over their grid; level l has 4^-l values per pixel
+        "macs_per_pixel": p.spec.macs_per_pixel() + math.ceil(finefilter.macs_per_pixel(p.filters)),
+        "filter_radii": [[f.radius for f in level] for level in p.filters],
         # version 5: latent planes whose signs are coded under context probabilities
         "sign_modelled_planes": sum(bool(getattr(r, "signs", ())) for r in p.records),
         "quant_steps": [r.step_index for r in p.records],
@@ -91,7 +92,8 @@ def export(data: bytes, path: str | os.PathLike) -> dict:
     if p.spec.name in bitstream.LATENT_MODELS:
         config["output"] = (f"sum over levels of {p.spec.kernel} samples (grid_sample, align_corners=False, border) "
                             "of latents.<level> at (x/ax, y/ay); then JFIF YCbCr -> RGB; clip to [0, 1]; "
-                            "latents.0 is stored after the finest-level filter (codec.finefilter)")
+                            "latents.<level> of the finest levels are stored after their level filters "
+                            "(codec.finefilter)")
     else:
         config["output"] = "0.5 + last linear layer; clip to [0, 1]"
     meta["config"] = json.dumps(config)

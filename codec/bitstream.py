@@ -1,15 +1,15 @@
-"""The ``.inr`` container, format version 5 (bytes only: no torch, no numpy).
+"""The ``.inr`` container, format version 6 (bytes only: no torch, no numpy).
 
 Layout (all integers big-endian)::
 
     offset size field
     0      3    magic  b"INR"
-    3      1    version (5; versions 1 to 4 are still read)
+    3      1    version (6; versions 1 to 5 are still read)
     4      1    flags  (no flag is defined: must be 0)
     5      2    width  (1..65535)
     7      2    height (1..65535)
     9      1    channels (1 = L, 2 = LA, 3 = RGB, 4 = RGBA)
-    10     1    model id (0 relu, 1 pe, 2 fourier, 3 siren; 5 hybrid in versions 2 to 5,
+    10     1    model id (0 relu, 1 pe, 2 fourier, 3 siren; 5 hybrid in versions 2 to 6,
                 4 the bilinear pyramid in version 1)
     11     1    hidden layers (1..MAX_LAYERS); hybrid: latent levels (1..MAX_LEVELS)
     12     2    hidden width (1..MAX_HIDDEN); hybrid: 0
@@ -30,6 +30,8 @@ version 2; see :mod:`codec.context`.  Version 4 appends to that bit string one f
 record per channel (:class:`FilterRecord`, :mod:`codec.finefilter`); otherwise it is version 3.
 Version 5 codes each latent's magnitude and sign apart, the signs under per-plane context
 probabilities that follow the filter records in the same bit string (:mod:`codec.context`).
+Version 6 sends filter records for the :func:`filter_levels` finest levels (three), level by level,
+where versions 4 and 5 send level 0's only.
 """
 from __future__ import annotations
 
@@ -48,8 +50,8 @@ from .errors import (
 )
 
 MAGIC = b"INR"
-VERSION = 5
-READABLE_VERSIONS = (1, 2, 3, 4, 5)
+VERSION = 6
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
 KNOWN_FLAGS = 0x00
 _FIXED = struct.Struct(">3sBBHHBBBHBBII")
 HEADER_SIZE = _FIXED.size  # 24
@@ -61,7 +63,8 @@ RECORD_SIZE = _RECORD.size  # 5
 MODEL_IDS = {"relu": 0, "pe": 1, "fourier": 2, "siren": 3, "pyramid": 4, "hybrid": 5}
 MODEL_NAMES = {v: k for k, v in MODEL_IDS.items()}
 # Which model ids each format version may carry.
-VERSION_MODELS = {1: (0, 1, 2, 3, 4), 2: (0, 1, 2, 3, 5), 3: (0, 1, 2, 3, 5), 4: (0, 1, 2, 3, 5), 5: (0, 1, 2, 3, 5)}
+VERSION_MODELS = {1: (0, 1, 2, 3, 4), 2: (0, 1, 2, 3, 5), 3: (0, 1, 2, 3, 5), 4: (0, 1, 2, 3, 5), 5: (0, 1, 2, 3, 5),
+                  6: (0, 1, 2, 3, 5)}
 LATENT_MODELS = ("pyramid", "hybrid")
 MAX_CONTEXTS = 28
 MODE_CLASSES = {0: 1, 1: 8, 2: 28}  # context mode -> classes (mirrors codec.context)
@@ -69,7 +72,8 @@ MAX_LAYERS = 32
 MAX_LEVELS = 16
 MAX_HIDDEN = 512
 MAX_PAYLOAD = 1 << 30
-FILTER_RADIUS_BITS = 2  # finest-level filter radius 0..3 (0: no filter)
+FILTER_RADIUS_BITS = 2  # level filter radius 0..3 (0: no filter)
+FILTER_LEVELS = 3  # version 6: levels 0..2 carry a filter record per channel
 FILTER_MAX_TAP = 1024  # |coded tap| bound (taps within [-8, 8] at codec.finefilter.SCALE = 128)
 
 
@@ -336,6 +340,14 @@ class ContextRecord:
     signs: tuple[int, ...] = ()  # version 5: sign probability index per sign context; () = all 1/2
 
 
+def filter_levels(version: int, levels: int) -> int:
+    """How many of the finest latent levels carry filter records in a hybrid file of ``version``:
+    none before version 4, level 0 in versions 4 and 5, ``min(FILTER_LEVELS, levels)`` from 6."""
+    if version < 4:
+        return 0
+    return 1 if version < 6 else min(FILTER_LEVELS, levels)
+
+
 def filter_taps(radius: int) -> int:
     """Coded integers of a point-symmetric filter of ``radius``: ``((2R + 1)^2 + 1) / 2``."""
     return ((2 * radius + 1) ** 2 + 1) // 2
@@ -343,7 +355,7 @@ def filter_taps(radius: int) -> int:
 
 @dataclass(frozen=True)
 class FilterRecord:
-    """One channel's finest-level filter (version 4, :mod:`codec.finefilter`): ``radius`` 0 is no filter;
+    """One channel's filter on one latent level (version 4 on, :mod:`codec.finefilter`): ``radius`` 0 is no filter;
     ``taps`` are :func:`filter_taps` ``(radius)`` integers, the centre's offset from 1 first."""
 
     radius: int = 0
@@ -372,7 +384,8 @@ def pack_context_side(records: list[ContextRecord], filters: list[FilterRecord] 
                 u(1) in use
                 if in use: se(theta - predicted theta), se(rho - theta)
 
-    then in version 4 (``filters`` given), for each channel::
+    then from version 4 (``filters`` given), for each filtered level (level 0 in versions 4 and 5,
+    levels 0..2 in version 6; :func:`filter_levels`), finest first, for each channel::
 
         u(2) radius R                             0: no filter
         if R > 0: se(t) for each of the ((2R + 1)^2 + 1) / 2 taps
@@ -411,8 +424,8 @@ def pack_context_side(records: list[ContextRecord], filters: list[FilterRecord] 
                 pred = theta
                 first = theta if first is None else first
         prev_first = first
-    for ch, f in enumerate(filters or []):
-        f.validate(f"channel {ch} filter")
+    for n, f in enumerate(filters or []):
+        f.validate(f"filter record {n}")
         w.bits(f.radius, FILTER_RADIUS_BITS)
         for t in f.taps:
             w.se(t)
@@ -430,11 +443,12 @@ def pack_context_side(records: list[ContextRecord], filters: list[FilterRecord] 
 
 
 def unpack_context_side(payload: bytes, order: list[int], n_thetas: int,
-                        channels: int = 0, signs: bool = False) -> tuple[list[ContextRecord], list[FilterRecord], bytes]:
+                        channels: int = 0, signs: bool = False,
+                        filter_levels: int = 1) -> tuple[list[ContextRecord], list[FilterRecord], bytes]:
     """Inverse of :func:`pack_context_side`: the records, indexed by tensor (``order[n]`` is the
     tensor of the ``n``-th plane in coding order, channel ``order[n] % channels``), the filters of
-    ``channels`` channels (version 4 on; 0 for version 3: none), the sign probabilities (``signs``:
-    version 5) and the coded words."""
+    ``filter_levels`` levels of ``channels`` channels each, level-major (version 4 on; ``channels`` 0
+    for version 3: none), the sign probabilities (``signs``: version 5 on) and the coded words."""
     rd = BitReader(payload, "hybrid side information")
     records: list[ContextRecord | None] = [None] * len(order)
     prev_step, prev_first = 0, FIRST_THETA
@@ -471,11 +485,11 @@ def unpack_context_side(payload: bytes, order: list[int], n_thetas: int,
         prev_first = first
         records[i] = ContextRecord(step, mode, kmax, tuple(dists), weight)
     filters = []
-    for ch in range(channels):
+    for n in range(channels * filter_levels):
         radius = rd.bits(FILTER_RADIUS_BITS)
         taps = tuple(rd.se() for _ in range(filter_taps(radius) if radius else 0))
         f = FilterRecord(radius, taps)
-        f.validate(f"channel {ch} filter")
+        f.validate(f"level {n // channels} channel {n % channels} filter")
         filters.append(f)
     if signs:
         if channels < 1:

@@ -150,8 +150,9 @@ def info(input, as_json) -> None:
         f"  coded data    {d['coded_bytes']} bytes",
         f"decoder cost    {d['macs_per_pixel']} MACs/pixel",
     ]
-    if any(d["filter_radii"]):
-        lines.append(f"level-0 filter  radius {'/'.join(map(str, d['filter_radii']))} per channel")
+    for lv, radii in enumerate(d["filter_radii"]):
+        if any(radii):
+            lines.append(f"level-{lv} filter  radius {'/'.join(map(str, radii))} per channel")
     if d["sign_modelled_planes"]:
         lines.append(f"sign contexts   {d['sign_modelled_planes']} latent planes")
     _emit({"file": str(input), **d}, as_json, lines)

@@ -41,7 +41,9 @@ class Parsed:
     spec: ModelSpec | PyramidSpec
     records: list[bitstream.TensorRecord] | list[bitstream.ContextRecord]
     words: bytes
-    filters: list[bitstream.FilterRecord] = dataclasses.field(default_factory=list)  # hybrid, version 4
+    # hybrid, version 4 on: filters[l][c], the level filter of level l and channel c (level 0 in
+    # versions 4 and 5, levels 0..2 in version 6)
+    filters: list[list[bitstream.FilterRecord]] = dataclasses.field(default_factory=list)
 
 
 def parse(data: bytes) -> Parsed:
@@ -53,15 +55,17 @@ def parse(data: bytes) -> Parsed:
         raise FieldRangeError(f"model of {spec.num_params()} parameters exceeds the limit of {limit}")
     if spec.macs_per_pixel() > MAX_MACS_PER_PIXEL:
         raise FieldRangeError(f"model costs {spec.macs_per_pixel()} MACs per pixel, over the limit of {MAX_MACS_PER_PIXEL}")
-    filters: list[bitstream.FilterRecord] = []
+    filters: list[list[bitstream.FilterRecord]] = []
     if spec.name == "hybrid":
         if header.version == 2:
             records, words = bitstream.unpack_context_payload(payload, len(spec.coded_shapes()), len(entropy.THETAS))
         else:
             order = [lv * spec.channels + ch for lv, ch in context.coding_order(spec.levels, spec.channels)]
-            records, filters, words = bitstream.unpack_context_side(
-                payload, order, len(entropy.THETAS), spec.channels if header.version >= 4 else 0,
-                signs=header.version >= 5)
+            n_levels = bitstream.filter_levels(header.version, spec.levels)
+            records, flat, words = bitstream.unpack_context_side(
+                payload, order, len(entropy.THETAS), spec.channels if n_levels else 0,
+                signs=header.version >= 5, filter_levels=n_levels)
+            filters = [flat[lv * spec.channels : (lv + 1) * spec.channels] for lv in range(n_levels if flat else 0)]
     else:
         records, words = bitstream.unpack_payload(payload, len(spec.coded_shapes()))
     for i, r in enumerate(records):
@@ -72,7 +76,7 @@ def parse(data: bytes) -> Parsed:
 
 def latent_planes(p: Parsed) -> list[np.ndarray]:
     """Entropy-decode a latent model's planes: per level, float32 ``(channels, h_l, w_l)`` of ``q * Delta``,
-    level 0 through its finest-level filters (version 4, :mod:`codec.finefilter`)."""
+    the finest levels through their level filters (version 4 on, :mod:`codec.finefilter`)."""
     spec, c = p.spec, p.spec.channels
     rec = [[p.records[lv * c + ch] for ch in range(c)] for lv in range(spec.levels)]
     if spec.name == "hybrid":
@@ -83,8 +87,7 @@ def latent_planes(p: Parsed) -> list[np.ndarray]:
         codes = [[flat[lv * c + ch].reshape(spec.level_shapes()[lv]) for ch in range(c)] for lv in range(spec.levels)]
     planes = [np.stack([codes[lv][ch].astype(np.float32) * np.float32(quant.step_from_index(rec[lv][ch].step_index))
                         for ch in range(c)]) for lv in range(spec.levels)]
-    planes[0] = finefilter.apply_records(planes[0], p.filters)
-    return planes
+    return finefilter.apply_levels(planes, p.filters)
 
 
 def load_model(data: bytes, parsed: Parsed | None = None) -> tuple[Parsed, torch.nn.Module]:

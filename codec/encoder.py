@@ -125,39 +125,67 @@ def hybrid_delta0(quality: int) -> float:
 
 
 def code_hybrid(spec: PyramidSpec, codes: list[list[np.ndarray]], step_idx: list[int],
-                filters: list[bitstream.FilterRecord] | None = None) -> bytes:
-    """Context-code the latent planes and pack the complete ``.inr`` file (``filters``: the
-    finest-level filter of each channel, none by default)."""
+                filters: list[list[bitstream.FilterRecord]] | None = None) -> bytes:
+    """Context-code the latent planes and pack the complete ``.inr`` file (``filters[l][c]``: the
+    level filter of level ``l`` and channel ``c`` for the :func:`codec.bitstream.filter_levels` finest
+    levels; none by default)."""
     c = spec.channels
     records, words = context.encode_planes(codes, [step_idx[lv * c : (lv + 1) * c] for lv in range(spec.levels)])
     order = context.coding_order(spec.levels, c)
-    side = bitstream.pack_context_side([records[key] for key in order],
-                                       filters if filters is not None else [bitstream.FilterRecord()] * c,
-                                       chroma=[ch > 0 for _, ch in order])
+    n_levels = bitstream.filter_levels(bitstream.VERSION, spec.levels)
+    filters = filters if filters is not None else []
+    if len(filters) > n_levels or any(len(f) != c for f in filters):
+        raise ValueError(f"expected filters for at most {n_levels} levels of {c} channels")
+    flat = [f for lv in range(n_levels) for f in (filters[lv] if lv < len(filters) else [bitstream.FilterRecord()] * c)]
+    side = bitstream.pack_context_side([records[key] for key in order], flat, chroma=[ch > 0 for _, ch in order])
     return bitstream.pack(header_for(spec, spec.width, spec.height), side + words)
 
 
 def fit_filters(target_ycc: torch.Tensor, codes: list[list[np.ndarray]], steps: list[float],
-                samplers: list[rdoq.LevelSampler], lam: float) -> list[bitstream.FilterRecord]:
-    """Each channel's finest-level filter for fixed ``codes`` (:func:`codec.finefilter.fit_all` on what
-    the coarser levels leave), the radius 0..3 with the lowest ``w_c dSSE + lam * bits``; ``w_c`` is
-    the channel's weight in the RGB error (the diagonal of ``M^T M``, as in :mod:`codec.rdoq`)."""
+                samplers: list[rdoq.LevelSampler], lam: float) -> list[list[bitstream.FilterRecord]]:
+    """The level filters (:mod:`codec.finefilter`) of the :func:`codec.bitstream.filter_levels` finest
+    levels for fixed ``codes``: level by level, finest first, each channel's least-squares filter on
+    what the other levels (with the filters chosen so far) leave, through the level's sampling
+    (:func:`codec.finefilter.fit_all`), at the radius 0..3 with the lowest ``w_c dSSE + lam * bits``;
+    ``w_c`` is the channel's weight in the RGB error (the diagonal of ``M^T M``, as in :mod:`codec.rdoq`)."""
     c, h, w = target_ycc.shape
     y = rdoq.reconstruct(codes, steps, samplers, (c, h, w))
     weight = torch.diagonal(rdoq.colour_matrix(c).T @ rdoq.colour_matrix(c))
     out = []
-    for ch in range(c):
-        g0 = codes[0][ch] * np.float32(steps[ch])
-        best, best_cost = bitstream.FilterRecord(), lam * bitstream.FILTER_RADIUS_BITS
-        if g0.any():
-            resid = (target_ycc[ch] - y[ch]).numpy() + g0
-            for radius, (taps, dsse) in enumerate(finefilter.fit_all(g0, resid, finefilter.MAX_RADIUS), start=1):
-                rec = bitstream.FilterRecord(radius, tuple(taps))
-                cost = float(weight[ch]) * dsse + lam * finefilter.record_bits(rec)
-                if cost < best_cost:
-                    best, best_cost = rec, cost
-        out.append(best)
+    for lv in range(bitstream.filter_levels(bitstream.VERSION, len(samplers))):
+        smp = samplers[lv]
+
+        def up(g: np.ndarray, smp: rdoq.LevelSampler = smp) -> torch.Tensor:
+            t = torch.from_numpy(np.ascontiguousarray(g, dtype=np.float32))
+            return t if smp.native else smp.up(t)
+
+        def gram(g: np.ndarray, smp: rdoq.LevelSampler = smp) -> np.ndarray:
+            return smp.gram(torch.from_numpy(g)).numpy()
+
+        level = []
+        for ch in range(c):
+            g = (codes[lv][ch] * steps[lv * c + ch]).astype(np.float32)
+            best, best_cost = bitstream.FilterRecord(), lam * bitstream.FILTER_RADIUS_BITS
+            if g.any():
+                plain = up(g)
+                resid = target_ycc[ch] - y[ch] + plain
+                rhs = resid if smp.native else smp.adjoint(resid)
+                fits = finefilter.fit_all(g, rhs.numpy(), finefilter.MAX_RADIUS, None if smp.native else gram)
+                for radius, (taps, dsse) in enumerate(fits, start=1):
+                    rec = bitstream.FilterRecord(radius, tuple(taps))
+                    cost = float(weight[ch]) * dsse + lam * finefilter.record_bits(rec)
+                    if cost < best_cost:
+                        best, best_cost = rec, cost
+                if best.radius:
+                    y[ch] += up(finefilter.apply(g, finefilter.kernel(best.radius, best.taps))) - plain
+            level.append(best)
+        out.append(level)
     return out
+
+
+def filter_kernels(filters: list[list[bitstream.FilterRecord]]) -> list[list[np.ndarray | None]]:
+    """Per level, each channel's float32 kernel (``None``: no filter), for :func:`codec.rdoq.with_filters`."""
+    return [finefilter.kernels(f) for f in filters]
 
 
 @dataclass
@@ -175,8 +203,8 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
     1. Fill the latent pyramid closed-loop from the image (:func:`codec.pyramid.fill`) with steps
        ``Delta_{l,c} = Delta_0 2^(-gamma l) (kappa if chroma)``.
     2. Refit them by L1-regularised least squares (:mod:`codec.l1fit`).
-    3. Fit each channel's finest-level filter (:func:`fit_filters`, :mod:`codec.finefilter`), run
-       RDOQ sweeps (:mod:`codec.rdoq`) through it with ``lambda = RDOQ_LAMBDA * Delta_0^2``, and refit
+    3. Fit each channel's filters on the three finest levels (:func:`fit_filters`,
+       :mod:`codec.finefilter`), run RDOQ sweeps (:mod:`codec.rdoq`) through them with ``lambda = RDOQ_LAMBDA * Delta_0^2``, and refit
        the filter on the final latents.
     4. For every step shape of the preset, keep the file with the lowest ``SSE + lambda * bits``
        (bits of the written file).
@@ -211,10 +239,10 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
                             deadline=deadline)
         filters = fit_filters(target_ycc, codes, steps, samplers, lam)
         res = rdoq.optimise(image, spec, idx, codes, lam, sweeps, deadline,
-                            rdoq.with_filters(samplers, finefilter.kernels(filters)))
+                            rdoq.with_filters(samplers, filter_kernels(filters)))
         filters = fit_filters(target_ycc, res.codes, steps, samplers, lam)  # the filter for the final codes
         data = code_hybrid(spec, res.codes, idx, filters)
-        y = rdoq.reconstruct(res.codes, steps, rdoq.with_filters(samplers, finefilter.kernels(filters)), (c, h, w))
+        y = rdoq.reconstruct(res.codes, steps, rdoq.with_filters(samplers, filter_kernels(filters)), (c, h, w))
         rgb = torch.einsum("ij,jhw->ihw", rdoq.colour_matrix(c), y - rdoq.colour_centre(c)[:, None, None])
         sse = float(((color.quantize_uint8(rgb) - target) ** 2).sum())
         return _Candidate(data, sse, shape, delta0, res.sweeps)

@@ -1,25 +1,30 @@
-"""The hybrid's finest-level filter (format version 4): a small point-symmetric 2-D filter on level 0.
+"""The hybrid's level filters: small point-symmetric 2-D filters on the finest latent grids.
 
 Level 0 of the latent pyramid has one value per pixel, so with plain sampling each of its values is
-an impulse.  The L1 refit and RDOQ leave that level sparse, and a sparse set of impulses is a poor
-basis for texture and edges.  Version 4 lets the encoder send, per channel, a filter ``K`` of radius
-``R`` (1..3) that is applied to the level-0 grid *before* it is sampled::
+an impulse, and each value of level ``l`` a bicubic bump ``2^l`` pixels wide.  The L1 refit and
+RDOQ leave the fine levels sparse, and a sparse set of impulses or round bumps is a poor basis for
+texture and edges.  Format version 4 lets the encoder send, per channel, a filter ``K`` of radius
+``R`` (1..3) that is applied to the level-0 grid *before* it is sampled; version 6 does the same on
+levels 0, 1 and 2 (:data:`codec.bitstream.FILTER_LEVELS`), each level and channel with its own
+filter::
 
-    G0'[i, j] = sum_{|dy|, |dx| <= R} K[dy, dx] G0[i + dy, j + dx]     (zero outside the grid)
+    G_l'[i, j] = sum_{|dy|, |dx| <= R} K[dy, dx] G_l[i + dy, j + dx]    (zero outside the grid)
     K[dy, dx] = K[-dy, -dx]                                             (point symmetric)
 
-so every level-0 value becomes a small image-adapted atom.  The filtered grid is still a grid of
-values at cell centres, sampled at continuous coordinates like every other level, so ``decode
---size`` works at any resolution.  The encoder finds ``K`` by least squares on the residual the
-other levels leave (the Wiener filter of the level; VVC's adaptive loop filter uses the same
-point-symmetric least-squares design, Tsai et al., IEEE JSTSP 2013) and re-optimises the latents
-through it (:mod:`codec.rdoq`, :mod:`codec.l1fit`).
+so every value of those levels becomes a small image-adapted (often oriented) atom.  The filtered
+grid is still a grid of values at cell centres, sampled at continuous coordinates like every other
+level, so ``decode --size`` works at any resolution.  The encoder finds ``K`` by least squares on
+the residual the other levels leave, through the level's sampling (the Wiener filter of the level;
+VVC's adaptive loop filter uses the same point-symmetric least-squares design, Tsai et al., IEEE
+JSTSP 2013) and re-optimises the latents through it (:mod:`codec.rdoq`).
 
 Coefficients travel as integers ``t`` in units of ``1 / SCALE``: the centre tap is
 ``1 + t_0 / SCALE`` (so an identity filter is all zeros), then one ``t`` per symmetric pair in
 :func:`offsets` order.  This module is numpy only (the decoder does not import torch).
 """
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -75,17 +80,27 @@ def design(plane: np.ndarray, radius: int) -> np.ndarray:
     return np.stack(cols, axis=1)
 
 
-def fit_all(plane: np.ndarray, residual: np.ndarray, max_radius: int) -> list[tuple[list[int], float]]:
-    """For each radius ``1..max_radius``, the least-squares taps ``min_K ||apply(plane, K) - residual||^2``
+def fit_all(plane: np.ndarray, target: np.ndarray, max_radius: int,
+            gram: Callable[[np.ndarray], np.ndarray] | None = None) -> list[tuple[list[int], float]]:
+    """For each radius ``1..max_radius``, the least-squares taps ``min_K ||S apply(plane, K) - r||^2``
     rounded to ``1 / SCALE``, with the squared error they reach relative to the identity filter's
     (negative: the filter helps).
+
+    ``S`` is the level's (linear) sampling to the image.  Filtering is linear too, so with ``D`` the
+    shifted planes (:func:`design`) the normal equations are ``D^T G D k = D^T S^T r``, ``G = S^T S``,
+    all at the level's own resolution: ``gram`` applies ``G`` to a 2-D float32 grid and ``target``
+    is ``S^T r``.  ``gram=None`` is level 0 at native size (``S`` the identity, ``target = r``).
 
     A smaller radius's regressors are a subset of a larger one's (same offsets, same zero padding),
     so the normal equations are formed once, at ``max_radius``, and each radius solves its block
     (float64, at most 25 unknowns)."""
-    x = design(plane, max_radius).astype(np.float64)
-    y = np.asarray(residual, dtype=np.float64).reshape(-1)
-    xtx, xty = x.T @ x, x.T @ y
+    x = design(plane, max_radius)
+    gx = x if gram is None else np.stack([np.asarray(gram(np.ascontiguousarray(col.reshape(plane.shape))),
+                                                     dtype=np.float32).reshape(-1) for col in x.T], axis=1)
+    x64 = x.astype(np.float64)
+    xtx = x64.T @ (x64 if gram is None else gx.astype(np.float64))
+    xtx = 0.5 * (xtx + xtx.T)
+    xty = x64.T @ np.asarray(target, dtype=np.float64).reshape(-1)
     column = {o: j for j, o in enumerate(offsets(max_radius))}
     out = []
     for radius in range(1, max_radius + 1):
@@ -94,9 +109,10 @@ def fit_all(plane: np.ndarray, residual: np.ndarray, max_radius: int) -> list[tu
     return out
 
 
-def fit(plane: np.ndarray, residual: np.ndarray, radius: int) -> tuple[list[int], float]:
+def fit(plane: np.ndarray, target: np.ndarray, radius: int,
+        gram: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[list[int], float]:
     """:func:`fit_all`'s result for ``radius`` alone."""
-    return fit_all(plane, residual, radius)[radius - 1]
+    return fit_all(plane, target, radius, gram)[radius - 1]
 
 
 def _solve(xtx: np.ndarray, xty: np.ndarray) -> tuple[list[int], float]:
@@ -130,13 +146,25 @@ def record_bits(record: FilterRecord) -> int:
     return FILTER_RADIUS_BITS + sum(se_bits(t) for t in record.taps)
 
 
-def apply_records(level0: np.ndarray, filters: list[FilterRecord]) -> np.ndarray:
-    """Level 0 ``(channels, h, w)`` with each channel's filter applied (channels without one unchanged)."""
+def apply_records(level: np.ndarray, filters: list[FilterRecord]) -> np.ndarray:
+    """One level ``(channels, h, w)`` with each channel's filter applied (channels without one unchanged)."""
     ks = kernels(filters)
     if all(k is None for k in ks):
-        return level0
-    out = np.array(level0, dtype=np.float32)
+        return level
+    out = np.array(level, dtype=np.float32)
     for ch, k in enumerate(ks):
         if k is not None:
-            out[ch] = apply(level0[ch], k)
+            out[ch] = apply(level[ch], k)
     return out
+
+
+def apply_levels(planes: list[np.ndarray], filters: list[list[FilterRecord]]) -> list[np.ndarray]:
+    """``planes`` (per level, ``(channels, h_l, w_l)``) with ``filters[l]`` applied to level ``l``
+    (levels beyond ``filters`` unchanged)."""
+    return [apply_records(g, filters[lv]) if lv < len(filters) else g for lv, g in enumerate(planes)]
+
+
+def macs_per_pixel(filters: list[list[FilterRecord]]) -> float:
+    """Multiply-accumulates per native-size pixel of running ``filters``: ``(2R + 1)^2`` per value of
+    level ``l``, which has ``4^-l`` values per pixel."""
+    return sum((2 * f.radius + 1) ** 2 / 4 ** lv for lv, fs in enumerate(filters) for f in fs if f.radius)

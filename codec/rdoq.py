@@ -65,6 +65,8 @@ class LevelSampler:
         self.syt = self.sy.to_sparse_coo().t().coalesce().to_sparse_csr()
         self.sxt = self.sx.to_sparse_coo().t().coalesce().to_sparse_csr()
         self.energy = torch.outer(self._col_sq(self.sy, shape[0]), self._col_sq(self.sx, shape[1]))
+        # a level of the image's size is sampled by the identity (Keys' kernel is 1 at 0, 0 at +-1, +-2)
+        self.native = self.sy.shape[0] == self.sy.shape[1] and self.sx.shape[0] == self.sx.shape[1]
 
     @staticmethod
     def _col_sq(m: torch.Tensor, n: int) -> torch.Tensor:
@@ -76,6 +78,13 @@ class LevelSampler:
 
     def adjoint(self, r: torch.Tensor) -> torch.Tensor:
         return (self.sxt @ (self.syt @ r).T.contiguous()).T
+
+    def gram(self, g: torch.Tensor) -> torch.Tensor:
+        """``S^T S g`` for one ``(h_l, w_l)`` grid: ``G_y g G_x^T`` with the banded per-axis Gram
+        matrices ``G = S^T S`` (built on first use), at the level's resolution."""
+        if not hasattr(self, "_gy"):
+            self._gy, self._gx = ((m.T @ m).to_sparse_csr() for m in (self.sy.to_dense(), self.sx.to_dense()))
+        return (self._gx @ (self._gy @ g).T.contiguous()).T
 
     def up_stack(self, g: torch.Tensor) -> torch.Tensor:
         """:meth:`up` of every channel of ``g`` ``(C, h_l, w_l)`` at once: ``(C, H, W)``."""
@@ -97,24 +106,49 @@ class LevelSampler:
         return self
 
 
-class FilteredSampler:
-    """Level 0 behind its finest-level filters (:mod:`codec.finefilter`): ``up(g) = K_c * g``.
+def _gram_shifts(s: torch.Tensor, radius: int) -> np.ndarray:
+    """``A[t, u, i] = (S^T S)[i + t - R, i + u - R]`` (0 where an index leaves the grid) for the
+    ``(n_out, n_in)`` sampling matrix ``S`` of one axis and ``t, u`` in ``0..2R``."""
+    n = s.shape[1]
+    g = (s.to_dense().T.double() @ s.to_dense().double()).numpy()
+    off = np.arange(-radius, radius + 1)
+    i = np.arange(n)
+    a = i[None, :] + off[:, None]  # (T, n)
+    ok = (a >= 0) & (a < n)
+    ac = np.clip(a, 0, n - 1)
+    out = g[ac[:, None, :], ac[None, :, :]]  # (T, T, n)
+    return np.where(ok[:, None, :] & ok[None, :, :], out, 0.0)
 
-    Level 0 has the image's size, so its own sampling is the identity at native size and the
-    composite is the filter alone; the filter is point symmetric with zero padding, so it is its own
-    adjoint, and column ``i``'s energy is ``sum_t K_t^2`` over the taps ``i + t`` inside the grid.
-    ``kernels[c]`` is channel ``c``'s float32 kernel, ``None`` for no filter."""
+
+def filtered_energy(base: LevelSampler, k: np.ndarray) -> torch.Tensor:
+    """Column energies ``||S (K * e_ij)||^2`` of a level sampled by ``base`` behind the filter ``k``.
+
+    With ``S = S_y (.) S_x^T`` separable and ``K`` supported on offsets ``|t| <= R``::
+
+        E[i, j] = sum_{t, u} K[t] K[u] G_y[i + t_y, i + u_y] G_x[j + t_x, j + u_x],   G = S^T S
+
+    (the Gram matrices are banded and at most ``W x W``; terms outside the grid vanish)."""
+    r = k.shape[0] // 2
+    kk = np.asarray(k, dtype=np.float64)
+    ay, ax = _gram_shifts(base.sy, r), _gram_shifts(base.sx, r)
+    bx = np.einsum("ax,by,xyw->abw", kk, kk, ax)
+    t = 2 * r + 1
+    return torch.from_numpy(ay.reshape(t * t, -1).T @ bx.reshape(t * t, -1)).float()
+
+
+class FilteredSampler:
+    """A level behind its channels' level filters (:mod:`codec.finefilter`): ``up(g) = S (K_c * g)``.
+
+    The filter is point symmetric with zero padding, so it is its own adjoint and the adjoint is
+    ``K_c * (S^T r)``; column energies come from :func:`filtered_energy`.  At level 0 (the image's
+    size) ``S`` is the identity and is skipped.  ``kernels[c]`` is channel ``c``'s float32 kernel,
+    ``None`` for no filter."""
 
     def __init__(self, base: LevelSampler, kernels: list[np.ndarray | None]) -> None:
-        h, w = base.energy.shape
-        if base.sy.shape != (h, h) or base.sx.shape != (w, w):
-            raise ValueError("the finest-level filter needs a level of the image's size")
         self.base = base
+        self.native = base.native
         self.kernels = [None if k is None else torch.from_numpy(np.asarray(k, dtype=np.float32)) for k in kernels]
-        ones = torch.ones(1, 1, h, w)
-        self.energies = [base.energy if k is None else
-                         torch.nn.functional.conv2d(ones, (k * k)[None, None], padding=k.shape[0] // 2)[0, 0]
-                         for k in self.kernels]
+        self.energies = [base.energy if k is None else filtered_energy(base, np.asarray(k)) for k in kernels]
         self.energy = torch.stack(self.energies).amax(0)
 
     def _filter(self, g: torch.Tensor, ch: int) -> torch.Tensor:
@@ -124,9 +158,12 @@ class FilteredSampler:
         return torch.nn.functional.conv2d(g[None, None], k[None, None], padding=k.shape[0] // 2)[0, 0]
 
     def up_stack(self, g: torch.Tensor) -> torch.Tensor:
-        return torch.stack([self._filter(g[ch], ch) for ch in range(g.shape[0])])
+        f = torch.stack([self._filter(g[ch], ch) for ch in range(g.shape[0])])
+        return f if self.native else self.base.up_stack(f)
 
-    adjoint_stack = up_stack
+    def adjoint_stack(self, r: torch.Tensor) -> torch.Tensor:
+        a = r if self.native else self.base.adjoint_stack(r)
+        return torch.stack([self._filter(a[ch], ch) for ch in range(a.shape[0])])
 
     def channel(self, ch: int) -> _FilteredChannel:
         return _FilteredChannel(self, ch)
@@ -140,16 +177,21 @@ class _FilteredChannel:
         self.energy = parent.energies[ch]
 
     def up(self, g: torch.Tensor) -> torch.Tensor:
-        return self.parent._filter(g, self.ch)
+        f = self.parent._filter(g, self.ch)
+        return f if self.parent.native else self.parent.base.up(f)
 
-    adjoint = up
+    def adjoint(self, r: torch.Tensor) -> torch.Tensor:
+        return self.parent._filter(r if self.parent.native else self.parent.base.adjoint(r), self.ch)
 
 
-def with_filters(samplers: list[LevelSampler], kernels: list[np.ndarray | None]) -> list:
-    """``samplers`` with level 0 behind ``kernels`` (unchanged when no channel has a filter)."""
-    if all(k is None for k in kernels):
-        return samplers
-    return [FilteredSampler(samplers[0], kernels)] + samplers[1:]
+def with_filters(samplers: list[LevelSampler], kernels: list[list[np.ndarray | None]]) -> list:
+    """``samplers`` with level ``l`` behind ``kernels[l]`` (per channel; levels beyond ``kernels``
+    and levels without any filter unchanged)."""
+    out = list(samplers)
+    for lv, ks in enumerate(kernels):
+        if any(k is not None for k in ks):
+            out[lv] = FilteredSampler(samplers[lv], ks)
+    return out
 
 
 def reconstruct(codes: list[list[np.ndarray]], steps: list[float], samplers: list[LevelSampler],

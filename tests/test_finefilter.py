@@ -1,5 +1,7 @@
-"""Unit tests of the hybrid's finest-level filter (codec.finefilter, format version 4)."""
+"""Unit tests of the hybrid's level filters (codec.finefilter; level 0 in format versions 4-5, levels 0-2 in 6)."""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
@@ -73,8 +75,29 @@ def test_filter_records_roundtrip_and_validation():
     w.bits(1, bitstream.FILTER_RADIUS_BITS)
     for t in (bitstream.FILTER_MAX_TAP + 1, 0, 0, 0, 0):
         w.se(t)
-    with pytest.raises(FieldRangeError, match="channel 0 filter: tap"):
+    with pytest.raises(FieldRangeError, match="level 0 channel 0 filter: tap"):
         bitstream.unpack_context_side(w.to_bytes(), [0], len(entropy.THETAS), 1)
+
+
+def test_filter_records_of_three_levels_roundtrip():
+    """Version 6: level-major records for levels 0..2; a reader expecting one level leaves the rest
+    in the bit string (so the level count must come from the version)."""
+    recs = [bitstream.ContextRecord(3, 1, 5, ((5, 6),) + (None,) * 27)]
+    filters = [bitstream.FilterRecord(r, _random_taps(r, 10 + n) if r else ()) for n, r in enumerate([3, 0, 1, 2, 2, 0])]
+    side = bitstream.pack_context_side(recs, filters)
+    got, got_f, words = bitstream.unpack_context_side(side + b"\0" * 4, [0], len(entropy.THETAS), 2, filter_levels=3)
+    assert got == recs and got_f == filters and words == b"\0" * 4
+    for cut in range(len(side)):
+        with pytest.raises((TruncatedError, FieldRangeError)):
+            bitstream.unpack_context_side(side[:cut], [0], len(entropy.THETAS), 2, filter_levels=3)
+    assert [bitstream.filter_levels(v, 8) for v in (2, 3, 4, 5, 6)] == [0, 0, 1, 1, 3]
+    assert bitstream.filter_levels(6, 2) == 2
+
+
+def test_filter_macs_per_pixel():
+    f1, f3 = bitstream.FilterRecord(1, (0,) * 5), bitstream.FilterRecord(3, (0,) * 25)
+    assert finefilter.macs_per_pixel([[f3, bitstream.FilterRecord(), f1]]) == 49 + 9
+    assert finefilter.macs_per_pixel([[f1], [f3], [f3]]) == pytest.approx(9 + 49 / 4 + 49 / 16)
 
 
 def _sampler(filled, kernels):
@@ -83,36 +106,41 @@ def _sampler(filled, kernels):
     return image, spec, idx, codes, samplers, rdoq.with_filters(samplers, kernels)
 
 
-def test_filtered_sampler_adjoint_and_energy(filled):
-    """<A u, r> = <u, A^T r> per channel and stacked; energy = exact squared column norms."""
+@pytest.mark.parametrize("level", [0, 1, 2])
+def test_filtered_sampler_adjoint_and_energy(filled, level):
+    """<A u, r> = <u, A^T r> per channel and stacked; energy = exact squared column norms, at the
+    borders too; the unfiltered channel and the other levels are untouched."""
     k = finefilter.kernel(2, _random_taps(2, 5))
-    _, spec, _, _, samplers, filt = _sampler(filled, [k, None, k])
-    smp = filt[0]
-    h, w = spec.level_shapes()[0]
+    _, spec, _, _, samplers, filt = _sampler(filled, [[None] * 3] * level + [[k, None, k]])
+    assert all(filt[lv] is samplers[lv] for lv in range(spec.levels) if lv != level)
+    smp = filt[level]
+    assert smp.native == (level == 0)
+    h, w = spec.level_shapes()[level]
     gen = torch.Generator().manual_seed(3)
-    u, r = torch.randn(3, h, w, generator=gen), torch.randn(3, h, w, generator=gen)
+    u, r = torch.randn(3, h, w, generator=gen), torch.randn(3, spec.height, spec.width, generator=gen)
     lhs = float((smp.up_stack(u) * r).sum())
     assert lhs == pytest.approx(float((u * smp.adjoint_stack(r)).sum()), rel=1e-4)
-    torch.testing.assert_close(smp.up_stack(u)[1], u[1])  # no filter on channel 1
+    torch.testing.assert_close(smp.up_stack(u)[1], samplers[level].up(u[1]))  # no filter on channel 1
     view = smp.channel(0)
     torch.testing.assert_close(view.up(u[0]), smp.up_stack(u)[0])
-    for i, j in [(0, 0), (h // 2, w // 2), (1, w - 1)]:
+    torch.testing.assert_close(view.adjoint(r[0]), smp.adjoint_stack(r)[0])
+    for i, j in [(0, 0), (h // 2, w // 2), (1, w - 1), (h - 1, 2)]:
         e = torch.zeros(h, w)
         e[i, j] = 1.0
-        assert float(view.energy[i, j]) == pytest.approx(float((view.up(e) ** 2).sum()), rel=1e-5)
-    assert samplers[0].channel(1) is samplers[0]
-    with pytest.raises(ValueError, match="image's size"):
-        rdoq.FilteredSampler(samplers[1], [k, k, k])
+        assert float(view.energy[i, j]) == pytest.approx(float((view.up(e) ** 2).sum()), rel=1e-4)
+    assert samplers[level].channel(1) is samplers[level]
 
 
 def test_filtered_reconstruction_matches_decoder(filled):
-    """A version-4 file with filters decodes to the optimiser's reconstruction."""
-    image, spec, idx, codes, samplers, _ = _sampler(filled, [None] * 3)
+    """A file with filters on levels 0..2 decodes to the optimiser's reconstruction."""
+    image, spec, idx, codes, samplers, _ = _sampler(filled, [])
     h, w, c = image.shape
     steps = [quant.step_from_index(i) for i in idx]
-    filters = [bitstream.FilterRecord(3, _random_taps(3, 6)), bitstream.FilterRecord(),
-               bitstream.FilterRecord(1, _random_taps(1, 8))]
-    y = rdoq.reconstruct(codes, steps, rdoq.with_filters(samplers, finefilter.kernels(filters)), (c, h, w))
+    none = bitstream.FilterRecord()
+    filters = [[bitstream.FilterRecord(3, _random_taps(3, 6)), none, bitstream.FilterRecord(1, _random_taps(1, 8))],
+               [none, bitstream.FilterRecord(2, _random_taps(2, 7)), bitstream.FilterRecord(1, _random_taps(1, 9))],
+               [bitstream.FilterRecord(1, _random_taps(1, 11)), none, none]]
+    y = rdoq.reconstruct(codes, steps, rdoq.with_filters(samplers, encoder.filter_kernels(filters)), (c, h, w))
     rgb = torch.einsum("ij,jhw->ihw", rdoq.colour_matrix(c), y - rdoq.colour_centre(c)[:, None, None])
     ours = decoder.color.to_uint8(rgb.permute(1, 2, 0))
     data = encoder.code_hybrid(spec, codes, idx, filters)
@@ -124,7 +152,7 @@ def test_filtered_reconstruction_matches_decoder(filled):
 
 
 def test_fitted_filters_lower_the_cost_and_rdoq_through_them_lowers_it_again(filled):
-    image, spec, idx, codes, samplers, _ = _sampler(filled, [None] * 3)
+    image, spec, idx, codes, samplers, _ = _sampler(filled, [])
     c = image.shape[2]
     steps = [quant.step_from_index(i) for i in idx]
     lam = RDOQ_LAMBDA * 0.05**2
@@ -136,11 +164,13 @@ def test_fitted_filters_lower_the_cost_and_rdoq_through_them_lowers_it_again(fil
         out = decoder.decode_to_array(data).astype(np.float64) / 255.0
         return float(((out - image) ** 2).sum()) + lam * 8 * len(data)
 
-    none = [bitstream.FilterRecord()] * c
+    none = [[bitstream.FilterRecord()] * c] * bitstream.FILTER_LEVELS
     filters = encoder.fit_filters(target_ycc, codes, steps, samplers, lam)
-    assert filters[0].radius > 0
+    assert len(filters) == bitstream.FILTER_LEVELS and filters[0][0].radius > 0
+    assert any(f.radius for f in filters[1] + filters[2])  # the coarser levels get filters too
     assert cost(codes, filters) < cost(codes, none)
-    res = rdoq.optimise(image, spec, idx, codes, lam, 4, None, rdoq.with_filters(samplers, finefilter.kernels(filters)))
+    assert cost(codes, filters) < cost(codes, filters[:1])  # and they pay for themselves
+    res = rdoq.optimise(image, spec, idx, codes, lam, 4, None, rdoq.with_filters(samplers, encoder.filter_kernels(filters)))
     assert cost(res.codes, encoder.fit_filters(target_ycc, res.codes, steps, samplers, lam)) < cost(codes, filters)
     # a huge lambda makes every filter too expensive
     assert encoder.fit_filters(target_ycc, codes, steps, samplers, 1e6) == none
@@ -149,6 +179,7 @@ def test_fitted_filters_lower_the_cost_and_rdoq_through_them_lowers_it_again(fil
 def test_info_reports_filters(cat):
     data = codec.encode(cat, preset="fast", quality=90)
     d = codec.info(data)
-    assert d["format_version"] == 5 and len(d["filter_radii"]) == 3
+    assert d["format_version"] == 6 and [len(r) for r in d["filter_radii"]] == [3] * bitstream.FILTER_LEVELS
     assert d["macs_per_pixel"] == (decoder.parse(data).spec.macs_per_pixel()
-                                   + sum((2 * r + 1) ** 2 for r in d["filter_radii"] if r))
+                                   + math.ceil(sum((2 * r + 1) ** 2 / 4**lv for lv, radii in enumerate(d["filter_radii"])
+                                                   for r in radii if r)))

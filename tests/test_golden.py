@@ -1,12 +1,15 @@
 """Committed files must keep decoding to the committed pixels.
 
-``golden_v5*`` are written by the current encoder; regenerate them (only when the format changes
+``golden_v6*`` are written by the current encoder; regenerate them (only when the format changes
 on purpose) with ``INRC_REGEN_GOLDEN=1 python -m pytest tests/test_golden.py``.  ``golden_v1*``
 (inrc 0.1.0, format version 1), ``golden_v2*`` (inrc 0.2.0, format version 2) and ``golden_v3*``
-(inrc 0.3/0.4, format version 3) and ``golden_v4*`` (inrc 0.5, format version 4) are never regenerated: they prove old files still decode (the
+(inrc 0.3/0.4, format version 3), ``golden_v4*`` (inrc 0.5, format version 4) and ``golden_v5*``
+(inrc 0.6, format version 5) are never regenerated: they prove old files still decode (the
 version-1 hybrid is reported as model ``pyramid``; version 2 coded the hybrid's side information in
-whole bytes, one ratio per class; version 3 has no finest-level filter; version 4 codes latents under the two-sided table, without
-sign contexts).
+whole bytes, one ratio per class; version 3 has no level filter; version 4 codes latents under the
+two-sided table, without sign contexts; versions 4 and 5 filter level 0 only).  Their ``.json``
+files follow ``inrc info``'s current keys (``sign_modelled_planes`` 0 before version 5,
+``filter_radii`` per level since 0.7).
 """
 from __future__ import annotations
 
@@ -24,13 +27,14 @@ import codec
 DATA = Path(__file__).parent / "data"
 REGEN = os.environ.get("INRC_REGEN_GOLDEN") == "1"
 # name -> encode options (current format); legacy name -> (format version, model name).
-CASES = {"golden_v5": {"model": "fourier", "steps": 120, "quality": 60, "seed": 3},
-         "golden_v5_hybrid": {"model": "hybrid", "quality": 90, "preset": "fast"}}
+CASES = {"golden_v6": {"model": "fourier", "steps": 120, "quality": 60, "seed": 3},
+         "golden_v6_hybrid": {"model": "hybrid", "quality": 95, "preset": "fast"}}
 LEGACY = {"golden_v1": (1, "fourier"), "golden_v1_hybrid": (1, "pyramid"),
           "golden_v2": (2, "fourier"), "golden_v2_hybrid": (2, "hybrid"),
           "golden_v3": (3, "fourier"), "golden_v3_hybrid": (3, "hybrid"),
-          "golden_v4": (4, "fourier"), "golden_v4_hybrid": (4, "hybrid")}
-ALL = {**{k: (5, v["model"]) for k, v in CASES.items()}, **LEGACY}
+          "golden_v4": (4, "fourier"), "golden_v4_hybrid": (4, "hybrid"),
+          "golden_v5": (5, "fourier"), "golden_v5_hybrid": (5, "hybrid")}
+ALL = {**{k: (6, v["model"]) for k, v in CASES.items()}, **LEGACY}
 
 
 def _paths(name: str) -> tuple[Path, Path, Path]:
@@ -71,9 +75,10 @@ def test_golden_file_has_its_format_version(name):
     assert (h.version, h.model_name) == ALL[name]
 
 
-def test_current_hybrid_golden_file_uses_the_finest_level_filter():
-    assert any(codec.info(_paths("golden_v5_hybrid")[0].read_bytes())["filter_radii"])
+def test_current_hybrid_golden_file_uses_level_filters():
+    radii = codec.info(_paths("golden_v6_hybrid")[0].read_bytes())["filter_radii"]
+    assert any(radii[0]) and any(any(r) for r in radii[1:])
 
 
 def test_current_hybrid_golden_file_models_signs():
-    assert codec.info(_paths("golden_v5_hybrid")[0].read_bytes())["sign_modelled_planes"] > 0
+    assert codec.info(_paths("golden_v6_hybrid")[0].read_bytes())["sign_modelled_planes"] > 0
