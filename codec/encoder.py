@@ -232,20 +232,36 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
         idx = pyramid.step_indices(spec, cfg)
         return idx, pyramid.codes_of(pyramid.fill(image, spec, idx, cfg.deadzone), idx)
 
+    def finish(codes: list[list[np.ndarray]], idx: list[int], steps: list[float], lam: float,
+               shape: tuple[float, float, float], delta0: float) -> tuple[_Candidate, list[list[np.ndarray]], list]:
+        """Level filters, RDOQ through them, filters refitted on the final codes, the written file."""
+        filters = fit_filters(target_ycc, codes, steps, samplers, lam)
+        res = rdoq.optimise(image, spec, idx, codes, lam, sweeps, deadline,
+                            rdoq.with_filters(samplers, filter_kernels(filters)))
+        filters = fit_filters(target_ycc, res.codes, steps, samplers, lam)  # the filters for the final codes
+        data = code_hybrid(spec, res.codes, idx, filters)
+        filtered = rdoq.with_filters(samplers, filter_kernels(filters))
+        y = rdoq.reconstruct(res.codes, steps, filtered, (c, h, w))
+        rgb = torch.einsum("ij,jhw->ihw", rdoq.colour_matrix(c), y - rdoq.colour_centre(c)[:, None, None])
+        sse = float(((color.quantize_uint8(rgb) - target) ** 2).sum())
+        return _Candidate(data, sse, shape, delta0, res.sweeps), res.codes, filtered
+
     def run(delta0: float, shape: tuple[float, float, float], lam: float) -> _Candidate:
         idx, codes = start(delta0, shape)
         steps = [quant.step_from_index(i) for i in idx]
         codes = l1fit.solve(image, codes, idx, lam, preset.l1_iterations, l1_operator, preset.l1_bits,
                             deadline=deadline)
-        filters = fit_filters(target_ycc, codes, steps, samplers, lam)
-        res = rdoq.optimise(image, spec, idx, codes, lam, sweeps, deadline,
-                            rdoq.with_filters(samplers, filter_kernels(filters)))
-        filters = fit_filters(target_ycc, res.codes, steps, samplers, lam)  # the filter for the final codes
-        data = code_hybrid(spec, res.codes, idx, filters)
-        y = rdoq.reconstruct(res.codes, steps, rdoq.with_filters(samplers, filter_kernels(filters)), (c, h, w))
-        rgb = torch.einsum("ij,jhw->ihw", rdoq.colour_matrix(c), y - rdoq.colour_centre(c)[:, None, None])
-        sse = float(((color.quantize_uint8(rgb) - target) ** 2).sum())
-        return _Candidate(data, sse, shape, delta0, res.sweeps)
+        best, codes, filtered = finish(codes, idx, steps, lam, shape, delta0)
+        for _ in range(preset.refits):
+            # refit through the filters the first pass found, warm-started from its codes
+            if time.perf_counter() > deadline:
+                break
+            codes = l1fit.solve(image, codes, idx, lam, preset.l1_iterations, l1fit.Operator(filtered, c),
+                                preset.l1_bits, deadline=deadline)
+            cand, codes, filtered = finish(codes, idx, steps, lam, shape, delta0)
+            if cand.sse + lam * 8 * len(cand.data) < best.sse + lam * 8 * len(best.data):
+                best = cand
+        return best
 
     if opts.bpp is None:
         delta0 = hybrid_delta0(opts.quality)

@@ -270,6 +270,26 @@ def test_presets_include_the_faster_ones():
     assert set(fast.shapes) <= set(medium.shapes) <= set(slow.shapes)
     assert fast.sweeps <= medium.sweeps <= slow.sweeps and fast.seconds <= 20 and medium.seconds <= 60
     assert 0 < fast.l1_iterations < medium.l1_iterations < slow.l1_iterations
+    assert fast.refits <= medium.refits <= slow.refits
+
+
+def test_refit_pass_never_does_worse(cat, monkeypatch):
+    """A refit pass through the level filters (``HybridPreset.refits``) is kept only when it lowers
+    D + lambda R of the written file, so one pass more is never worse; on this image it helps."""
+    import dataclasses
+
+    from codec import config
+
+    image = cat.astype(np.float32) / 255.0
+    js = {}
+    for refits in (0, 1):
+        monkeypatch.setitem(config.HYBRID_PRESETS, "fast", dataclasses.replace(config.HYBRID_PRESETS["fast"],
+                                                                               refits=refits, seconds=1e6))
+        r = codec.encode_image(cat, preset="fast", quality=85)
+        lam = RDOQ_LAMBDA * r.stats["delta0"] ** 2
+        out = decoder.decode_to_array(r.data).astype(np.float64) / 255.0
+        js[refits] = float(((out - image) ** 2).sum()) + lam * 8 * r.bytes
+    assert js[1] < js[0]
 
 
 def test_more_effort_is_not_worse(cat):
