@@ -68,7 +68,7 @@ class HybridPreset:
     ``l1_iterations``: FISTA iterations of the L1-regularised start (:mod:`codec.l1fit`) per
     candidate; ``l1_bits``: the factor on its per-plane bits-per-unit estimate.  ``refits``: further
     passes of L1 refit (through the level filters the previous pass found, warm-started from its
-    codes), filters and RDOQ per candidate, each kept only if it lowers ``D + lambda R``.
+    codes), filters and RDOQ on the best shape's candidate, each kept only if it lowers ``D + lambda R``.
     """
 
     name: str
@@ -88,8 +88,8 @@ _SLOW_SHAPES = _SHAPES + ((1.0, 1.5, 0.8), (0.85, 1.5, 1.0), (1.0, 2.0, 1.0))
 HYBRID_PRESETS: dict[str, HybridPreset] = {
     "fast": HybridPreset("fast", sweeps=4, shapes=_SHAPES, seconds=20.0, l1_iterations=60),
     "medium": HybridPreset("medium", sweeps=8, shapes=_SHAPES, seconds=60.0, l1_iterations=250),
-    # 0.7: one more refit pass through the level filters (fast's settings on four Kodak images: 2.4 %
-    # less rate for twice the time; medium would come too close to its 60 s cap)
+    # 0.7: one more refit pass through the level filters on the best shape (fast's settings on four
+    # Kodak images: 2.4 % less rate for twice the time; medium would come too close to its 60 s cap)
     "slow": HybridPreset("slow", sweeps=16, shapes=_SLOW_SHAPES, seconds=300.0, l1_iterations=400, refits=1),
 }
 DEFAULT_PRESET = "medium"

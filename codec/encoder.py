@@ -195,6 +195,10 @@ class _Candidate:
     shape: tuple[float, float, float]
     delta0: float
     sweeps: int
+    # what a refit pass starts from: the final codes, their step indices, the filtered samplers
+    codes: list[list[np.ndarray]] = field(default_factory=list, repr=False)
+    idx: list[int] = field(default_factory=list, repr=False)
+    filtered: list = field(default_factory=list, repr=False)
 
 
 def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> EncodeResult:
@@ -208,6 +212,8 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
        the filter on the final latents.
     4. For every step shape of the preset, keep the file with the lowest ``SSE + lambda * bits``
        (bits of the written file).
+    5. ``preset.refits`` times: refit the best candidate's latents by L1 through its level filters
+       (warm-started from its codes) and repeat step 3; keep the result only if it lowers the cost.
     ``--bpp``: ``Delta_0`` is bisected on the analytic fill's coded size, then corrected by a
     secant step on the real size after optimisation.  ``--seconds`` (or the preset's cap) bounds
     the whole run: sweeps and shapes stop when the time is up.
@@ -232,9 +238,10 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
         idx = pyramid.step_indices(spec, cfg)
         return idx, pyramid.codes_of(pyramid.fill(image, spec, idx, cfg.deadzone), idx)
 
-    def finish(codes: list[list[np.ndarray]], idx: list[int], steps: list[float], lam: float,
-               shape: tuple[float, float, float], delta0: float) -> tuple[_Candidate, list[list[np.ndarray]], list]:
+    def finish(codes: list[list[np.ndarray]], idx: list[int], lam: float,
+               shape: tuple[float, float, float], delta0: float) -> _Candidate:
         """Level filters, RDOQ through them, filters refitted on the final codes, the written file."""
+        steps = [quant.step_from_index(i) for i in idx]
         filters = fit_filters(target_ycc, codes, steps, samplers, lam)
         res = rdoq.optimise(image, spec, idx, codes, lam, sweeps, deadline,
                             rdoq.with_filters(samplers, filter_kernels(filters)))
@@ -244,24 +251,19 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
         y = rdoq.reconstruct(res.codes, steps, filtered, (c, h, w))
         rgb = torch.einsum("ij,jhw->ihw", rdoq.colour_matrix(c), y - rdoq.colour_centre(c)[:, None, None])
         sse = float(((color.quantize_uint8(rgb) - target) ** 2).sum())
-        return _Candidate(data, sse, shape, delta0, res.sweeps), res.codes, filtered
+        return _Candidate(data, sse, shape, delta0, res.sweeps, res.codes, idx, filtered)
 
     def run(delta0: float, shape: tuple[float, float, float], lam: float) -> _Candidate:
         idx, codes = start(delta0, shape)
-        steps = [quant.step_from_index(i) for i in idx]
         codes = l1fit.solve(image, codes, idx, lam, preset.l1_iterations, l1_operator, preset.l1_bits,
                             deadline=deadline)
-        best, codes, filtered = finish(codes, idx, steps, lam, shape, delta0)
-        for _ in range(preset.refits):
-            # refit through the filters the first pass found, warm-started from its codes
-            if time.perf_counter() > deadline:
-                break
-            codes = l1fit.solve(image, codes, idx, lam, preset.l1_iterations, l1fit.Operator(filtered, c),
-                                preset.l1_bits, deadline=deadline)
-            cand, codes, filtered = finish(codes, idx, steps, lam, shape, delta0)
-            if cand.sse + lam * 8 * len(cand.data) < best.sse + lam * 8 * len(best.data):
-                best = cand
-        return best
+        return finish(codes, idx, lam, shape, delta0)
+
+    def refit(cand: _Candidate, lam: float) -> _Candidate:
+        """Another pass from ``cand``: L1 refit through its level filters, warm-started from its codes."""
+        codes = l1fit.solve(image, cand.codes, cand.idx, lam, preset.l1_iterations, l1fit.Operator(cand.filtered, c),
+                            preset.l1_bits, deadline=deadline)
+        return finish(codes, cand.idx, lam, cand.shape, cand.delta0)
 
     if opts.bpp is None:
         delta0 = hybrid_delta0(opts.quality)
@@ -305,6 +307,15 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
             continue
         if cand.sse + lam * 8 * len(cand.data) < best.sse + lam * 8 * len(best.data):
             best = cand
+    for _ in range(preset.refits):  # on the best shape only
+        if time.perf_counter() > deadline:
+            break
+        cand = refit(best, lam)
+        if opts.bpp is not None and abs(len(cand.data) / target_bytes - 1) > 0.1:
+            break
+        if cand.sse + lam * 8 * len(cand.data) >= best.sse + lam * 8 * len(best.data):
+            break
+        best = cand
     data = best.data
     psnr = _psnr_vs_source(decode_to_array(data), image)
     return EncodeResult(data=data, width=w, height=h, channels=c, model="hybrid", device="cpu",
