@@ -229,6 +229,37 @@ def _sign_costs(codes: list[list[np.ndarray]], lv: int, ch: int, sym: np.ndarray
     return (torch.from_numpy(-np.log2(p) - 1.0).float(), torch.from_numpy(-np.log2(1.0 - p) - 1.0).float())
 
 
+JOINT_TRIES = 4  # halvings of a class's move set before it is given up for this sweep
+
+
+def _joint_move(smp, best_d: torch.Tensor, best_dj: torch.Tensor, grad: torch.Tensor, hs: torch.Tensor,
+                sub: tuple[slice, slice], qt: torch.Tensor, step: float,
+                mtm: float) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The moves of one parity class that are applied together: ``(delta plane, its rendering)``,
+    or ``(None, None)``.
+
+    Each value's ``dJ`` is exact alone, but values of one class move together, and their atoms
+    overlap (a little for bicubic bumps 2 cells apart; much more behind a level filter of radius 3),
+    so the joint change of the error is ``sum 2 delta g + mtm ||S delta||^2``, not
+    ``sum (2 delta g + delta^2 h)``.  The joint ``dJ`` is computed from the rendered move; while it
+    is not negative, only the better half of the moves (by their own ``dJ``) is kept, at most
+    :data:`JOINT_TRIES` times.  So no class update raises ``D + lambda R`` (with the plane's rate
+    model), which plain Jacobi-style updates can do, and do diverge, behind strong filters."""
+    accept = best_d != 0
+    for _ in range(JOINT_TRIES):
+        if not bool(accept.any()):
+            return None, None
+        d = torch.where(accept, best_d, torch.zeros_like(best_d))
+        delta = torch.zeros_like(qt)
+        delta[sub] = d
+        dy = smp.up(delta * step)
+        own = torch.where(accept, best_dj - d * d * hs, torch.zeros_like(best_dj))
+        if float(own.sum()) + mtm * float((dy * dy).sum()) < 0:
+            return delta, dy
+        accept = accept & (best_dj < torch.median(best_dj[accept]))
+    return None, None
+
+
 def samplers_for(spec: PyramidSpec) -> list[LevelSampler]:
     """One :class:`LevelSampler` per level of ``spec`` at its native size (they depend on ``spec`` only)."""
     return [LevelSampler(spec.height, spec.width, s, spec.kernel) for s in spec.level_shapes()]
@@ -303,16 +334,14 @@ def optimise(image: np.ndarray, spec: PyramidSpec, step_idx: list[int], codes: l
                         better = dj < best_dj
                         best_dj = torch.where(better, dj, best_dj)
                         best_d = torch.where(better, dz, best_d)
-                    nz = int(torch.count_nonzero(best_d))
-                    if nz == 0:
+                    delta, dy = _joint_move(smp, best_d, best_dj, grad, hs, sub, qt, step, float(mtm[ch]))
+                    if delta is None:
                         continue
-                    n_changed += nz
+                    n_changed += int(torch.count_nonzero(delta))
                     if anchor_phase:
                         pred_plane = None
-                    delta = torch.zeros_like(qt)
-                    delta[sub] = best_d
                     qt = qt + delta
-                    y[ch] += smp.up(delta * step)
+                    y[ch] += dy
             codes[lv][ch] = qt.to(torch.int64).numpy()
         changed.append(n_changed)
         if n_changed < 5e-4 * n_values:
