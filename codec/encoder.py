@@ -156,8 +156,7 @@ def fit_filters(target_ycc: torch.Tensor, codes: list[list[np.ndarray]], steps: 
         smp = samplers[lv]
 
         def up(g: np.ndarray, smp: rdoq.LevelSampler = smp) -> torch.Tensor:
-            t = torch.from_numpy(np.ascontiguousarray(g, dtype=np.float32))
-            return t if smp.native else smp.up(t)
+            return smp.up(torch.from_numpy(np.ascontiguousarray(g, dtype=np.float32)))
 
         def gram(g: np.ndarray, smp: rdoq.LevelSampler = smp) -> np.ndarray:
             return smp.gram(torch.from_numpy(g)).numpy()
@@ -169,7 +168,7 @@ def fit_filters(target_ycc: torch.Tensor, codes: list[list[np.ndarray]], steps: 
             if g.any():
                 plain = up(g)
                 resid = target_ycc[ch] - y[ch] + plain
-                rhs = resid if smp.native else smp.adjoint(resid)
+                rhs = smp.adjoint(resid)
                 fits = finefilter.fit_all(g, rhs.numpy(), finefilter.MAX_RADIUS, None if smp.native else gram)
                 for radius, (taps, dsse) in enumerate(fits, start=1):
                     rec = bitstream.FilterRecord(radius, tuple(taps))

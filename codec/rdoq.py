@@ -57,7 +57,10 @@ def colour_centre(channels: int) -> torch.Tensor:
 
 
 class LevelSampler:
-    """``up(g) = S_y g S_x^T`` and its adjoint for one level, with sparse CSR matrices."""
+    """``up(g) = S_y g S_x^T`` and its adjoint for one level, with sparse CSR matrices.
+
+    A level of the image's size (level 0 at native size) is sampled by the identity: Keys' kernel is
+    1 at 0 and 0 at the other taps, so every method returns (a copy of) its input there."""
 
     def __init__(self, height: int, width: int, shape: tuple[int, int], kernel: str) -> None:
         self.sy = sampling_matrix(height, shape[0], kernel)
@@ -65,7 +68,6 @@ class LevelSampler:
         self.syt = self.sy.to_sparse_coo().t().coalesce().to_sparse_csr()
         self.sxt = self.sx.to_sparse_coo().t().coalesce().to_sparse_csr()
         self.energy = torch.outer(self._col_sq(self.sy, shape[0]), self._col_sq(self.sx, shape[1]))
-        # a level of the image's size is sampled by the identity (Keys' kernel is 1 at 0, 0 at +-1, +-2)
         self.native = self.sy.shape[0] == self.sy.shape[1] and self.sx.shape[0] == self.sx.shape[1]
 
     @staticmethod
@@ -74,20 +76,36 @@ class LevelSampler:
         return torch.zeros(n).index_add_(0, coo.indices()[1], coo.values() ** 2)
 
     def up(self, g: torch.Tensor) -> torch.Tensor:
+        if self.native:
+            return g.clone()
         return (self.sx @ (self.sy @ g).T.contiguous()).T
 
     def adjoint(self, r: torch.Tensor) -> torch.Tensor:
+        if self.native:
+            return r.clone()
         return (self.sxt @ (self.syt @ r).T.contiguous()).T
+
+    @functools.cached_property
+    def axis_grams(self) -> tuple[np.ndarray, np.ndarray]:
+        """The per-axis Gram matrices ``G = S^T S`` (float64, dense; banded), ``(G_y, G_x)``."""
+        return tuple((m.to_dense().T.double() @ m.to_dense().double()).numpy() for m in (self.sy, self.sx))
+
+    @functools.cached_property
+    def _sparse_grams(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return tuple((m.T @ m).to_sparse_csr() for m in (self.sy.to_dense(), self.sx.to_dense()))
 
     def gram(self, g: torch.Tensor) -> torch.Tensor:
         """``S^T S g`` for one ``(h_l, w_l)`` grid: ``G_y g G_x^T`` with the banded per-axis Gram
-        matrices ``G = S^T S`` (built on first use), at the level's resolution."""
-        if not hasattr(self, "_gy"):
-            self._gy, self._gx = ((m.T @ m).to_sparse_csr() for m in (self.sy.to_dense(), self.sx.to_dense()))
-        return (self._gx @ (self._gy @ g).T.contiguous()).T
+        matrices, at the level's resolution."""
+        if self.native:
+            return g.clone()
+        gy, gx = self._sparse_grams
+        return (gx @ (gy @ g).T.contiguous()).T
 
     def up_stack(self, g: torch.Tensor) -> torch.Tensor:
         """:meth:`up` of every channel of ``g`` ``(C, h_l, w_l)`` at once: ``(C, H, W)``."""
+        if self.native:
+            return g.clone()
         c, hl, wl = g.shape
         a = (self.sy @ g.permute(1, 0, 2).reshape(hl, c * wl)).reshape(-1, c, wl)  # (H, C, w_l)
         h = a.shape[0]
@@ -95,6 +113,8 @@ class LevelSampler:
 
     def adjoint_stack(self, r: torch.Tensor) -> torch.Tensor:
         """:meth:`adjoint` of every channel of ``r`` ``(C, H, W)`` at once: ``(C, h_l, w_l)``."""
+        if self.native:
+            return r.clone()
         c, h, w = r.shape
         a = (self.syt @ r.permute(1, 0, 2).reshape(h, c * w)).reshape(-1, c, w)  # (h_l, C, W)
         hl = a.shape[0]
@@ -106,11 +126,10 @@ class LevelSampler:
         return self
 
 
-def _gram_shifts(s: torch.Tensor, radius: int) -> np.ndarray:
-    """``A[t, u, i] = (S^T S)[i + t - R, i + u - R]`` (0 where an index leaves the grid) for the
-    ``(n_out, n_in)`` sampling matrix ``S`` of one axis and ``t, u`` in ``0..2R``."""
-    n = s.shape[1]
-    g = (s.to_dense().T.double() @ s.to_dense().double()).numpy()
+def _gram_shifts(g: np.ndarray, radius: int) -> np.ndarray:
+    """``A[t, u, i] = G[i + t - R, i + u - R]`` (0 where an index leaves the grid) for the ``(n, n)``
+    Gram matrix ``G`` of one axis and ``t, u`` in ``0..2R``."""
+    n = g.shape[0]
     off = np.arange(-radius, radius + 1)
     i = np.arange(n)
     a = i[None, :] + off[:, None]  # (T, n)
@@ -130,7 +149,7 @@ def filtered_energy(base: LevelSampler, k: np.ndarray) -> torch.Tensor:
     (the Gram matrices are banded and at most ``W x W``; terms outside the grid vanish)."""
     r = k.shape[0] // 2
     kk = np.asarray(k, dtype=np.float64)
-    ay, ax = _gram_shifts(base.sy, r), _gram_shifts(base.sx, r)
+    ay, ax = (_gram_shifts(g, r) for g in base.axis_grams)
     bx = np.einsum("ax,by,xyw->abw", kk, kk, ax)
     t = 2 * r + 1
     return torch.from_numpy(ay.reshape(t * t, -1).T @ bx.reshape(t * t, -1)).float()
@@ -140,16 +159,22 @@ class FilteredSampler:
     """A level behind its channels' level filters (:mod:`codec.finefilter`): ``up(g) = S (K_c * g)``.
 
     The filter is point symmetric with zero padding, so it is its own adjoint and the adjoint is
-    ``K_c * (S^T r)``; column energies come from :func:`filtered_energy`.  At level 0 (the image's
-    size) ``S`` is the identity and is skipped.  ``kernels[c]`` is channel ``c``'s float32 kernel,
+    ``K_c * (S^T r)``; column energies come from :func:`filtered_energy`, computed when first asked
+    for (rendering alone does not need them).  ``kernels[c]`` is channel ``c``'s float32 kernel,
     ``None`` for no filter."""
 
     def __init__(self, base: LevelSampler, kernels: list[np.ndarray | None]) -> None:
         self.base = base
         self.native = base.native
         self.kernels = [None if k is None else torch.from_numpy(np.asarray(k, dtype=np.float32)) for k in kernels]
-        self.energies = [base.energy if k is None else filtered_energy(base, np.asarray(k)) for k in kernels]
-        self.energy = torch.stack(self.energies).amax(0)
+
+    @functools.cached_property
+    def energies(self) -> list[torch.Tensor]:
+        return [self.base.energy if k is None else filtered_energy(self.base, k.numpy()) for k in self.kernels]
+
+    @functools.cached_property
+    def energy(self) -> torch.Tensor:
+        return torch.stack(self.energies).amax(0)
 
     def _filter(self, g: torch.Tensor, ch: int) -> torch.Tensor:
         k = self.kernels[ch]
@@ -158,11 +183,10 @@ class FilteredSampler:
         return torch.nn.functional.conv2d(g[None, None], k[None, None], padding=k.shape[0] // 2)[0, 0]
 
     def up_stack(self, g: torch.Tensor) -> torch.Tensor:
-        f = torch.stack([self._filter(g[ch], ch) for ch in range(g.shape[0])])
-        return f if self.native else self.base.up_stack(f)
+        return self.base.up_stack(torch.stack([self._filter(g[ch], ch) for ch in range(g.shape[0])]))
 
     def adjoint_stack(self, r: torch.Tensor) -> torch.Tensor:
-        a = r if self.native else self.base.adjoint_stack(r)
+        a = self.base.adjoint_stack(r)
         return torch.stack([self._filter(a[ch], ch) for ch in range(a.shape[0])])
 
     def channel(self, ch: int) -> _FilteredChannel:
@@ -177,11 +201,10 @@ class _FilteredChannel:
         self.energy = parent.energies[ch]
 
     def up(self, g: torch.Tensor) -> torch.Tensor:
-        f = self.parent._filter(g, self.ch)
-        return f if self.parent.native else self.parent.base.up(f)
+        return self.parent.base.up(self.parent._filter(g, self.ch))
 
     def adjoint(self, r: torch.Tensor) -> torch.Tensor:
-        return self.parent._filter(r if self.parent.native else self.parent.base.adjoint(r), self.ch)
+        return self.parent._filter(self.parent.base.adjoint(r), self.ch)
 
 
 def with_filters(samplers: list[LevelSampler], kernels: list[list[np.ndarray | None]]) -> list:
