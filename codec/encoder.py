@@ -37,6 +37,9 @@ from .layout import header_for
 from .models import MODELS, CoordMLP, PyramidSpec, build
 
 BITS_PER_PARAM_GUESS = 6.5
+# a refit pass (L1 through the level filters, then filters and RDOQ) takes about 1.5-2x as long as a
+# first pass (Kodak, fast and medium); until one has been timed the encoder assumes 2x
+REFIT_COST = 2.0
 RD_SAMPLE = 1 << 15
 MIN_BPP, MAX_BPP = 0.01, 64.0
 
@@ -215,7 +218,8 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
        (warm-started from its codes) and repeat step 3; keep the result only if it lowers the cost.
     ``--bpp``: ``Delta_0`` is bisected on the analytic fill's coded size, then corrected by a
     secant step on the real size after optimisation.  ``--seconds`` (or the preset's cap) bounds
-    the whole run: sweeps and shapes stop when the time is up.
+    the whole run: L1 iterations and RDOQ sweeps stop when the time is up, and a further shape or
+    refit pass (steps 4 and 5) starts only if a pass as long as the first still fits before it.
     """
     from .decoder import MAX_LATENTS, decode_to_array
 
@@ -279,7 +283,16 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
             lo, hi = (mid, hi) if analytic_size(math.exp(mid)) > target_bytes else (lo, mid)
         delta0 = math.exp(0.5 * (lo + hi))
     lam = RDOQ_LAMBDA * delta0 * delta0
+    t_pass = time.perf_counter()
     best = run(delta0, preset.shapes[0], lam)
+    first_seconds = time.perf_counter() - t_pass
+    passes = 1  # passes run: the first, rate-control corrections, further shapes, refits
+
+    def fits(seconds: float) -> bool:
+        """Whether a pass expected to take ``seconds`` still ends before the deadline (a pass cut
+        short by the deadline is mostly wasted time: it seldom beats the best so far)."""
+        return time.perf_counter() + seconds <= deadline
+
     if opts.bpp is not None:
         # Secant correction on the real size: log(size) is close to linear in log(Delta_0).
         prev = None
@@ -293,23 +306,29 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
             slope = min(-0.3, max(-4.0, slope))
             prev, d0 = best, best.delta0 * math.exp(-err / slope)
             cand = run(d0, preset.shapes[0], RDOQ_LAMBDA * d0 * d0)
+            passes += 1
             if abs(math.log(len(cand.data) / target_bytes)) < abs(err):
                 best = cand
             else:
                 break
         delta0, lam = best.delta0, RDOQ_LAMBDA * best.delta0 ** 2
     for shape in preset.shapes[1:]:
-        if time.perf_counter() > deadline:
+        if not fits(first_seconds):
             break
         cand = run(delta0, shape, lam)
+        passes += 1
         if opts.bpp is not None and abs(len(cand.data) / target_bytes - 1) > 0.1:
             continue
         if cand.sse + lam * 8 * len(cand.data) < best.sse + lam * 8 * len(best.data):
             best = cand
+    refit_seconds: list[float] = []  # a refit's expected time: the longest so far, else REFIT_COST x the first pass
     for _ in range(preset.refits):  # on the best shape only
-        if time.perf_counter() > deadline:
+        if not fits(max(refit_seconds, default=REFIT_COST * first_seconds)):
             break
+        t_pass = time.perf_counter()
         cand = refit(best, lam)
+        refit_seconds.append(time.perf_counter() - t_pass)
+        passes += 1
         if opts.bpp is not None and abs(len(cand.data) / target_bytes - 1) > 0.1:
             break
         if cand.sse + lam * 8 * len(cand.data) >= best.sse + lam * 8 * len(best.data):
@@ -321,7 +340,7 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
                         seconds=time.perf_counter() - t_start, steps=best.sweeps, psnr=psnr,
                         params=spec.num_params(),
                         stats={"levels": spec.levels, "preset": opts.preset, "step_shape": list(best.shape),
-                               "delta0": round(best.delta0, 6)})
+                               "delta0": round(best.delta0, 6), "passes": passes})
 
 
 def side_bytes(n_tensors: int) -> int:

@@ -292,6 +292,24 @@ def test_refit_pass_never_does_worse(cat, monkeypatch):
     assert js[1] < js[0]
 
 
+def test_every_pass_runs_when_time_allows_and_only_the_first_when_it_does_not(cat, monkeypatch):
+    """``slow`` runs its first shape, the other shapes and its refits when the time allows; a further
+    pass starts only if one as long as the first still fits before the deadline, so under a cap
+    shorter than one pass the encoder stops after the first (and still writes a valid file)."""
+    import dataclasses
+
+    from codec import config
+
+    preset = dataclasses.replace(config.HYBRID_PRESETS["slow"], seconds=1e6, sweeps=2, l1_iterations=10)
+    monkeypatch.setitem(config.HYBRID_PRESETS, "slow", preset)
+    r = codec.encode_image(cat, preset="slow", quality=60)
+    # every shape, then refits until one does not pay (the first always runs)
+    assert len(preset.shapes) + 1 <= r.stats["passes"] <= len(preset.shapes) + preset.refits
+    short = codec.encode_image(cat, preset="slow", quality=60, seconds=1e-4)
+    assert short.stats["passes"] == 1
+    assert decoder.decode_to_array(short.data).shape == cat.shape
+
+
 def test_more_effort_is_not_worse(cat):
     image = cat.astype(np.float32) / 255.0
     js = {}
