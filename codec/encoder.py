@@ -41,6 +41,10 @@ BITS_PER_PARAM_GUESS = 6.5
 # pass (medium, kodim01 q40, two threads: first 14.5 s, refits 14.4 s and 13.2 s); until one has been
 # timed the encoder assumes REFIT_COST times the first pass.
 REFIT_COST = 1.25
+# Further passes stop their L1 iterations and RDOQ sweeps TAIL_COST x the first pass before the
+# deadline, for the work after them (without it, 10 of 120 medium encodes of the 0.8 Kodak run took
+# 60.7-63.1 s at one thread against the 60 s cap).
+TAIL_COST = 0.2
 RD_SAMPLE = 1 << 15
 MIN_BPP, MAX_BPP = 0.01, 64.0
 
@@ -219,14 +223,16 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
        (warm-started from its codes) and repeat step 3; keep the result only if it lowers the cost.
     ``--bpp``: ``Delta_0`` is bisected on the analytic fill's coded size, then corrected by a
     secant step on the real size after optimisation.  ``--seconds`` (or the preset's cap) bounds
-    the whole run: L1 iterations and RDOQ sweeps stop when the time is up, and a further shape or
-    refit pass (steps 4 and 5) starts only if a pass as long as the first still fits before it.
+    the whole run: L1 iterations and RDOQ sweeps stop when the time is up (after the first pass,
+    ``TAIL_COST`` first passes before it, for the work that follows them), and a further shape or
+    refit pass (steps 4 and 5) starts only if its expected time still fits.
     """
     from .decoder import MAX_LATENTS, decode_to_array
 
     h, w, c = image.shape
     preset = HYBRID_PRESETS[opts.preset]
     deadline = t_start + (opts.seconds if opts.seconds is not None else preset.seconds)
+    stop = deadline  # where a pass's L1 iterations and RDOQ sweeps stop; after the first pass, earlier
     sweeps = opts.steps if opts.steps is not None else preset.sweeps
     spec = PyramidSpec(pyramid.levels_for(w, h), c, w, h)
     if spec.num_params() > MAX_LATENTS:
@@ -247,7 +253,7 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
         """Level filters, RDOQ through them, filters refitted on the final codes, the written file."""
         steps = [quant.step_from_index(i) for i in idx]
         filters = fit_filters(target_ycc, codes, steps, samplers, lam)
-        res = rdoq.optimise(image, spec, idx, codes, lam, sweeps, deadline,
+        res = rdoq.optimise(image, spec, idx, codes, lam, sweeps, stop,
                             rdoq.with_filters(samplers, filter_kernels(filters)))
         filters = fit_filters(target_ycc, res.codes, steps, samplers, lam)  # the filters for the final codes
         data = code_hybrid(spec, res.codes, idx, filters)
@@ -260,13 +266,13 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
     def run(delta0: float, shape: tuple[float, float, float], lam: float) -> _Candidate:
         idx, codes = start(delta0, shape)
         codes = l1fit.solve(image, codes, idx, lam, preset.l1_iterations, l1_operator, preset.l1_bits,
-                            deadline=deadline)
+                            deadline=stop)
         return finish(codes, idx, lam, shape, delta0)
 
     def refit(cand: _Candidate, lam: float) -> _Candidate:
         """Another pass from ``cand``: L1 refit through its level filters, warm-started from its codes."""
         codes = l1fit.solve(image, cand.codes, cand.idx, lam, preset.l1_iterations, l1fit.Operator(cand.filtered, c),
-                            preset.l1_bits, deadline=deadline)
+                            preset.l1_bits, deadline=stop)
         return finish(codes, cand.idx, lam, cand.shape, cand.delta0)
 
     if opts.bpp is None:
@@ -288,18 +294,20 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
     best = run(delta0, preset.shapes[0], lam)
     first_seconds = time.perf_counter() - t_pass
     passes = 1  # passes run: the first, rate-control corrections, further shapes, refits
+    # what follows a pass's last sweep (filters, coding, the final decode) must fit before the deadline
+    stop = deadline - TAIL_COST * first_seconds
 
     def fits(seconds: float) -> bool:
-        """Whether a pass expected to take ``seconds`` still ends before the deadline (a pass cut
-        short by the deadline is mostly wasted time: it seldom beats the best so far)."""
-        return time.perf_counter() + seconds <= deadline
+        """Whether a pass expected to take ``seconds`` still ends in time (a pass cut short is
+        mostly wasted time: it seldom beats the best so far)."""
+        return time.perf_counter() + seconds <= stop
 
     if opts.bpp is not None:
         # Secant correction on the real size: log(size) is close to linear in log(Delta_0).
         prev = None
         for _ in range(3):
             err = math.log(len(best.data) / target_bytes)
-            if abs(err) < math.log(1.04) or time.perf_counter() > deadline:
+            if abs(err) < math.log(1.04) or time.perf_counter() > stop:
                 break
             slope = -1.3 if prev is None else (
                 (math.log(len(best.data)) - math.log(len(prev.data))) / (math.log(best.delta0) - math.log(prev.delta0))
@@ -313,8 +321,10 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
             else:
                 break
         delta0, lam = best.delta0, RDOQ_LAMBDA * best.delta0 ** 2
+    # a shape pass leaves time for one refit pass (a refit saves more than a shape: README, Presets)
+    reserve = REFIT_COST * first_seconds if preset.refits else 0.0
     for shape in preset.shapes[1:]:
-        if not fits(first_seconds):
+        if not fits(first_seconds + reserve):
             break
         cand = run(delta0, shape, lam)
         passes += 1
