@@ -255,7 +255,7 @@ def _sign_costs(codes: list[list[np.ndarray]], lv: int, ch: int, sym: np.ndarray
 JOINT_TRIES = 4  # halvings of a class's move set before it is given up for this sweep
 
 
-def _joint_move(smp, best_d: torch.Tensor, best_dj: torch.Tensor, grad: torch.Tensor, hs: torch.Tensor,
+def _joint_move(smp, best_d: torch.Tensor, best_dj: torch.Tensor, hs: torch.Tensor,
                 sub: tuple[slice, slice], qt: torch.Tensor, step: float,
                 mtm: float) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """The moves of one parity class that are applied together: ``(delta plane, its rendering)``,
@@ -357,7 +357,7 @@ def optimise(image: np.ndarray, spec: PyramidSpec, step_idx: list[int], codes: l
                         better = dj < best_dj
                         best_dj = torch.where(better, dj, best_dj)
                         best_d = torch.where(better, dz, best_d)
-                    delta, dy = _joint_move(smp, best_d, best_dj, grad, hs, sub, qt, step, float(mtm[ch]))
+                    delta, dy = _joint_move(smp, best_d, best_dj, hs, sub, qt, step, float(mtm[ch]))
                     if delta is None:
                         continue
                     n_changed += int(torch.count_nonzero(delta))

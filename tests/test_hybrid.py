@@ -294,8 +294,8 @@ def test_refit_pass_never_does_worse(cat, monkeypatch):
 
 def test_every_pass_runs_when_time_allows_and_only_the_first_when_it_does_not(cat, monkeypatch):
     """``slow`` runs its first shape, the other shapes and its refits when the time allows; a further
-    pass starts only if one as long as the first still fits before the deadline, so under a cap
-    shorter than one pass the encoder stops after the first (and still writes a valid file)."""
+    pass starts only if its expected time (from the first pass's) still fits before the deadline, so
+    under a cap shorter than one pass the encoder stops after the first (and still writes a valid file)."""
     import dataclasses
 
     from codec import config
