@@ -37,10 +37,10 @@ from .layout import header_for
 from .models import MODELS, CoordMLP, PyramidSpec, build
 
 BITS_PER_PARAM_GUESS = 6.5
-# A refit pass (L1 through the level filters, then filters and RDOQ) takes about as long as the first
-# pass (medium, kodim01 q40, two threads: first 14.5 s, refits 14.4 s and 13.2 s); until one has been
-# timed the encoder assumes REFIT_COST times the first pass.
-REFIT_COST = 1.25
+# A refit pass (L1 through the level filters at the preset's refit_iterations, then filters and RDOQ)
+# took 0.45-0.95 times the first pass at medium and 0.46-0.87 at slow (0.9, four Kodak images x
+# q40..95, one thread); until one has been timed the encoder assumes REFIT_COST times the first pass.
+REFIT_COST = 0.8
 # Further passes stop their L1 iterations and RDOQ sweeps TAIL_COST x the first pass before the
 # deadline, for the work after them (without it, 10 of 120 medium encodes of the 0.8 Kodak run took
 # 60.7-63.1 s at one thread against the 60 s cap).
@@ -271,7 +271,8 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
 
     def refit(cand: _Candidate, lam: float) -> _Candidate:
         """Another pass from ``cand``: L1 refit through its level filters, warm-started from its codes."""
-        codes = l1fit.solve(image, cand.codes, cand.idx, lam, preset.l1_iterations, l1fit.Operator(cand.filtered, c),
+        iterations = preset.l1_iterations if preset.refit_iterations is None else preset.refit_iterations
+        codes = l1fit.solve(image, cand.codes, cand.idx, lam, iterations, l1fit.Operator(cand.filtered, c),
                             preset.l1_bits, deadline=stop)
         return finish(codes, cand.idx, lam, cand.shape, cand.delta0)
 

@@ -310,6 +310,29 @@ def test_every_pass_runs_when_time_allows_and_only_the_first_when_it_does_not(ca
     assert decoder.decode_to_array(short.data).shape == cat.shape
 
 
+def test_refit_passes_run_the_presets_refit_iterations(cat, monkeypatch):
+    """The first pass's L1 fit runs ``l1_iterations``, every refit pass ``refit_iterations`` (fewer:
+    it starts from the previous pass's codes), so more refits fit in a preset's cap."""
+    import dataclasses
+
+    from codec import config, l1fit
+
+    preset = dataclasses.replace(config.HYBRID_PRESETS["medium"], seconds=1e6, sweeps=2,
+                                 l1_iterations=12, refit_iterations=5, refits=2)
+    monkeypatch.setitem(config.HYBRID_PRESETS, "medium", preset)
+    calls = []
+    solve = l1fit.solve
+
+    def spy(image, codes, step_idx, lam, iterations, *args, **kwargs):
+        calls.append(iterations)
+        return solve(image, codes, step_idx, lam, iterations, *args, **kwargs)
+
+    monkeypatch.setattr(l1fit, "solve", spy)
+    r = codec.encode_image(cat, preset="medium", quality=60)
+    assert r.stats["passes"] >= 2  # at least one refit ran
+    assert calls == [12] + [5] * (r.stats["passes"] - 1)
+
+
 def test_more_effort_is_not_worse(cat):
     image = cat.astype(np.float32) / 255.0
     js = {}
