@@ -1,7 +1,8 @@
 """``inrc bench``: rate-distortion of inrc against Pillow's JPEG, WebP, JPEG 2000 and AVIF.
 
 For every image and every (codec, setting): bpp from the real file size (header included), PSNR on
-8-bit RGB, MS-SSIM (pytorch-msssim, data_range=255), encode and decode seconds.  A setting's point on
+8-bit RGB, MS-SSIM (pytorch-msssim, data_range=255), encode and decode seconds, and for inrc the
+encoder's own stats (``EncodeResult.stats``: passes run, refits kept, ...).  A setting's point on
 a curve is the mean over images of bpp and of per-image PSNR (also reported: PSNR of the mean MSE,
 Cool-chic's convention).  Images are read as RGB (alpha dropped, grayscale expanded).
 
@@ -93,12 +94,13 @@ def run_task(task: Task, threads: int) -> dict:
 
         opts = json.loads(task.options) if task.options else {}
         t0 = time.perf_counter()
-        data = api.encode_image(rgb, quality=int(task.setting), quiet=True, **opts).data
+        res = api.encode_image(rgb, quality=int(task.setting), quiet=True, **opts)
         t1 = time.perf_counter()
+        data, stats = res.data, res.stats
         out = decoder.decode_to_array(data)
         t2 = time.perf_counter()
     else:
-        img = Image.fromarray(rgb)
+        img, stats = Image.fromarray(rgb), None
         t0 = time.perf_counter()
         data = classic_encode(task.codec, float(task.setting), img)
         t1 = time.perf_counter()
@@ -107,7 +109,7 @@ def run_task(task: Task, threads: int) -> dict:
     return {"image": Path(task.image).name, "codec": task.codec, "setting": task.setting,
             "bytes": len(data), "bpp": len(data) * 8.0 / (w * h), "mse": metrics.mse(out, rgb),
             "psnr": metrics.psnr(out, rgb), "ms_ssim": metrics.ms_ssim(out, rgb),
-            "encoding_time": t1 - t0, "decoding_time": t2 - t1}
+            "encoding_time": t1 - t0, "decoding_time": t2 - t1, "encoder_stats": stats}
 
 
 def parse_inrc_settings(specs: list[str]) -> dict[str, dict]:
@@ -168,10 +170,21 @@ def summarize(records: list[dict]) -> dict[str, list[dict]]:
             "psnr_of_mean_mse": metrics.PSNR_CAP if mean_mse == 0 else 10 * math.log10(255**2 / mean_mse),
             "ms_ssim": float(np.mean(ms)) if len(ms) == len(rs) else None,
             "encoding_time": float(np.median([r["encoding_time"] for r in rs])),
-            "decoding_time": float(np.median([r["decoding_time"] for r in rs])), "n_images": len(rs)})
+            "decoding_time": float(np.median([r["decoding_time"] for r in rs])), "n_images": len(rs),
+            **_pass_counts(rs)})
     for pts in curves.values():
         pts.sort(key=lambda p: p["bpp"])
     return curves
+
+
+def _pass_counts(rs: list[dict]) -> dict:
+    """For a hybrid curve's point: the encoder's passes (median over images) and how many images
+    kept at least one refit pass; empty for other codecs and for records cached before 0.9.1."""
+    st = [r.get("encoder_stats") or {} for r in rs]
+    if not all("passes" in s for s in st):
+        return {}
+    return {"passes_median": float(np.median([s["passes"] for s in st])),
+            "images_with_refit_kept": sum(s.get("refits_kept", 0) > 0 for s in st)}
 
 
 def bd_table(curves: dict[str, list[dict]]) -> dict:
@@ -319,13 +332,16 @@ def write_outputs(records, outdir: Path, version, codecs, inrc, points, images, 
                            "decoding_time": [p["decoding_time"] for p in pts]},
                "settings": [p["setting"] for p in pts],
                "psnr-of-mean-mse": [p["psnr_of_mean_mse"] for p in pts]}
+        if all("passes_median" in p for p in pts):
+            doc["encoder"] = {k: [p[k] for p in pts] for k in ("passes_median", "images_with_refit_kept")}
         (outdir / f"{name}.json").write_text(json.dumps(doc, indent=1) + "\n")
     with (outdir / "per_image.csv").open("w", newline="") as f:
         cols = ["image", "codec", "setting", "bytes", "bpp", "psnr", "ms_ssim", "mse", "encoding_time", "decoding_time"]
-        wr = csv.DictWriter(f, fieldnames=cols)
+        wr = csv.DictWriter(f, fieldnames=[*cols, "encoder_stats"])
         wr.writeheader()
         for r in sorted(records, key=lambda r: (r["codec"], r["image"], float(r["setting"]))):
-            wr.writerow({k: r[k] for k in cols})
+            st = r.get("encoder_stats")
+            wr.writerow({**{k: r[k] for k in cols}, "encoder_stats": json.dumps(st, sort_keys=True) if st else ""})
     table = bd_table(curves)
     machine = {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count(),
                "torch": torch.__version__, "pillow": Image.__version__,

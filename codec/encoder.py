@@ -334,6 +334,7 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
         if cand.sse + lam * 8 * len(cand.data) < best.sse + lam * 8 * len(best.data):
             best = cand
     refit_seconds: list[float] = []  # a refit's expected time: the longest so far, else REFIT_COST x the first
+    refits_kept = 0
     for _ in range(preset.refits):  # on the best shape only
         if not fits(max(refit_seconds, default=REFIT_COST * first_seconds)):
             break
@@ -346,6 +347,7 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
         if cand.sse + lam * 8 * len(cand.data) >= best.sse + lam * 8 * len(best.data):
             break
         best = cand
+        refits_kept += 1
     data = best.data
     psnr = _psnr_vs_source(decode_to_array(data), image)
     return EncodeResult(data=data, width=w, height=h, channels=c, model="hybrid", device="cpu",
@@ -354,7 +356,8 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
                         stats={"levels": spec.levels, "preset": opts.preset, "step_shape": list(best.shape),
                                "delta0": round(best.delta0, 6), "passes": passes,
                                "first_pass_seconds": round(first_seconds, 3),
-                               "refit_seconds": [round(t, 3) for t in refit_seconds]})
+                               "refit_seconds": [round(t, 3) for t in refit_seconds],
+                               "refits_kept": refits_kept})
 
 
 def side_bytes(n_tensors: int) -> int:

@@ -39,6 +39,12 @@ def test_bench_outputs_and_resume(folder, tmp_path, capsys):
     assert len(rows) == 2 * (4 + len(bench.CLASSIC_SETTINGS["jpeg"]) + len(bench.CLASSIC_SETTINGS["webp"]))
     jpeg_rows = [r for r in rows if r["codec"] == "jpeg" and r["image"] == "a.png"]
     assert all(float(r["bpp"]) > 0 and 10 < float(r["psnr"]) < 60 for r in jpeg_rows)
+    assert all(r["encoder_stats"] == "" for r in jpeg_rows)
+    # the hybrid's rows carry its encoder's stats: `fast` runs one pass and no refit
+    stats = [json.loads(r["encoder_stats"]) for r in rows if r["codec"] == "inrc-tiny"]
+    assert len(stats) == 8 and all(s["preset"] == "fast" and s["passes"] == 1 and s["refits_kept"] == 0 for s in stats)
+    enc = json.loads((out / "inrc-tiny.json").read_text())["encoder"]
+    assert enc == {"passes_median": [1.0] * 4, "images_with_refit_kept": [0] * 4}
     s = json.loads((out / "summary.json").read_text())
     assert s["bd_rate_percent"]["jpeg"]["jpeg"] == 0.0
     assert s["images"] == ["a.png", "b.png"] and s["code_version"]

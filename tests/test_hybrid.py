@@ -331,6 +331,9 @@ def test_refit_passes_run_the_presets_refit_iterations(cat, monkeypatch):
     r = codec.encode_image(cat, preset="medium", quality=60)
     assert r.stats["passes"] >= 2  # at least one refit ran
     assert calls == [12] + [5] * (r.stats["passes"] - 1)
+    # the refits kept are a prefix of those run: the loop stops at the first that does not pay
+    assert r.stats["refits_kept"] in (r.stats["passes"] - 1, r.stats["passes"] - 2)
+    assert len(r.stats["refit_seconds"]) == r.stats["passes"] - 1
 
 
 def test_more_effort_is_not_worse(cat):

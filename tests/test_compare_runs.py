@@ -1,0 +1,78 @@
+"""benchmarks/compare_runs.py: curves of two bench outputs compared on their common images."""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from codec.bdrate import bd_rate
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "compare_runs.py"
+
+
+@pytest.fixture(scope="module")
+def compare():
+    spec = importlib.util.spec_from_file_location("compare_runs", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _write_run(d: Path, curves: dict[str, dict[str, list[tuple[float, float]]]]) -> None:
+    """``curves[codec][image]``: (bpp, psnr) per setting, settings 1, 2, 3, ..."""
+    d.mkdir()
+    with (d / "per_image.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["image", "codec", "setting", "bpp", "psnr", "encoding_time"])
+        w.writeheader()
+        for codec, per in curves.items():
+            for image, pts in per.items():
+                for s, (bpp, psnr) in enumerate(pts, 1):
+                    w.writerow({"image": image, "codec": codec, "setting": s, "bpp": bpp, "psnr": psnr,
+                                "encoding_time": 1.0 + s})
+
+
+BASE = [(0.1, 25.0), (0.2, 28.0), (0.4, 31.0), (0.8, 34.0), (1.6, 37.0)]
+
+
+def test_compare_on_common_images(compare, tmp_path, monkeypatch, capsys):
+    half = [(b / 2, p) for b, p in BASE]
+    # run a: images x and y complete; run b: x complete, y missing a setting, z only in b
+    _write_run(tmp_path / "a", {"ref": {"x.png": BASE, "y.png": BASE}})
+    _write_run(tmp_path / "b", {"test": {"x.png": half, "y.png": half[:4], "z.png": half}})
+    out = tmp_path / "cmp.json"
+    monkeypatch.setattr(sys, "argv", ["compare_runs", f"ref={tmp_path / 'a'}:ref", f"test={tmp_path / 'b'}:test",
+                                      "--per-image", "ref", "--out", str(out)])
+    compare.main()
+    res = json.loads(out.read_text())
+    assert res["images"] == ["x.png"]  # the only image complete in both runs
+    assert res["bd_rate_percent"]["test"]["ref"] == pytest.approx(-50.0, abs=0.01)  # half the rate
+    assert res["bd_rate_percent"]["ref"]["test"] == pytest.approx(100.0, abs=0.01)
+    assert res["per_image_vs"]["bd_rate_percent"]["test"] == {"x.png": pytest.approx(-50.0, abs=0.01)}
+    assert res["encoding_time"]["test"] == {"median": 4.0, "min": 2.0, "max": 6.0}
+    assert "1 images: x.png" in capsys.readouterr().out
+
+
+def test_curve_means_over_images(compare):
+    rows = {i: {str(s): {"bpp": b * k, "psnr": p + k} for s, (b, p) in enumerate(BASE, 1)}
+            for i, k in (("x", 1.0), ("y", 3.0))}
+    bpp, psnr = compare.curve(rows, ["x", "y"])
+    assert bpp == pytest.approx([b * 2 for b, _ in BASE]) and psnr == pytest.approx([p + 2 for _, p in BASE])
+    ref = compare.curve(rows, ["x"])
+    assert compare.bd(ref, (bpp, psnr)) == round(bd_rate(*ref, bpp, psnr), 2)
+
+
+def test_runs_are_merged(compare, tmp_path):
+    _write_run(tmp_path / "a", {"c": {"x.png": BASE}})
+    _write_run(tmp_path / "b", {"c": {"y.png": BASE[:2]}, "other": {"z.png": BASE}})
+    label, rows = compare.load(f"lab={tmp_path / 'a'},{tmp_path / 'b'}:c")
+    assert label == "lab" and sorted(rows) == ["x.png", "y.png"] and len(rows["y.png"]) == 2
+
+
+@pytest.mark.parametrize("arg", ["no-equals", "a=dir-without-curve", "a=:curve"])
+def test_bad_curve_argument(compare, arg):
+    with pytest.raises(SystemExit, match="LABEL=RUN_DIR"):
+        compare.load(arg)
