@@ -21,7 +21,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from codec.bdrate import bd_rate
+from codec import bench
 
 
 def load(spec: str) -> tuple[str, dict[str, dict[str, dict]]]:
@@ -42,19 +42,18 @@ def load(spec: str) -> tuple[str, dict[str, dict[str, dict]]]:
     return label, rows
 
 
-def curve(rows: dict[str, dict[str, dict]], images: list[str]) -> tuple[list[float], list[float]]:
-    """Mean bpp and mean per-image PSNR per setting over ``images``."""
-    settings = sorted(set.intersection(*(set(rows[i]) for i in images)), key=float)
-    bpp = [statistics.fmean(float(rows[i][s]["bpp"]) for i in images) for s in settings]
-    psnr = [statistics.fmean(float(rows[i][s]["psnr"]) for i in images) for s in settings]
-    return bpp, psnr
+NUMERIC = ("bpp", "psnr", "mse", "ms_ssim", "encoding_time", "decoding_time")
 
 
-def bd(ref: tuple[list[float], list[float]], test: tuple[list[float], list[float]]) -> float | None:
-    try:
-        return round(bd_rate(ref[0], ref[1], test[0], test[1]), 2)
-    except ValueError:
-        return None
+def curve(rows: dict[str, dict[str, dict]], images: list[str]) -> list[dict]:
+    """The curve's points over ``images``: :func:`codec.bench.summarize` of their rows (mean bpp and
+    mean per-image PSNR per setting, settings with every image only), sorted by bpp."""
+    def num(v: str) -> float | None:
+        return float(v) if v not in ("", None) else None
+
+    recs = [{"image": i, "codec": "c", "setting": s, **{k: num(r[k]) for k in NUMERIC}}
+            for i in images for s, r in rows[i].items()]
+    return bench.summarize(recs)["c"]
 
 
 def main() -> None:
@@ -72,8 +71,9 @@ def main() -> None:
     if not images:
         raise SystemExit("the runs have no complete image in common")
     curves = {lab: curve(rows, images) for lab, rows in data.items()}
-    table = {a: {b: bd(curves[b], curves[a]) for b in curves} for a in curves}
-    out: dict = {"images": images, "curves": {k: {"bpp": v[0], "psnr": v[1]} for k, v in curves.items()},
+    table = bench.bd_table(curves)["bd_rate_percent"]
+    out: dict = {"images": images,
+                 "curves": {k: {"bpp": [p["bpp"] for p in v], "psnr": [p["psnr"] for p in v]} for k, v in curves.items()},
                  "bd_rate_percent": table}
     print(f"{len(images)} images: {', '.join(images)}")
     print("BD-rate % (row vs column): " + " ".join(f"{b:>9s}" for b in curves))
@@ -87,8 +87,8 @@ def main() -> None:
     out["encoding_time"] = times
     if args.per_image:
         ref = args.per_image
-        per = {lab: {i: bd(curve(data[ref], [i]), curve(data[lab], [i])) for i in images}
-               for lab in data if lab != ref}
+        per = {lab: {i: bench.bd_table({ref: curve(data[ref], [i]), lab: curve(data[lab], [i])})["bd_rate_percent"][lab][ref]
+                     for i in images} for lab in data if lab != ref}
         out["per_image_vs"] = {"reference": ref, "bd_rate_percent": per}
         for lab, d in per.items():
             print(f"vs {ref}, {lab}: " + ", ".join(f"{i.split('.')[0]} {v}" for i, v in d.items()))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from codec import bench
 from codec.bdrate import bd_rate
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "compare_runs.py"
@@ -26,13 +27,15 @@ def _write_run(d: Path, curves: dict[str, dict[str, list[tuple[float, float]]]])
     """``curves[codec][image]``: (bpp, psnr) per setting, settings 1, 2, 3, ..."""
     d.mkdir()
     with (d / "per_image.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["image", "codec", "setting", "bpp", "psnr", "encoding_time"])
+        w = csv.DictWriter(f, fieldnames=["image", "codec", "setting", "bpp", "psnr", "mse", "ms_ssim",
+                                          "encoding_time", "decoding_time"])
         w.writeheader()
         for codec, per in curves.items():
             for image, pts in per.items():
                 for s, (bpp, psnr) in enumerate(pts, 1):
                     w.writerow({"image": image, "codec": codec, "setting": s, "bpp": bpp, "psnr": psnr,
-                                "encoding_time": 1.0 + s})
+                                "mse": 255**2 / 10 ** (psnr / 10), "ms_ssim": "", "encoding_time": 1.0 + s,
+                                "decoding_time": 0.1})
 
 
 BASE = [(0.1, 25.0), (0.2, 28.0), (0.4, 31.0), (0.8, 34.0), (1.6, 37.0)]
@@ -57,12 +60,15 @@ def test_compare_on_common_images(compare, tmp_path, monkeypatch, capsys):
 
 
 def test_curve_means_over_images(compare):
-    rows = {i: {str(s): {"bpp": b * k, "psnr": p + k} for s, (b, p) in enumerate(BASE, 1)}
+    rows = {i: {str(s): {"bpp": str(b * k), "psnr": str(p + k), "mse": "1.0", "ms_ssim": "",
+                         "encoding_time": "1", "decoding_time": "0.1"} for s, (b, p) in enumerate(BASE, 1)}
             for i, k in (("x", 1.0), ("y", 3.0))}
-    bpp, psnr = compare.curve(rows, ["x", "y"])
+    pts = compare.curve(rows, ["x", "y"])
+    bpp, psnr = [p["bpp"] for p in pts], [p["psnr"] for p in pts]
     assert bpp == pytest.approx([b * 2 for b, _ in BASE]) and psnr == pytest.approx([p + 2 for _, p in BASE])
     ref = compare.curve(rows, ["x"])
-    assert compare.bd(ref, (bpp, psnr)) == round(bd_rate(*ref, bpp, psnr), 2)
+    table = bench.bd_table({"ref": ref, "test": pts})["bd_rate_percent"]
+    assert table["test"]["ref"] == round(bd_rate([p["bpp"] for p in ref], [p["psnr"] for p in ref], bpp, psnr), 2)
 
 
 def test_runs_are_merged(compare, tmp_path):
