@@ -11,6 +11,9 @@ every setting of every curve are used, so the points are the same means as ``inr
 (bpp of the real files, mean over images of per-image PSNR on 8-bit RGB), over a common image set.
 Prints the BD-rate of every curve against every other (row: test, column: reference), and with
 ``--per-image REF`` each curve's BD-rate against ``REF`` image by image, and the encode times.
+``--cost REF,LABEL[,LABEL...]`` compares hybrid curves (settings = qualities) with ``REF`` point by
+point in the cost the encoder minimises, ``D + lambda R`` (:func:`cost`): how many points are worse,
+the median and the extremes of ``J / J_REF - 1``.
 """
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from codec import bench
+from codec.config import RDOQ_LAMBDA
+from codec.encoder import hybrid_delta0
 
 
 def load(spec: str) -> tuple[str, dict[str, dict[str, dict]]]:
@@ -56,15 +61,46 @@ def curve(rows: dict[str, dict[str, dict]], images: list[str]) -> list[dict]:
     return bench.summarize(recs)["c"]
 
 
+def cost(row: dict, channels: int = 3) -> float:
+    """``J = D + lambda R`` of one hybrid point as its encoder minimises it: ``D`` the squared error of
+    the 8-bit RGB output in [0, 1] units (``mse / 255^2 x pixels x channels``; pixels = ``8 bytes /
+    bpp``), ``R`` the file's bits, ``lambda = RDOQ_LAMBDA x Delta_0(q)^2`` for the row's setting ``q``
+    (:func:`codec.encoder.hybrid_delta0`)."""
+    try:
+        quality = int(row["setting"])
+    except ValueError:
+        raise SystemExit(f"--cost: setting {row['setting']!r} is not a quality") from None
+    nbytes = float(row["bytes"])
+    lam = RDOQ_LAMBDA * hybrid_delta0(quality) ** 2
+    return float(row["mse"]) / 255**2 * (8 * nbytes / float(row["bpp"])) * channels + lam * 8 * nbytes
+
+
+def cost_vs(test: dict[str, dict[str, dict]], ref: dict[str, dict[str, dict]], images: list[str]) -> dict:
+    """Point by point ``J_test / J_ref - 1`` (:func:`cost`) over ``images`` and the settings both have."""
+    rel = {f"{i}:{s}": cost(test[i][s]) / cost(ref[i][s]) - 1 for i in images for s in test[i] if s in ref[i]}
+    if not rel:
+        raise SystemExit("--cost: the curves have no setting in common")
+    v = list(rel.values())
+    return {"points": len(v), "worse": sum(x > 0 for x in v), "median_percent": round(100 * statistics.median(v), 3),
+            "min_percent": round(100 * min(v), 3), "max_percent": round(100 * max(v), 3),
+            "per_point_percent": {k: round(100 * x, 3) for k, x in rel.items()}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("curves", nargs="+", help="LABEL=RUN_DIR[,RUN_DIR...]:CURVE")
     ap.add_argument("--per-image", metavar="LABEL", help="also BD-rates image by image against this curve")
+    ap.add_argument("--cost", metavar="REF,LABEL[,LABEL...]",
+                    help="also D + lambda R point by point of these hybrid curves against the first")
     ap.add_argument("--out", help="write the results as JSON here")
     args = ap.parse_args()
     data = dict(load(s) for s in args.curves)
-    if args.per_image and args.per_image not in data:
-        raise SystemExit(f"--per-image {args.per_image!r} is not one of the labels")
+    cost_labels = args.cost.split(",") if args.cost else []
+    if args.cost and len(cost_labels) < 2:
+        raise SystemExit("--cost needs a reference and at least one curve: REF,LABEL[,LABEL...]")
+    for opt, lab in [("--per-image", args.per_image)] + [("--cost", lab) for lab in cost_labels]:
+        if lab and lab not in data:
+            raise SystemExit(f"{opt} {lab!r} is not one of the labels")
     n_settings = {lab: max(len(v) for v in rows.values()) for lab, rows in data.items()}
     images = sorted(set.intersection(*({i for i, v in rows.items() if len(v) == n_settings[lab]}
                                        for lab, rows in data.items())))
@@ -92,6 +128,13 @@ def main() -> None:
         out["per_image_vs"] = {"reference": ref, "bd_rate_percent": per}
         for lab, d in per.items():
             print(f"vs {ref}, {lab}: " + ", ".join(f"{i.split('.')[0]} {v}" for i, v in d.items()))
+    if cost_labels:
+        ref = cost_labels[0]
+        costs = {lab: cost_vs(data[lab], data[ref], images) for lab in cost_labels[1:]}
+        out["cost_vs"] = {"reference": ref, **costs}
+        for lab, d in costs.items():
+            print(f"D + lambda R vs {ref}, {lab}: higher at {d['worse']} of {d['points']} points, median "
+                  f"{d['median_percent']:+.2f} %, {d['min_percent']:+.2f} to {d['max_percent']:+.2f} %")
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
 

@@ -69,7 +69,10 @@ class HybridPreset:
     candidate; ``l1_bits``: the factor on its per-plane bits-per-unit estimate.  ``refits``: further
     passes of L1 refit (through the level filters the previous pass found, warm-started from its
     codes), filters and RDOQ on the best shape's candidate, each kept only if it lowers ``D + lambda R``;
-    ``refit_iterations``: their FISTA iterations (``None``: ``l1_iterations``).
+    ``refit_iterations``: their FISTA iterations (``None``: ``l1_iterations``).  ``base``: a preset
+    (itself without a base) whose whole search runs first, under its own cap; this preset's search
+    then runs with the time left and the file with the lower ``D + lambda R`` is kept, so more effort
+    is never worse than the base's at the same quality.
     """
 
     name: str
@@ -80,6 +83,7 @@ class HybridPreset:
     l1_bits: float = 1.0
     refits: int = 0
     refit_iterations: int | None = None
+    base: str | None = None
 
 
 # step-size shapes (gamma, kappa, Delta_0 scale) a preset tries; 0.3's medium searched four for a 0.7 %
@@ -100,7 +104,7 @@ HYBRID_PRESETS: dict[str, HybridPreset] = {
     "medium": HybridPreset("medium", sweeps=8, shapes=_SHAPES, seconds=60.0, l1_iterations=250, refits=3,
                            refit_iterations=100),
     "slow": HybridPreset("slow", sweeps=16, shapes=_SLOW_SHAPES, seconds=300.0, l1_iterations=400, refits=4,
-                         refit_iterations=150),
+                         refit_iterations=150, base="medium"),
 }
 DEFAULT_PRESET = "medium"
 RDOQ_LAMBDA = 0.25  # lambda = RDOQ_LAMBDA * Delta_0^2 (SSE in [0,1] RGB units per bit)

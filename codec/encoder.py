@@ -26,6 +26,7 @@ from .config import (
     HYBRID_PRESETS,
     RDOQ_LAMBDA,
     FitConfig,
+    HybridPreset,
     bits_for_quality,
     check_quality,
     params_per_pixel,
@@ -226,14 +227,15 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
     the whole run: L1 iterations and RDOQ sweeps stop when the time is up (after the first pass,
     ``TAIL_COST`` first passes before it, for the work that follows them), and a further shape or
     refit pass (steps 4 and 5) starts only if its expected time still fits.
+    6. A preset with a ``base`` (``slow``: ``medium``) first runs the base's steps 2-5 under the
+       base's own cap, then its own with the time left (if its first pass is expected to fit), and
+       keeps the file with the lower cost: per image and quality it is never worse than its base.
     """
     from .decoder import MAX_LATENTS, decode_to_array
 
     h, w, c = image.shape
     preset = HYBRID_PRESETS[opts.preset]
     deadline = t_start + (opts.seconds if opts.seconds is not None else preset.seconds)
-    stop = deadline  # where a pass's L1 iterations and RDOQ sweeps stop; after the first pass, earlier
-    sweeps = opts.steps if opts.steps is not None else preset.sweeps
     spec = PyramidSpec(pyramid.levels_for(w, h), c, w, h)
     if spec.num_params() > MAX_LATENTS:
         raise LimitError(f"image of {w}x{h} pixels is too large for the hybrid model "
@@ -248,8 +250,8 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
         idx = pyramid.step_indices(spec, cfg)
         return idx, pyramid.codes_of(pyramid.fill(image, spec, idx, cfg.deadzone), idx)
 
-    def finish(codes: list[list[np.ndarray]], idx: list[int], lam: float,
-               shape: tuple[float, float, float], delta0: float) -> _Candidate:
+    def finish(codes: list[list[np.ndarray]], idx: list[int], lam: float, shape: tuple[float, float, float],
+               delta0: float, sweeps: int, stop: float) -> _Candidate:
         """Level filters, RDOQ through them, filters refitted on the final codes, the written file."""
         steps = [quant.step_from_index(i) for i in idx]
         filters = fit_filters(target_ycc, codes, steps, samplers, lam)
@@ -263,18 +265,91 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
         sse = float(((color.quantize_uint8(rgb) - target) ** 2).sum())
         return _Candidate(data, sse, shape, delta0, res.sweeps, res.codes, idx, filtered)
 
-    def run(delta0: float, shape: tuple[float, float, float], lam: float) -> _Candidate:
-        idx, codes = start(delta0, shape)
-        codes = l1fit.solve(image, codes, idx, lam, preset.l1_iterations, l1_operator, preset.l1_bits,
-                            deadline=stop)
-        return finish(codes, idx, lam, shape, delta0)
+    def search(p: HybridPreset, delta0: float, end: float) -> tuple[_Candidate, dict]:
+        """One preset's passes before ``end`` (steps 2-5 of the docstring): its first pass, the
+        ``--bpp`` corrections, its further shapes and its refits."""
+        sweeps = opts.steps if opts.steps is not None else p.sweeps
+        stop = end  # where a pass's L1 iterations and RDOQ sweeps stop; after the first pass, earlier
 
-    def refit(cand: _Candidate, lam: float) -> _Candidate:
-        """Another pass from ``cand``: L1 refit through its level filters, warm-started from its codes."""
-        iterations = preset.l1_iterations if preset.refit_iterations is None else preset.refit_iterations
-        codes = l1fit.solve(image, cand.codes, cand.idx, lam, iterations, l1fit.Operator(cand.filtered, c),
-                            preset.l1_bits, deadline=stop)
-        return finish(codes, cand.idx, lam, cand.shape, cand.delta0)
+        def run(delta0: float, shape: tuple[float, float, float], lam: float) -> _Candidate:
+            idx, codes = start(delta0, shape)
+            codes = l1fit.solve(image, codes, idx, lam, p.l1_iterations, l1_operator, p.l1_bits, deadline=stop)
+            return finish(codes, idx, lam, shape, delta0, sweeps, stop)
+
+        def refit(cand: _Candidate, lam: float) -> _Candidate:
+            """Another pass from ``cand``: L1 refit through its level filters, warm-started from its codes."""
+            iterations = p.l1_iterations if p.refit_iterations is None else p.refit_iterations
+            codes = l1fit.solve(image, cand.codes, cand.idx, lam, iterations, l1fit.Operator(cand.filtered, c),
+                                p.l1_bits, deadline=stop)
+            return finish(codes, cand.idx, lam, cand.shape, cand.delta0, sweeps, stop)
+
+        lam = RDOQ_LAMBDA * delta0 * delta0
+        t_pass = time.perf_counter()
+        best = run(delta0, p.shapes[0], lam)
+        first_seconds = time.perf_counter() - t_pass
+        passes = 1  # passes run: the first, rate-control corrections, further shapes, refits
+        # what follows a pass's last sweep (filters, coding, the final decode) must fit before the end
+        stop = end - TAIL_COST * first_seconds
+
+        def fits(seconds: float) -> bool:
+            """Whether a pass expected to take ``seconds`` still ends in time (a pass cut short is
+            mostly wasted time: it seldom beats the best so far)."""
+            return time.perf_counter() + seconds <= stop
+
+        if opts.bpp is not None:
+            # Secant correction on the real size: log(size) is close to linear in log(Delta_0).
+            prev = None
+            for _ in range(3):
+                err = math.log(len(best.data) / target_bytes)
+                if abs(err) < math.log(1.04) or time.perf_counter() > stop:
+                    break
+                slope = -1.3 if prev is None else (
+                    (math.log(len(best.data)) - math.log(len(prev.data))) / (math.log(best.delta0) - math.log(prev.delta0))
+                    if best.delta0 != prev.delta0 else -1.3)
+                slope = min(-0.3, max(-4.0, slope))
+                prev, d0 = best, best.delta0 * math.exp(-err / slope)
+                cand = run(d0, p.shapes[0], RDOQ_LAMBDA * d0 * d0)
+                passes += 1
+                if abs(math.log(len(cand.data) / target_bytes)) < abs(err):
+                    best = cand
+                else:
+                    break
+            lam = RDOQ_LAMBDA * best.delta0 ** 2
+        # a shape pass leaves time for one refit pass (a refit saves more than a shape: README, Presets)
+        reserve = REFIT_COST * first_seconds if p.refits else 0.0
+        for shape in p.shapes[1:]:
+            if not fits(first_seconds + reserve):
+                break
+            cand = run(best.delta0, shape, lam)
+            passes += 1
+            if not in_size(cand):
+                continue
+            if cost(cand, lam) < cost(best, lam):
+                best = cand
+        refit_seconds: list[float] = []  # a refit's expected time: the longest so far, else REFIT_COST x the first
+        refits_kept = 0
+        for _ in range(p.refits):  # on the best shape only
+            if not fits(max(refit_seconds, default=REFIT_COST * first_seconds)):
+                break
+            t_pass = time.perf_counter()
+            cand = refit(best, lam)
+            refit_seconds.append(time.perf_counter() - t_pass)
+            passes += 1
+            if not in_size(cand) or cost(cand, lam) >= cost(best, lam):
+                break
+            best = cand
+            refits_kept += 1
+        return best, {"preset": p.name, "passes": passes, "first_pass_seconds": round(first_seconds, 3),
+                      "refit_seconds": [round(t, 3) for t in refit_seconds], "refits_kept": refits_kept,
+                      "cost": cost(best, lam)}
+
+    def cost(cand: _Candidate, lam: float) -> float:
+        """``D + lambda R`` of a written candidate: squared 8-bit RGB error in [0, 1] units plus bits."""
+        return cand.sse + lam * 8 * len(cand.data)
+
+    def in_size(cand: _Candidate) -> bool:
+        """Under ``--bpp``, whether a candidate lands within 10 % of the target size."""
+        return opts.bpp is None or abs(len(cand.data) / target_bytes - 1) <= 0.1
 
     if opts.bpp is None:
         delta0 = hybrid_delta0(opts.quality)
@@ -290,74 +365,33 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
             mid = 0.5 * (lo + hi)
             lo, hi = (mid, hi) if analytic_size(math.exp(mid)) > target_bytes else (lo, mid)
         delta0 = math.exp(0.5 * (lo + hi))
-    lam = RDOQ_LAMBDA * delta0 * delta0
-    t_pass = time.perf_counter()
-    best = run(delta0, preset.shapes[0], lam)
-    first_seconds = time.perf_counter() - t_pass
-    passes = 1  # passes run: the first, rate-control corrections, further shapes, refits
-    # what follows a pass's last sweep (filters, coding, the final decode) must fit before the deadline
-    stop = deadline - TAIL_COST * first_seconds
-
-    def fits(seconds: float) -> bool:
-        """Whether a pass expected to take ``seconds`` still ends in time (a pass cut short is
-        mostly wasted time: it seldom beats the best so far)."""
-        return time.perf_counter() + seconds <= stop
-
-    if opts.bpp is not None:
-        # Secant correction on the real size: log(size) is close to linear in log(Delta_0).
-        prev = None
-        for _ in range(3):
-            err = math.log(len(best.data) / target_bytes)
-            if abs(err) < math.log(1.04) or time.perf_counter() > stop:
+    # A preset with a base runs the base's whole search first, under the base's own cap, then its own
+    # with the time left, and keeps the better file: so it is never worse than its base at a quality.
+    stages = ([HYBRID_PRESETS[preset.base]] if preset.base else []) + [preset]
+    best, runs, kept = None, [], 0
+    for k, p in enumerate(stages):
+        end = deadline if k == len(stages) - 1 else min(deadline, t_start + p.seconds)
+        if best is not None:
+            # a later stage's first pass: expected to take the base's, scaled by its L1 iterations
+            expected = runs[0]["first_pass_seconds"] * p.l1_iterations / stages[0].l1_iterations
+            if time.perf_counter() + (1 + TAIL_COST) * expected > end:
                 break
-            slope = -1.3 if prev is None else (
-                (math.log(len(best.data)) - math.log(len(prev.data))) / (math.log(best.delta0) - math.log(prev.delta0))
-                if best.delta0 != prev.delta0 else -1.3)
-            slope = min(-0.3, max(-4.0, slope))
-            prev, d0 = best, best.delta0 * math.exp(-err / slope)
-            cand = run(d0, preset.shapes[0], RDOQ_LAMBDA * d0 * d0)
-            passes += 1
-            if abs(math.log(len(cand.data) / target_bytes)) < abs(err):
-                best = cand
-            else:
-                break
-        delta0, lam = best.delta0, RDOQ_LAMBDA * best.delta0 ** 2
-    # a shape pass leaves time for one refit pass (a refit saves more than a shape: README, Presets)
-    reserve = REFIT_COST * first_seconds if preset.refits else 0.0
-    for shape in preset.shapes[1:]:
-        if not fits(first_seconds + reserve):
-            break
-        cand = run(delta0, shape, lam)
-        passes += 1
-        if opts.bpp is not None and abs(len(cand.data) / target_bytes - 1) > 0.1:
-            continue
-        if cand.sse + lam * 8 * len(cand.data) < best.sse + lam * 8 * len(best.data):
-            best = cand
-    refit_seconds: list[float] = []  # a refit's expected time: the longest so far, else REFIT_COST x the first
-    refits_kept = 0
-    for _ in range(preset.refits):  # on the best shape only
-        if not fits(max(refit_seconds, default=REFIT_COST * first_seconds)):
-            break
-        t_pass = time.perf_counter()
-        cand = refit(best, lam)
-        refit_seconds.append(time.perf_counter() - t_pass)
-        passes += 1
-        if opts.bpp is not None and abs(len(cand.data) / target_bytes - 1) > 0.1:
-            break
-        if cand.sse + lam * 8 * len(cand.data) >= best.sse + lam * 8 * len(best.data):
-            break
-        best = cand
-        refits_kept += 1
+        cand, st = search(p, delta0 if best is None else best.delta0, end)
+        runs.append(st)
+        if best is None or (in_size(cand) and cost(cand, RDOQ_LAMBDA * best.delta0 ** 2)
+                            < cost(best, RDOQ_LAMBDA * best.delta0 ** 2)):
+            best, kept = cand, k
     data = best.data
     psnr = _psnr_vs_source(decode_to_array(data), image)
     return EncodeResult(data=data, width=w, height=h, channels=c, model="hybrid", device="cpu",
                         seconds=time.perf_counter() - t_start, steps=best.sweeps, psnr=psnr,
                         params=spec.num_params(),
                         stats={"levels": spec.levels, "preset": opts.preset, "step_shape": list(best.shape),
-                               "delta0": round(best.delta0, 6), "passes": passes,
-                               "first_pass_seconds": round(first_seconds, 3),
-                               "refit_seconds": [round(t, 3) for t in refit_seconds],
-                               "refits_kept": refits_kept})
+                               "delta0": round(best.delta0, 6), "passes": sum(r["passes"] for r in runs),
+                               "first_pass_seconds": runs[kept]["first_pass_seconds"],
+                               "refit_seconds": runs[kept]["refit_seconds"],
+                               "refits_kept": runs[kept]["refits_kept"], "kept_stage": runs[kept]["preset"],
+                               "stages": [{k: v for k, v in r.items() if k != "cost"} for r in runs]})
 
 
 def side_bytes(n_tensors: int) -> int:

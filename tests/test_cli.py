@@ -35,6 +35,9 @@ def test_encode_decode_info_export_json(tmp_path, img_path, capsys):
     for k in ("width", "height", "model", "device", "seconds", "steps", "bytes", "bpp", "psnr"):
         assert k in d
     assert d["bytes"] == inr.stat().st_size and d["bpp"] == pytest.approx(d["bytes"] * 8 / (64 * 48), abs=1e-4)
+    # the hybrid encoder's search: one stage for medium (the default), its passes and the stage kept
+    assert [s["preset"] for s in d["stages"]] == ["medium"] and d["kept_stage"] == "medium"
+    assert d["passes"] == d["stages"][0]["passes"] >= 1
     code, out, _ = run(capsys, "info", inr, "--json")
     info = json.loads(out)
     assert code == 0 and info["bytes"] == d["bytes"] and info["macs_per_pixel"] > 0

@@ -82,3 +82,20 @@ def test_runs_are_merged(compare, tmp_path):
 def test_bad_curve_argument(compare, arg):
     with pytest.raises(SystemExit, match="LABEL=RUN_DIR"):
         compare.load(arg)
+
+
+def _row(setting: str, nbytes: int, mse_unit: float, pixels: int = 10_000) -> dict:
+    return {"setting": setting, "bytes": str(nbytes), "bpp": str(8 * nbytes / pixels), "mse": str(255**2 * mse_unit)}
+
+
+def test_cost_is_the_encoders_d_plus_lambda_r(compare):
+    # quality 45: Delta_0 = 0.6, lambda = 0.25 x 0.36 = 0.09; D = 0.01 x 10,000 pixels x 3 = 300, R = 8,000 bits
+    assert compare.cost(_row("45", 1000, 0.01)) == pytest.approx(300 + 0.09 * 8000)
+    ref = {"x.png": {"45": _row("45", 1000, 0.01), "60": _row("60", 2000, 0.004)}}
+    test = {"x.png": {"45": _row("45", 900, 0.01), "60": _row("60", 2000, 0.005)}}
+    res = compare.cost_vs(test, ref, ["x.png"])
+    assert res["points"] == 2 and res["worse"] == 1  # fewer bytes at q45, more error at q60
+    assert res["per_point_percent"]["x.png:45"] == pytest.approx(100 * ((300 + 0.09 * 7200) / 1020 - 1), abs=1e-3)
+    assert res["max_percent"] > 0 > res["min_percent"]
+    with pytest.raises(SystemExit, match="not a quality"):
+        compare.cost(_row("q=45", 1000, 0.01))

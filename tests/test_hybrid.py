@@ -300,14 +300,69 @@ def test_every_pass_runs_when_time_allows_and_only_the_first_when_it_does_not(ca
 
     from codec import config
 
-    preset = dataclasses.replace(config.HYBRID_PRESETS["slow"], seconds=1e6, sweeps=2, l1_iterations=10)
+    preset = dataclasses.replace(config.HYBRID_PRESETS["slow"], seconds=1e6, sweeps=2, l1_iterations=10, base=None)
     monkeypatch.setitem(config.HYBRID_PRESETS, "slow", preset)
     r = codec.encode_image(cat, preset="slow", quality=60)
     # every shape, then refits until one does not pay (the first always runs)
     assert len(preset.shapes) + 1 <= r.stats["passes"] <= len(preset.shapes) + preset.refits
+    assert [s["preset"] for s in r.stats["stages"]] == ["slow"]
     short = codec.encode_image(cat, preset="slow", quality=60, seconds=1e-4)
     assert short.stats["passes"] == 1
     assert decoder.decode_to_array(short.data).shape == cat.shape
+
+
+def test_a_preset_with_a_base_is_never_worse_than_its_base(cat, monkeypatch):
+    """``slow`` runs ``medium``'s whole search first and keeps the better file, so at every quality its
+    D + lambda R is at most ``medium``'s: the issue's "more effort is never worse", by construction.
+    With time enough for every pass both searches are deterministic, so ``slow``'s first stage
+    reproduces ``medium``'s file exactly."""
+    import dataclasses
+
+    from codec import config
+
+    medium = dataclasses.replace(config.HYBRID_PRESETS["medium"], seconds=1e6, sweeps=2, l1_iterations=12,
+                                 refit_iterations=5)
+    slow = dataclasses.replace(config.HYBRID_PRESETS["slow"], seconds=1e6, sweeps=2, l1_iterations=20,
+                               refit_iterations=8)
+    assert slow.base == "medium"
+    monkeypatch.setitem(config.HYBRID_PRESETS, "medium", medium)
+    monkeypatch.setitem(config.HYBRID_PRESETS, "slow", slow)
+    image = cat.astype(np.float64) / 255.0
+
+    def cost(r) -> float:
+        out = decoder.decode_to_array(r.data).astype(np.float64) / 255.0
+        return float(((out - image) ** 2).sum()) + RDOQ_LAMBDA * r.stats["delta0"] ** 2 * 8 * r.bytes
+
+    for q in (45, 70, 90):
+        m = codec.encode_image(cat, preset="medium", quality=q)
+        s = codec.encode_image(cat, preset="slow", quality=q)
+        assert [st["preset"] for st in s.stats["stages"]] == ["medium", "slow"]
+        assert s.stats["stages"][0]["passes"] == m.stats["passes"]  # the base's search, as run alone
+        assert s.stats["passes"] == m.stats["passes"] + s.stats["stages"][1]["passes"]
+        assert cost(s) <= cost(m) + 1e-9
+        if s.stats["kept_stage"] == "medium":
+            assert s.data == m.data
+    # a second stage far weaker than its base (one FISTA iteration, one sweep, no refit) loses to it,
+    # and the base's file is written unchanged
+    monkeypatch.setitem(config.HYBRID_PRESETS, "slow", dataclasses.replace(slow, l1_iterations=1, sweeps=1, refits=0))
+    m = codec.encode_image(cat, preset="medium", quality=70)
+    s = codec.encode_image(cat, preset="slow", quality=70)
+    assert s.stats["kept_stage"] == "medium" and s.data == m.data
+
+
+def test_a_later_stage_starts_only_if_its_first_pass_fits(cat):
+    """Under a cap that the base's search already uses up, ``slow`` writes the base's file."""
+    r = codec.encode_image(cat, preset="slow", quality=60, seconds=1e-4)
+    assert [s["preset"] for s in r.stats["stages"]] == ["medium"] and r.stats["kept_stage"] == "medium"
+    assert decoder.decode_to_array(r.data).shape == cat.shape
+
+
+def test_preset_bases_are_presets_without_a_base():
+    from codec import config
+
+    for p in config.HYBRID_PRESETS.values():
+        if p.base is not None:
+            assert p.base in config.HYBRID_PRESETS and config.HYBRID_PRESETS[p.base].base is None
 
 
 def test_refit_passes_run_the_presets_refit_iterations(cat, monkeypatch):
