@@ -1,4 +1,5 @@
 """``python -m codec`` runs the ``inrc`` command line."""
 from .cli import entry
 
-entry()
+if __name__ == "__main__":
+    entry()

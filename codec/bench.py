@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import math
+import multiprocessing
 import os
 import platform
 import time
@@ -302,7 +303,10 @@ def run(images_dir: str, codecs: list[str], inrc_settings: list[str], points: li
         from tqdm import tqdm
 
         bar = tqdm(total=len(tasks), initial=len(records), desc="bench", unit="run", dynamic_ncols=True)
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
+    # spawned, not forked, workers: a fork of a process whose torch thread pool has run can deadlock
+    # in the child (a lock held by a parent thread at the fork; seen when the tests ran the hybrid
+    # encoder before the bench in one process)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pool.submit(run_task, t, threads): t for t in todo}
         for fut in as_completed(futures):
             t = futures[fut]

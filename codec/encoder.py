@@ -340,8 +340,7 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
             best = cand
             refits_kept += 1
         return best, {"preset": p.name, "passes": passes, "first_pass_seconds": round(first_seconds, 3),
-                      "refit_seconds": [round(t, 3) for t in refit_seconds], "refits_kept": refits_kept,
-                      "cost": cost(best, lam)}
+                      "refit_seconds": [round(t, 3) for t in refit_seconds], "refits_kept": refits_kept}
 
     def cost(cand: _Candidate, lam: float) -> float:
         """``D + lambda R`` of a written candidate: squared 8-bit RGB error in [0, 1] units plus bits."""
@@ -391,7 +390,7 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
                                "first_pass_seconds": runs[kept]["first_pass_seconds"],
                                "refit_seconds": runs[kept]["refit_seconds"],
                                "refits_kept": runs[kept]["refits_kept"], "kept_stage": runs[kept]["preset"],
-                               "stages": [{k: v for k, v in r.items() if k != "cost"} for r in runs]})
+                               "stages": runs})
 
 
 def side_bytes(n_tensors: int) -> int:

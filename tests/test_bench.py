@@ -77,3 +77,27 @@ def test_bench_errors(folder, tmp_path, capsys, args, msg):
 def test_bench_missing_folder(tmp_path, capsys):
     assert main(["bench", str(tmp_path / "none"), "--quiet"]) == 1
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_workers_are_spawned_not_forked(folder, tmp_path, monkeypatch):
+    """A forked worker of a process whose torch thread pool has run can deadlock (a lock held by a
+    parent thread at the fork: the suite hung that way once, hybrid tests before the bench), so the
+    bench starts its workers with ``spawn`` — after using torch's threads here, it still finishes."""
+    import concurrent.futures
+
+    import torch
+
+    torch.set_num_threads(2)
+    torch.ones(512, 512) @ torch.ones(512, 512)  # the intra-op pool has run in this process
+    contexts = []
+    real = concurrent.futures.ProcessPoolExecutor
+
+    def spy(*args, **kwargs):
+        contexts.append(kwargs.get("mp_context"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "ProcessPoolExecutor", spy)
+    assert main(["bench", str(folder), "--codecs", "jpeg", "--out",
+                 str(tmp_path / "r"), "--jobs", "2", "--quiet"]) == 0
+    assert [c.get_start_method() for c in contexts] == ["spawn"]
+    assert (tmp_path / "r" / "per_image.csv").exists()
