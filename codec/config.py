@@ -70,7 +70,8 @@ class HybridPreset:
     passes of L1 refit (through the level filters the previous pass found, warm-started from its
     codes), filters and RDOQ on the best shape's candidate, each kept only if it lowers ``D + lambda R``;
     ``refit_iterations``: their FISTA iterations (``None``: ``l1_iterations``).  ``base``: a preset
-    (itself without a base) whose whole search runs first, under its own cap; this preset's search
+    (itself without a base) whose whole search runs first, in ``base.seconds / seconds`` of the time
+    (by default the base's own cap); this preset's search
     then runs with the time left and the file with the lower ``D + lambda R`` is kept, so more effort
     is never worse than the base's at the same quality.
     """

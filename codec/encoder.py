@@ -227,9 +227,10 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
     the whole run: L1 iterations and RDOQ sweeps stop when the time is up (after the first pass,
     ``TAIL_COST`` first passes before it, for the work that follows them), and a further shape or
     refit pass (steps 4 and 5) starts only if its expected time still fits.
-    6. A preset with a ``base`` (``slow``: ``medium``) first runs the base's steps 2-5 under the
-       base's own cap, then its own with the time left (if its first pass is expected to fit), and
-       keeps the file with the lower cost: per image and quality it is never worse than its base.
+    6. A preset with a ``base`` (``slow``: ``medium``) first runs the base's steps 2-5 in the base's
+       share of the time (``base.seconds / preset.seconds`` of it: the base's own cap by default),
+       then its own with the time left (if its first pass is expected to fit), and keeps the file
+       with the lower cost: per image and quality it is never worse than its base.
     """
     from .decoder import MAX_LATENTS, decode_to_array
 
@@ -369,7 +370,9 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
     stages = ([HYBRID_PRESETS[preset.base]] if preset.base else []) + [preset]
     best, runs, kept = None, [], 0
     for k, p in enumerate(stages):
-        end = deadline if k == len(stages) - 1 else min(deadline, t_start + p.seconds)
+        # the base gets its share of the budget (its own cap under the preset's: medium's 60 s of
+        # slow's 300 s), so a long --seconds runs every pass of both and stays reproducible
+        end = deadline if k == len(stages) - 1 else t_start + (deadline - t_start) * p.seconds / preset.seconds
         if best is not None:
             # a later stage's first pass: expected to take the base's, scaled by its L1 iterations
             expected = runs[0]["first_pass_seconds"] * p.l1_iterations / stages[0].l1_iterations
