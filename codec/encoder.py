@@ -365,8 +365,8 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
             mid = 0.5 * (lo + hi)
             lo, hi = (mid, hi) if analytic_size(math.exp(mid)) > target_bytes else (lo, mid)
         delta0 = math.exp(0.5 * (lo + hi))
-    # A preset with a base runs the base's whole search first, under the base's own cap, then its own
-    # with the time left, and keeps the better file: so it is never worse than its base at a quality.
+    # A preset with a base runs the base's whole search first, in the base's share of the time, then
+    # its own with the time left, and keeps the better file: so it is never worse than its base.
     stages = ([HYBRID_PRESETS[preset.base]] if preset.base else []) + [preset]
     best, runs, kept = None, [], 0
     for k, p in enumerate(stages):
@@ -380,8 +380,8 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
                 break
         cand, st = search(p, delta0 if best is None else best.delta0, end)
         runs.append(st)
-        if best is None or (in_size(cand) and cost(cand, RDOQ_LAMBDA * best.delta0 ** 2)
-                            < cost(best, RDOQ_LAMBDA * best.delta0 ** 2)):
+        lam = RDOQ_LAMBDA * (delta0 if best is None else best.delta0) ** 2  # the first stage's
+        if best is None or (in_size(cand) and cost(cand, lam) < cost(best, lam)):
             best, kept = cand, k
     data = best.data
     psnr = _psnr_vs_source(decode_to_array(data), image)

@@ -273,6 +273,13 @@ def test_presets_include_the_faster_ones():
     assert fast.refits <= medium.refits <= slow.refits
 
 
+def _file_cost(r, img: np.ndarray) -> float:
+    """``D + lambda R`` of an encode's written file as the hybrid encoder minimises it: squared error of
+    the decoded 8-bit RGB in [0, 1] units plus ``lambda = RDOQ_LAMBDA Delta_0^2`` times its bits."""
+    out = decoder.decode_to_array(r.data).astype(np.float64) / 255.0
+    return float(((out - img.astype(np.float64) / 255.0) ** 2).sum()) + RDOQ_LAMBDA * r.stats["delta0"] ** 2 * 8 * r.bytes
+
+
 def test_refit_pass_never_does_worse(cat, monkeypatch):
     """A refit pass through the level filters (``HybridPreset.refits``) is kept only when it lowers
     D + lambda R of the written file, so one pass more is never worse; on this image it helps."""
@@ -280,15 +287,11 @@ def test_refit_pass_never_does_worse(cat, monkeypatch):
 
     from codec import config
 
-    image = cat.astype(np.float32) / 255.0
     js = {}
     for refits in (0, 1):
         monkeypatch.setitem(config.HYBRID_PRESETS, "fast", dataclasses.replace(config.HYBRID_PRESETS["fast"],
                                                                                refits=refits, seconds=1e6))
-        r = codec.encode_image(cat, preset="fast", quality=85)
-        lam = RDOQ_LAMBDA * r.stats["delta0"] ** 2
-        out = decoder.decode_to_array(r.data).astype(np.float64) / 255.0
-        js[refits] = float(((out - image) ** 2).sum()) + lam * 8 * r.bytes
+        js[refits] = _file_cost(codec.encode_image(cat, preset="fast", quality=85), cat)
     assert js[1] < js[0]
 
 
@@ -327,19 +330,13 @@ def test_a_preset_with_a_base_is_never_worse_than_its_base(cat, monkeypatch):
     assert slow.base == "medium"
     monkeypatch.setitem(config.HYBRID_PRESETS, "medium", medium)
     monkeypatch.setitem(config.HYBRID_PRESETS, "slow", slow)
-    image = cat.astype(np.float64) / 255.0
-
-    def cost(r) -> float:
-        out = decoder.decode_to_array(r.data).astype(np.float64) / 255.0
-        return float(((out - image) ** 2).sum()) + RDOQ_LAMBDA * r.stats["delta0"] ** 2 * 8 * r.bytes
-
     for q in (45, 70, 90):
         m = codec.encode_image(cat, preset="medium", quality=q)
         s = codec.encode_image(cat, preset="slow", quality=q)
         assert [st["preset"] for st in s.stats["stages"]] == ["medium", "slow"]
         assert s.stats["stages"][0]["passes"] == m.stats["passes"]  # the base's search, as run alone
         assert s.stats["passes"] == m.stats["passes"] + s.stats["stages"][1]["passes"]
-        assert cost(s) <= cost(m) + 1e-9
+        assert _file_cost(s, cat) <= _file_cost(m, cat) + 1e-9
         if s.stats["kept_stage"] == "medium":
             assert s.data == m.data
     # a second stage far weaker than its base (one FISTA iteration, one sweep, no refit) loses to it,
@@ -392,13 +389,8 @@ def test_refit_passes_run_the_presets_refit_iterations(cat, monkeypatch):
 
 
 def test_more_effort_is_not_worse(cat):
-    image = cat.astype(np.float32) / 255.0
-    js = {}
-    for preset in ("fast", "medium"):
-        r = codec.encode_image(cat, preset=preset, quality=80)
-        lam = RDOQ_LAMBDA * r.stats["delta0"] ** 2  # same Delta_0 for both presets at one quality
-        out = decoder.decode_to_array(r.data).astype(np.float64) / 255.0
-        js[preset] = float(((out - image) ** 2).sum()) + lam * 8 * r.bytes
+    # the same Delta_0, so the same lambda, for both presets at one quality
+    js = {preset: _file_cost(codec.encode_image(cat, preset=preset, quality=80), cat) for preset in ("fast", "medium")}
     assert js["medium"] <= js["fast"] * 1.005
 
 
