@@ -13,7 +13,10 @@ Prints the BD-rate of every curve against every other (row: test, column: refere
 ``--per-image REF`` each curve's BD-rate against ``REF`` image by image, and the encode times.
 ``--cost REF,LABEL[,LABEL...]`` compares hybrid curves (settings = qualities) with ``REF`` point by
 point in the cost the encoder minimises, ``D + lambda R`` (:func:`cost`): how many points are worse,
-the median and the extremes of ``J / J_REF - 1``.
+the median and the extremes of ``J / J_REF - 1``.  When the common images are the 24 Kodak images,
+every curve is also compared with the published curves of ``--anchors`` (default
+``benchmarks/anchors_kodak.csv``: VTM, Cool-chic, C3, BPG, COIN, Strümpler et al.;
+:func:`codec.bench.bd_vs_anchors`).
 """
 from __future__ import annotations
 
@@ -92,6 +95,7 @@ def main() -> None:
     ap.add_argument("--per-image", metavar="LABEL", help="also BD-rates image by image against this curve")
     ap.add_argument("--cost", metavar="REF,LABEL[,LABEL...]",
                     help="also D + lambda R point by point of these hybrid curves against the first")
+    ap.add_argument("--anchors", help="CSV of published Kodak curves (default: benchmarks/anchors_kodak.csv)")
     ap.add_argument("--out", help="write the results as JSON here")
     args = ap.parse_args()
     data = dict(load(s) for s in args.curves)
@@ -128,6 +132,13 @@ def main() -> None:
         out["per_image_vs"] = {"reference": ref, "bd_rate_percent": per}
         for lab, d in per.items():
             print(f"vs {ref}, {lab}: " + ", ".join(f"{i.split('.')[0]} {v}" for i, v in d.items()))
+    published = bench.load_anchors(bench._anchor_path(args.anchors))
+    if published and set(images) == bench.KODAK_IMAGES:
+        vs = bench.bd_vs_anchors(curves, published)
+        out["vs_published"] = vs
+        print("BD-rate % vs published Kodak curves: " + ", ".join(a.split()[0] for a in published))
+        for lab, row in vs["bd_rate_percent"].items():
+            print(f"{lab:>26s} " + " ".join(f"{'-' if v is None else v:>9}" for v in row.values()))
     if cost_labels:
         ref = cost_labels[0]
         costs = {lab: cost_vs(data[lab], data[ref], images) for lab in cost_labels[1:]}

@@ -188,6 +188,15 @@ def _pass_counts(rs: list[dict]) -> dict:
             "images_with_refit_kept": sum(s.get("refits_kept", 0) > 0 for s in st)}
 
 
+def _bd_pair(ref: tuple[list[float], list[float]], test: tuple[list[float], list[float]]) -> tuple[float | None, float | None]:
+    """(BD-rate %, BD-PSNR dB) of ``test`` = (bpp, psnr) against ``ref``; ``None`` where the curves
+    have too few points or do not overlap."""
+    try:
+        return round(bd_rate(*ref, *test), 2), round(bd_psnr(*ref, *test), 3)
+    except ValueError:
+        return None, None
+
+
 def bd_table(curves: dict[str, list[dict]]) -> dict:
     """BD-rate (%) and BD-PSNR (dB) of every curve against every other (row: test, column: reference)."""
     rate: dict[str, dict[str, float | None]] = {}
@@ -195,13 +204,33 @@ def bd_table(curves: dict[str, list[dict]]) -> dict:
     for a, pa in curves.items():
         rate[a], dpsnr[a] = {}, {}
         for b, pb in curves.items():
-            args = ([p["bpp"] for p in pb], [p["psnr"] for p in pb], [p["bpp"] for p in pa], [p["psnr"] for p in pa])
-            try:
-                rate[a][b] = round(bd_rate(*args), 2)
-                dpsnr[a][b] = round(bd_psnr(*args), 3)
-            except ValueError:
-                rate[a][b] = dpsnr[a][b] = None
+            rate[a][b], dpsnr[a][b] = _bd_pair(([p["bpp"] for p in pb], [p["psnr"] for p in pb]),
+                                               ([p["bpp"] for p in pa], [p["psnr"] for p in pa]))
     return {"bd_rate_percent": rate, "bd_psnr_db": dpsnr}
+
+
+KODAK_IMAGES = frozenset(f"kodim{i:02d}.png" for i in range(1, 25))
+MEAN_MSE_LABEL = "[PSNR of mean MSE]"
+
+
+def bd_vs_anchors(curves: dict[str, list[dict]], anchors: dict[str, tuple[list[float], list[float], str]]) -> dict:
+    """BD-rate (%) and BD-PSNR (dB) of each measured curve (row) against each published curve (column).
+
+    A published Kodak curve is a mean over the 24 Kodak images, so this means something only for
+    curves measured on those 24 images (the callers check the file names, :data:`KODAK_IMAGES`). Each
+    anchor is compared in its own PSNR convention: the mean of per-image PSNR, or, for a label ending
+    in ``[PSNR of mean MSE]``, the PSNR of the mean MSE (Cool-chic's). The anchors' rates are what
+    their sources report (real file sizes for most; see ``benchmarks/anchors_kodak.csv``).
+    """
+    rate: dict[str, dict[str, float | None]] = {}
+    dpsnr: dict[str, dict[str, float | None]] = {}
+    for a, pa in curves.items():
+        rate[a], dpsnr[a] = {}, {}
+        for name, (bpp, psnr, _) in anchors.items():
+            key = "psnr_of_mean_mse" if name.endswith(MEAN_MSE_LABEL) else "psnr"
+            rate[a][name], dpsnr[a][name] = _bd_pair((bpp, psnr), ([p["bpp"] for p in pa], [p[key] for p in pa]))
+    return {"sources": {name: src for name, (_, _, src) in anchors.items()},
+            "bd_rate_percent": rate, "bd_psnr_db": dpsnr}
 
 
 def load_anchors(path: Path) -> dict[str, tuple[list[float], list[float], str]]:
@@ -357,8 +386,11 @@ def write_outputs(records, outdir: Path, version, codecs, inrc, points, images, 
                "psnr": "mean over images of per-image PSNR on 8-bit RGB",
                "bd": "Bjontegaard, PCHIP of log-rate over the overlapping PSNR range; row = test, column = reference",
                **table}
+    published = load_anchors(_anchor_path(anchors))
+    if published and {p.name for p in images} == KODAK_IMAGES:
+        summary["vs_published"] = bd_vs_anchors(curves, published)
     (outdir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    plot(curves, load_anchors(_anchor_path(anchors)), outdir / "rd.png",
+    plot(curves, published, outdir / "rd.png",
          f"{len(images)} images, {summary['date']}, inrc {version}")
     return summary
 

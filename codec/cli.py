@@ -182,7 +182,7 @@ def export(input, output) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="bench-output", show_default=True)
 @click.option("--jobs", type=int, default=1, show_default=True, help="Parallel processes (torch threads are split between them).")
 @click.option("--limit", type=int, default=None, help="Use only the first N images.")
-@click.option("--anchors", type=click.Path(), default=None, help="CSV of published curves to overlay (codec,source,bpp,psnr).")
+@click.option("--anchors", type=click.Path(), default=None, help="CSV of published Kodak curves (codec,source,bpp,psnr) to overlay, and on the 24 Kodak images to compute BD-rates against.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def bench(images_dir, codecs, inrc_settings, inrc_qualities, out_dir, jobs, limit, anchors, quiet) -> None:
     """Rate-distortion benchmark of inrc against JPEG, WebP, JPEG 2000 and AVIF on IMAGES_DIR."""
@@ -202,6 +202,10 @@ def bench(images_dir, codecs, inrc_settings, inrc_qualities, out_dir, jobs, limi
         for name, row in summary["bd_rate_percent"].items():
             v = row.get(ref)
             click.echo(f"  {name:16s} BD-rate vs JPEG {'n/a' if v is None else f'{v:+.1f} %'}")
+    for name, row in summary.get("vs_published", {}).get("bd_rate_percent", {}).items():
+        if name.startswith("inrc"):
+            cells = ", ".join(f"{a.split()[0]} {'n/a' if v is None else f'{v:+.1f} %'}" for a, v in row.items())
+            click.echo(f"  {name:16s} BD-rate vs published Kodak curves: {cells}")
 
 
 @cli.command()

@@ -64,6 +64,42 @@ def test_summary_means_per_setting():
     assert pt["psnr_of_mean_mse"] < pt["psnr"]  # Cool-chic's convention is lower
 
 
+def test_bd_vs_published_anchors_uses_each_anchors_psnr_convention():
+    pts = [{"bpp": b, "psnr": p, "psnr_of_mean_mse": p - 0.5} for b, p in
+           ((0.1, 25.0), (0.2, 28.0), (0.4, 31.0), (0.8, 34.0), (1.6, 37.0))]
+    bpp, psnr = [p["bpp"] for p in pts], [p["psnr"] for p in pts]
+    anchors = {"same": (bpp, psnr, "src1"),
+               "double rate": ([2 * b for b in bpp], psnr, "src2"),
+               f"same, lower {bench.MEAN_MSE_LABEL}": (bpp, [q - 0.5 for q in psnr], "src3"),
+               "no overlap": (bpp, [q + 50 for q in psnr], "src4")}
+    vs = bench.bd_vs_anchors({"ours": pts}, anchors)
+    r, d = vs["bd_rate_percent"]["ours"], vs["bd_psnr_db"]["ours"]
+    assert r["same"] == 0.0 and d["same"] == 0.0
+    assert r["double rate"] == pytest.approx(-50.0, abs=0.01) and d["double rate"] > 0
+    # compared with our PSNR of the mean MSE, which is 0.5 dB lower too: the same curve
+    assert r[f"same, lower {bench.MEAN_MSE_LABEL}"] == 0.0
+    assert r["no overlap"] is None and d["no overlap"] is None
+    assert vs["sources"]["double rate"] == "src2"
+
+
+def test_bench_on_the_kodak_names_reports_published_curves(tmp_path, capsys):
+    """``summary.json`` gets ``vs_published`` (and the command prints it for inrc curves) only when
+    the folder holds exactly the 24 Kodak images."""
+    d = tmp_path / "kodak"
+    d.mkdir()
+    im = Image.fromarray(skimage.data.astronaut()).resize((24, 16))
+    for i in range(1, 25):
+        im.rotate(15 * i).save(d / f"kodim{i:02d}.png")
+    out = tmp_path / "r"
+    assert main(["bench", str(d), "--codecs", "jpeg,webp", "--out", str(out), "--quiet"]) == 0
+    vs = json.loads((out / "summary.json").read_text())["vs_published"]
+    assert set(vs["bd_rate_percent"]) == {"jpeg", "webp"}
+    assert any(k.startswith("VTM") for k in vs["sources"])
+    (d / "kodim24.png").unlink()
+    assert main(["bench", str(d), "--codecs", "jpeg", "--out", str(tmp_path / "r2"), "--quiet"]) == 0
+    assert "vs_published" not in json.loads((tmp_path / "r2" / "summary.json").read_text())
+
+
 @pytest.mark.parametrize("args,msg", [
     (["--codecs", "gif"], "unknown codec"),
     (["--inrc-qualities", "50,60"], "at least 4"),

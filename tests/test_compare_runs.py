@@ -99,3 +99,32 @@ def test_cost_is_the_encoders_d_plus_lambda_r(compare):
     assert res["max_percent"] > 0 > res["min_percent"]
     with pytest.raises(SystemExit, match="not a quality"):
         compare.cost(_row("q=45", 1000, 0.01))
+
+
+def _anchor_csv(path: Path, rows: dict[str, list[tuple[float, float]]]) -> Path:
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["codec", "source", "bpp", "psnr"])
+        for name, pts in rows.items():
+            w.writerows([name, "somewhere:file@abc", b, p] for b, p in pts)
+    return path
+
+
+def test_published_curves_only_on_the_24_kodak_images(compare, tmp_path, monkeypatch, capsys):
+    """On the 24 Kodak images every curve gets a BD-rate against each published curve; on any other
+    image set (the published means are over those 24) none."""
+    anchors = _anchor_csv(tmp_path / "anchors.csv", {"Pub A": [(b * 2, p) for b, p in BASE]})
+    kodak = {f"kodim{i:02d}.png": BASE for i in range(1, 25)}
+    _write_run(tmp_path / "k", {"ours": kodak})
+    _write_run(tmp_path / "s", {"ours": dict(list(kodak.items())[:23])})
+    for run, expect in (("k", True), ("s", False)):
+        out = tmp_path / f"{run}.json"
+        monkeypatch.setattr(sys, "argv", ["compare_runs", f"x={tmp_path / run}:ours", "--anchors", str(anchors),
+                                          "--out", str(out)])
+        compare.main()
+        res = json.loads(out.read_text())
+        assert ("vs_published" in res) == expect
+        assert ("vs published Kodak curves" in capsys.readouterr().out) == expect
+    vs = json.loads((tmp_path / "k.json").read_text())["vs_published"]
+    assert vs["bd_rate_percent"]["x"]["Pub A"] == pytest.approx(-50.0, abs=0.01)  # half the published rate
+    assert vs["sources"] == {"Pub A": "somewhere:file@abc"}
