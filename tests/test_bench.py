@@ -137,3 +137,19 @@ def test_workers_are_spawned_not_forked(folder, tmp_path, monkeypatch):
                  str(tmp_path / "r"), "--jobs", "2", "--quiet"]) == 0
     assert [c.get_start_method() for c in contexts] == ["spawn"]
     assert (tmp_path / "r" / "per_image.csv").exists()
+
+
+def test_bench_prints_inrc_curves_against_published_ones(folder, tmp_path, monkeypatch, capsys):
+    """The command's summary lines: BD-rate vs JPEG for every curve, and vs the published curves for
+    the inrc ones when the run has them (only on the 24 Kodak images, see above)."""
+    summary = {"images": ["a.png"], "wall_seconds_this_run": 1.0,
+               "bd_rate_percent": {"jpeg": {"jpeg": 0.0}, "inrc-x": {"jpeg": -40.0}},
+               "vs_published": {"bd_rate_percent": {"jpeg": {"VTM intra (VVC)": 180.0},
+                                                    "inrc-x": {"VTM intra (VVC)": 91.97, "Cool-chic 5": None}}}}
+    monkeypatch.setattr(bench, "run", lambda *a, **k: summary)
+    assert main(["bench", str(folder), "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert any("inrc-x" in ln and "BD-rate vs JPEG -40.0 %" in ln for ln in out)
+    published = [ln for ln in out if "published" in ln]
+    assert len(published) == 1 and "inrc-x" in published[0]
+    assert published[0].endswith("VTM +92.0 %, Cool-chic n/a")
