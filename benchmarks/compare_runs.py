@@ -15,7 +15,7 @@ Prints the BD-rate of every curve against every other (row: test, column: refere
 point in the cost the encoder minimises, ``D + lambda R`` (:func:`cost`): how many points are worse,
 the median and the extremes of ``J / J_REF - 1``.  When the common images are the 24 Kodak images,
 every curve is also compared with the published curves of ``--anchors`` (default
-``benchmarks/anchors_kodak.csv``: VTM, Cool-chic, C3, BPG, COIN, Strümpler et al.;
+``codec/data/anchors_kodak.csv``: VTM, Cool-chic, C3, BPG, COIN, Strümpler et al.;
 :func:`codec.bench.bd_vs_anchors`).
 """
 from __future__ import annotations
@@ -95,7 +95,7 @@ def main() -> None:
     ap.add_argument("--per-image", metavar="LABEL", help="also BD-rates image by image against this curve")
     ap.add_argument("--cost", metavar="REF,LABEL[,LABEL...]",
                     help="also D + lambda R point by point of these hybrid curves against the first")
-    ap.add_argument("--anchors", help="CSV of published Kodak curves (default: benchmarks/anchors_kodak.csv)")
+    ap.add_argument("--anchors", help="CSV of published Kodak curves (default: codec/data/anchors_kodak.csv)")
     ap.add_argument("--out", help="write the results as JSON here")
     args = ap.parse_args()
     data = dict(load(s) for s in args.curves)

@@ -9,7 +9,7 @@ Cool-chic's convention).  Images are read as RGB (alpha dropped, grayscale expan
 Results are cached per (image hash, codec, setting, code version) in ``OUT/cache``, so an
 interrupted run resumes where it stopped.  Outputs in ``OUT``: one JSON per codec in CompressAI's
 schema, ``per_image.csv``, ``summary.json`` (BD-rate table, settings, machine, code version) and
-``rd.png`` (PSNR and MS-SSIM against bpp, with the published anchors of ``benchmarks/anchors_kodak.csv``
+``rd.png`` (PSNR and MS-SSIM against bpp, with the published anchors of ``codec/data/anchors_kodak.csv``
 when present).
 """
 from __future__ import annotations
@@ -220,7 +220,7 @@ def bd_vs_anchors(curves: dict[str, list[dict]], anchors: dict[str, tuple[list[f
     curves measured on those 24 images (the callers check the file names, :data:`KODAK_IMAGES`). Each
     anchor is compared in its own PSNR convention: the mean of per-image PSNR, or, for a label ending
     in ``[PSNR of mean MSE]``, the PSNR of the mean MSE (Cool-chic's). The anchors' rates are what
-    their sources report (real file sizes for most; see ``benchmarks/anchors_kodak.csv``).
+    their sources report (real file sizes for most; see ``codec/data/anchors_kodak.csv``).
     """
     rate: dict[str, dict[str, float | None]] = {}
     dpsnr: dict[str, dict[str, float | None]] = {}
@@ -299,7 +299,7 @@ def replot(out: str | Path, anchors: str | None = None) -> None:
 
 
 def _anchor_path(anchors: str | None) -> Path:
-    return Path(anchors) if anchors else Path(__file__).resolve().parent.parent / "benchmarks" / "anchors_kodak.csv"
+    return Path(anchors) if anchors else Path(__file__).resolve().parent / "data" / "anchors_kodak.csv"
 
 
 def run(images_dir: str, codecs: list[str], inrc_settings: list[str], points: list[int], out: str,
