@@ -91,13 +91,13 @@ def test_bench_on_the_kodak_names_reports_published_curves(tmp_path, capsys):
     for i in range(1, 25):
         im.rotate(15 * i).save(d / f"kodim{i:02d}.png")
     out = tmp_path / "r"
-    assert main(["bench", str(d), "--codecs", "jpeg,webp", "--out", str(out), "--quiet"]) == 0
+    assert main(["bench", str(d), "--codecs", "jpeg", "--out", str(out), "--quiet"]) == 0
     vs = json.loads((out / "summary.json").read_text())["vs_published"]
-    assert set(vs["bd_rate_percent"]) == {"jpeg", "webp"}
-    assert any(k.startswith("VTM") for k in vs["sources"])
+    assert set(vs["bd_rate_percent"]) == {"jpeg"}
+    assert any(k.startswith("VTM") for k in vs["sources"])  # the anchors shipped in the package
     (d / "kodim24.png").unlink()
-    assert main(["bench", str(d), "--codecs", "jpeg", "--out", str(tmp_path / "r2"), "--quiet"]) == 0
-    assert "vs_published" not in json.loads((tmp_path / "r2" / "summary.json").read_text())
+    assert main(["bench", str(d), "--codecs", "jpeg", "--out", str(out), "--quiet"]) == 0  # cached
+    assert "vs_published" not in json.loads((out / "summary.json").read_text())
 
 
 @pytest.mark.parametrize("args,msg", [
