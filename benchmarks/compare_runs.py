@@ -27,7 +27,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from codec import bench
+from codec import InrcError, bench
 from codec.config import RDOQ_LAMBDA
 from codec.encoder import hybrid_delta0
 
@@ -132,7 +132,10 @@ def main() -> None:
         out["per_image_vs"] = {"reference": ref, "bd_rate_percent": per}
         for lab, d in per.items():
             print(f"vs {ref}, {lab}: " + ", ".join(f"{i.split('.')[0]} {v}" for i, v in d.items()))
-    published = bench.load_anchors(bench._anchor_path(args.anchors))
+    try:
+        published = bench.published_curves(args.anchors)
+    except InrcError as e:
+        raise SystemExit(str(e)) from None
     if published and set(images) == bench.KODAK_IMAGES:
         vs = bench.bd_vs_anchors(curves, published)
         out["vs_published"] = vs

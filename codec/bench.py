@@ -233,16 +233,44 @@ def bd_vs_anchors(curves: dict[str, list[dict]], anchors: dict[str, tuple[list[f
             "bd_rate_percent": rate, "bd_psnr_db": dpsnr}
 
 
-def load_anchors(path: Path) -> dict[str, tuple[list[float], list[float], str]]:
+def load_anchors(path: Path, required: bool = False) -> dict[str, tuple[list[float], list[float], str]]:
+    """Published curves from a CSV with columns ``codec,source,bpp,psnr``: ``{codec: (bpp, psnr, source)}``.
+
+    A missing file gives no curves, unless ``required`` (a file the user named); a file that cannot
+    be read as such a table raises :class:`OptionError` naming the file and the problem."""
     out: dict[str, tuple[list[float], list[float], str]] = {}
-    if not path.exists():
+    if not path.is_file():
+        if required:
+            raise OptionError(f"--anchors: no such file: {path}")
         return out
-    with path.open() as f:
-        for row in csv.DictReader(f):
-            r, p, _ = out.setdefault(row["codec"], ([], [], row["source"]))
-            r.append(float(row["bpp"]))
-            p.append(float(row["psnr"]))
+    try:
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            missing = {"codec", "source", "bpp", "psnr"} - set(reader.fieldnames or [])
+            if missing:
+                raise OptionError(f"--anchors: {path} lacks the column(s) {', '.join(sorted(missing))} "
+                                  "(expected codec,source,bpp,psnr)")
+            for line, row in enumerate(reader, 2):
+                try:
+                    bpp, psnr = float(row["bpp"]), float(row["psnr"])
+                except (TypeError, ValueError):
+                    raise OptionError(f"--anchors: {path} line {line}: bpp and psnr must be numbers") from None
+                if not (bpp > 0 and math.isfinite(bpp) and math.isfinite(psnr)):
+                    raise OptionError(f"--anchors: {path} line {line}: bpp must be positive and finite")
+                r, q, _ = out.setdefault(row["codec"], ([], [], row["source"] or ""))
+                r.append(bpp)
+                q.append(psnr)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise OptionError(f"--anchors: cannot read {path}: {e}") from None
     return out
+
+
+def published_curves(anchors: str | None) -> dict[str, tuple[list[float], list[float], str]]:
+    """The published curves to draw and compare with: ``anchors`` (a CSV the user named, which must
+    exist) or the package's ``codec/data/anchors_kodak.csv``."""
+    if anchors:
+        return load_anchors(Path(anchors), required=True)
+    return load_anchors(Path(__file__).resolve().parent / "data" / "anchors_kodak.csv")
 
 
 def plot(curves: dict[str, list[dict]], anchors: dict, path: Path, title: str) -> None:
@@ -294,12 +322,8 @@ def replot(out: str | Path, anchors: str | None = None) -> None:
         curves[p.stem] = [{"bpp": b, "psnr": q, "ms_ssim": m} for b, q, m in zip(r["bpp"], r["psnr-rgb"], r["ms-ssim-rgb"])]
     order = {c: i for i, c in enumerate(["jpeg", "webp", "jpeg2000", "avif"])}
     curves = dict(sorted(curves.items(), key=lambda kv: (order.get(kv[0], 9), kv[0])))
-    plot(curves, load_anchors(_anchor_path(anchors)), outdir / "rd.png",
+    plot(curves, published_curves(anchors), outdir / "rd.png",
          f"{len(summary['images'])} images, {summary['date']}, inrc {summary['code_version']}")
-
-
-def _anchor_path(anchors: str | None) -> Path:
-    return Path(anchors) if anchors else Path(__file__).resolve().parent / "data" / "anchors_kodak.csv"
 
 
 def run(images_dir: str, codecs: list[str], inrc_settings: list[str], points: list[int], out: str,
@@ -311,6 +335,7 @@ def run(images_dir: str, codecs: list[str], inrc_settings: list[str], points: li
         raise OptionError("this Pillow has no AVIF support")
     if jobs < 1:
         raise OptionError("--jobs must be at least 1")
+    published = published_curves(anchors)  # a bad --anchors file fails now, not after the run
     images = list_images(Path(images_dir), limit)
     inrc = parse_inrc_settings(inrc_settings or ["default"])
     tasks = build_tasks(images, codecs, inrc, points)
@@ -350,10 +375,10 @@ def run(images_dir: str, codecs: list[str], inrc_settings: list[str], points: li
     if bar is not None:
         bar.close()
     wall = time.perf_counter() - t_start
-    return write_outputs(records, outdir, version, codecs, inrc, points, images, jobs, wall, anchors)
+    return write_outputs(records, outdir, version, codecs, inrc, points, images, jobs, wall, published)
 
 
-def write_outputs(records, outdir: Path, version, codecs, inrc, points, images, jobs, wall, anchors) -> dict:
+def write_outputs(records, outdir: Path, version, codecs, inrc, points, images, jobs, wall, published) -> dict:
     import torch
 
     curves = summarize(records)
@@ -386,7 +411,6 @@ def write_outputs(records, outdir: Path, version, codecs, inrc, points, images, 
                "psnr": "mean over images of per-image PSNR on 8-bit RGB",
                "bd": "Bjontegaard, PCHIP of log-rate over the overlapping PSNR range; row = test, column = reference",
                **table}
-    published = load_anchors(_anchor_path(anchors))
     if published and {p.name for p in images} == KODAK_IMAGES:
         summary["vs_published"] = bd_vs_anchors(curves, published)
     (outdir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")

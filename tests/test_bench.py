@@ -110,6 +110,28 @@ def test_bench_errors(folder, tmp_path, capsys, args, msg):
     assert msg in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("text,msg", [
+    (None, "no such file"),
+    ("codec,source,bpp\nX,s,0.1\n", "lacks the column(s) psnr"),
+    ("codec,source,bpp,psnr\nX,s,0.1,30\nX,s,abc,31\n", "line 3: bpp and psnr must be numbers"),
+    ("codec,source,bpp,psnr\nX,s,0,30\n", "line 2: bpp must be positive"),
+    (b"\xff\xfe\x00garbage", "cannot read"),
+])
+def test_bench_bad_anchors_fail_before_the_run(folder, tmp_path, capsys, text, msg):
+    """A bad ``--anchors`` file is one line and exit 2 before any image is encoded (not a traceback
+    after hours of benchmarking)."""
+    f = tmp_path / "anchors.csv"
+    if isinstance(text, str):
+        f.write_text(text)
+    elif text is not None:
+        f.write_bytes(text)
+    out = tmp_path / "o"
+    assert main(["bench", str(folder), "--codecs", "jpeg", "--out", str(out), "--quiet", "--anchors", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert msg in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (out / "cache").exists() or not any((out / "cache").iterdir())
+
+
 def test_bench_missing_folder(tmp_path, capsys):
     assert main(["bench", str(tmp_path / "none"), "--quiet"]) == 1
     assert "not a directory" in capsys.readouterr().err
