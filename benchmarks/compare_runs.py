@@ -98,6 +98,10 @@ def main() -> None:
     ap.add_argument("--anchors", help="CSV of published Kodak curves (default: codec/data/anchors_kodak.csv)")
     ap.add_argument("--out", help="write the results as JSON here")
     args = ap.parse_args()
+    try:
+        published = bench.published_curves(args.anchors)
+    except InrcError as e:
+        raise SystemExit(str(e)) from None
     data = dict(load(s) for s in args.curves)
     cost_labels = args.cost.split(",") if args.cost else []
     if args.cost and len(cost_labels) < 2:
@@ -132,10 +136,6 @@ def main() -> None:
         out["per_image_vs"] = {"reference": ref, "bd_rate_percent": per}
         for lab, d in per.items():
             print(f"vs {ref}, {lab}: " + ", ".join(f"{i.split('.')[0]} {v}" for i, v in d.items()))
-    try:
-        published = bench.published_curves(args.anchors)
-    except InrcError as e:
-        raise SystemExit(str(e)) from None
     if published and set(images) == bench.KODAK_IMAGES:
         vs = bench.bd_vs_anchors(curves, published)
         out["vs_published"] = vs
