@@ -136,8 +136,8 @@ def main() -> None:
         out["per_image_vs"] = {"reference": ref, "bd_rate_percent": per}
         for lab, d in per.items():
             print(f"vs {ref}, {lab}: " + ", ".join(f"{i.split('.')[0]} {v}" for i, v in d.items()))
-    if published and set(images) == bench.KODAK_IMAGES:
-        vs = bench.bd_vs_anchors(curves, published)
+    vs = bench.vs_published(curves, images, published)
+    if vs:
         out["vs_published"] = vs
         print("BD-rate % vs published Kodak curves: " + ", ".join(a.split()[0] for a in published))
         for lab, row in vs["bd_rate_percent"].items():

@@ -188,25 +188,27 @@ def _pass_counts(rs: list[dict]) -> dict:
             "images_with_refit_kept": sum(s.get("refits_kept", 0) > 0 for s in st)}
 
 
-def _bd_pair(ref: tuple[list[float], list[float]], test: tuple[list[float], list[float]]) -> tuple[float | None, float | None]:
-    """(BD-rate %, BD-PSNR dB) of ``test`` = (bpp, psnr) against ``ref``; ``None`` where the curves
-    have too few points or do not overlap."""
-    try:
-        return round(bd_rate(*ref, *test), 2), round(bd_psnr(*ref, *test), 3)
-    except ValueError:
-        return None, None
-
-
-def bd_table(curves: dict[str, list[dict]]) -> dict:
-    """BD-rate (%) and BD-PSNR (dB) of every curve against every other (row: test, column: reference)."""
+def _bd_grid(curves: dict[str, list[dict]], refs: dict[str, tuple[list[float], list[float]]],
+             psnr_key=lambda ref: "psnr") -> dict:
+    """BD-rate (%) and BD-PSNR (dB) of every curve (row) against every reference ``(bpp, psnr)``
+    (column), with ``psnr_key(ref)`` the point's PSNR compared with that reference; ``None`` where
+    the curves have too few points or do not overlap."""
     rate: dict[str, dict[str, float | None]] = {}
     dpsnr: dict[str, dict[str, float | None]] = {}
     for a, pa in curves.items():
         rate[a], dpsnr[a] = {}, {}
-        for b, pb in curves.items():
-            rate[a][b], dpsnr[a][b] = _bd_pair(([p["bpp"] for p in pb], [p["psnr"] for p in pb]),
-                                               ([p["bpp"] for p in pa], [p["psnr"] for p in pa]))
+        for b, ref in refs.items():
+            test = ([p["bpp"] for p in pa], [p[psnr_key(b)] for p in pa])
+            try:
+                rate[a][b], dpsnr[a][b] = round(bd_rate(*ref, *test), 2), round(bd_psnr(*ref, *test), 3)
+            except ValueError:
+                rate[a][b] = dpsnr[a][b] = None
     return {"bd_rate_percent": rate, "bd_psnr_db": dpsnr}
+
+
+def bd_table(curves: dict[str, list[dict]]) -> dict:
+    """BD-rate (%) and BD-PSNR (dB) of every curve against every other (row: test, column: reference)."""
+    return _bd_grid(curves, {b: ([p["bpp"] for p in pb], [p["psnr"] for p in pb]) for b, pb in curves.items()})
 
 
 KODAK_IMAGES = frozenset(f"kodim{i:02d}.png" for i in range(1, 25))
@@ -217,20 +219,24 @@ def bd_vs_anchors(curves: dict[str, list[dict]], anchors: dict[str, tuple[list[f
     """BD-rate (%) and BD-PSNR (dB) of each measured curve (row) against each published curve (column).
 
     A published Kodak curve is a mean over the 24 Kodak images, so this means something only for
-    curves measured on those 24 images (the callers check the file names, :data:`KODAK_IMAGES`). Each
-    anchor is compared in its own PSNR convention: the mean of per-image PSNR, or, for a label ending
-    in ``[PSNR of mean MSE]``, the PSNR of the mean MSE (Cool-chic's). The anchors' rates are what
+    curves measured on those 24 images (:func:`vs_published` checks the file names). Each anchor is
+    compared in its own PSNR convention: the mean of per-image PSNR, or, for a label ending in
+    ``[PSNR of mean MSE]``, the PSNR of the mean MSE (Cool-chic's). The anchors' rates are what
     their sources report (real file sizes for most; see ``codec/data/anchors_kodak.csv``).
     """
-    rate: dict[str, dict[str, float | None]] = {}
-    dpsnr: dict[str, dict[str, float | None]] = {}
-    for a, pa in curves.items():
-        rate[a], dpsnr[a] = {}, {}
-        for name, (bpp, psnr, _) in anchors.items():
-            key = "psnr_of_mean_mse" if name.endswith(MEAN_MSE_LABEL) else "psnr"
-            rate[a][name], dpsnr[a][name] = _bd_pair((bpp, psnr), ([p["bpp"] for p in pa], [p[key] for p in pa]))
+    def key(name: str) -> str:
+        return "psnr_of_mean_mse" if name.endswith(MEAN_MSE_LABEL) else "psnr"
+
     return {"sources": {name: src for name, (_, _, src) in anchors.items()},
-            "bd_rate_percent": rate, "bd_psnr_db": dpsnr}
+            **_bd_grid(curves, {name: (bpp, psnr) for name, (bpp, psnr, _) in anchors.items()}, key)}
+
+
+def vs_published(curves: dict[str, list[dict]], image_names, anchors: dict) -> dict | None:
+    """:func:`bd_vs_anchors` when the curves were measured on exactly the 24 Kodak images (by file
+    name, :data:`KODAK_IMAGES`) and there are anchors; otherwise ``None``."""
+    if anchors and set(image_names) == KODAK_IMAGES:
+        return bd_vs_anchors(curves, anchors)
+    return None
 
 
 def load_anchors(path: Path, required: bool = False) -> dict[str, tuple[list[float], list[float], str]]:
@@ -411,8 +417,9 @@ def write_outputs(records, outdir: Path, version, codecs, inrc, points, images, 
                "psnr": "mean over images of per-image PSNR on 8-bit RGB",
                "bd": "Bjontegaard, PCHIP of log-rate over the overlapping PSNR range; row = test, column = reference",
                **table}
-    if published and {p.name for p in images} == KODAK_IMAGES:
-        summary["vs_published"] = bd_vs_anchors(curves, published)
+    vs = vs_published(curves, [p.name for p in images], published)
+    if vs:
+        summary["vs_published"] = vs
     (outdir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     plot(curves, published, outdir / "rd.png",
          f"{len(images)} images, {summary['date']}, inrc {version}")
