@@ -16,16 +16,21 @@ point in the cost the encoder minimises, ``D + lambda R`` (:func:`cost`): how ma
 the median and the extremes of ``J / J_REF - 1``.  When the common images are the 24 Kodak images,
 every curve is also compared with the published curves of ``--anchors`` (default
 ``codec/data/anchors_kodak.csv``: VTM, Cool-chic, C3, BPG, COIN, Strümpler et al.;
-:func:`codec.bench.bd_vs_anchors`).
+:func:`codec.bench.bd_vs_anchors`).  ``--points IMAGE:BPP:PSNR[,...]`` compares every curve with
+single points of another codec on single images (:func:`vs_points`), where no curve is available
+(issue 5's Cool-chic encodes cut to five minutes).
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import json
+import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
+
+import numpy as np
 
 from codec import InrcError, bench
 from codec.config import RDOQ_LAMBDA
@@ -89,6 +94,47 @@ def cost_vs(test: dict[str, dict[str, dict]], ref: dict[str, dict[str, dict]], i
             "per_point_percent": {k: round(100 * x, 3) for k, x in rel.items()}}
 
 
+def parse_points(text: str) -> list[tuple[str, float, float]]:
+    """``IMAGE:BPP:PSNR[,IMAGE:BPP:PSNR...]`` -> ``[(image, bpp, psnr), ...]``."""
+    out = []
+    for item in text.split(","):
+        parts = item.split(":")
+        try:
+            if len(parts) != 3:
+                raise ValueError
+            out.append((parts[0], float(parts[1]), float(parts[2])))
+        except ValueError:
+            raise SystemExit(f"--points: bad point {item!r}: use IMAGE:BPP:PSNR") from None
+    return out
+
+
+def vs_points(rows: dict[str, dict[str, dict]], points: list[tuple[str, float, float]]) -> list[dict]:
+    """Per point ``(image, bpp, psnr)``: the rate this curve needs for the point's PSNR, as a percentage
+    above the point's (``rate_percent``), and the PSNR it reaches at the point's rate (``psnr``), both
+    by linear interpolation of log bpp against PSNR between the image's own points (``None`` outside
+    them, or where the image is not in the curve)::
+
+        log r(P) = interpolation of log bpp_i at P,   rate_percent = 100 (r(P_point) / bpp_point - 1)
+
+    A single point is not a curve, so this is no BD-rate: it says where the point lies against the
+    curve, at that rate and that quality only."""
+    res = []
+    for image, bpp, psnr in points:
+        pts = sorted((float(r["bpp"]), float(r["psnr"])) for r in rows.get(image, {}).values())
+        rate = quality = None
+        if len(pts) >= 2:
+            lr = [math.log(b) for b, _ in pts]
+            ps = [p for _, p in pts]
+            if lr[0] <= math.log(bpp) <= lr[-1]:
+                quality = round(float(np.interp(math.log(bpp), lr, ps)), 3)
+            by_psnr = sorted(zip(ps, lr))
+            if by_psnr[0][0] <= psnr <= by_psnr[-1][0]:
+                r = math.exp(float(np.interp(psnr, [p for p, _ in by_psnr], [x for _, x in by_psnr])))
+                rate = round(100 * (r / bpp - 1), 2)
+        res.append({"image": image, "bpp": bpp, "psnr_point": psnr, "rate_percent": rate, "psnr": quality})
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("curves", nargs="+", help="LABEL=RUN_DIR[,RUN_DIR...]:CURVE")
@@ -96,12 +142,15 @@ def main() -> None:
     ap.add_argument("--cost", metavar="REF,LABEL[,LABEL...]",
                     help="also D + lambda R point by point of these hybrid curves against the first")
     ap.add_argument("--anchors", help="CSV of published Kodak curves (default: codec/data/anchors_kodak.csv)")
+    ap.add_argument("--points", metavar="IMAGE:BPP:PSNR[,...]",
+                    help="also every curve against these single points of another codec (vs_points)")
     ap.add_argument("--out", help="write the results as JSON here")
     args = ap.parse_args()
     try:
         published = bench.published_curves(args.anchors)
     except InrcError as e:
         raise SystemExit(str(e)) from None
+    points = parse_points(args.points) if args.points else []
     data = dict(load(s) for s in args.curves)
     cost_labels = args.cost.split(",") if args.cost else []
     if args.cost and len(cost_labels) < 2:
@@ -149,6 +198,16 @@ def main() -> None:
         for lab, d in costs.items():
             print(f"D + lambda R vs {ref}, {lab}: higher at {d['worse']} of {d['points']} points, median "
                   f"{d['median_percent']:+.2f} %, {d['min_percent']:+.2f} to {d['max_percent']:+.2f} %")
+    if points:
+        out["vs_points"] = {lab: vs_points(rows, points) for lab, rows in data.items()}
+        print("rate needed for each point's PSNR (% above its bpp), and PSNR at its bpp:")
+        for lab, res in out["vs_points"].items():
+            cells = []
+            for p in res:
+                rate = "-" if p["rate_percent"] is None else f"{p['rate_percent']:+.1f} %"
+                quality = "-" if p["psnr"] is None else f"{p['psnr']:.2f} dB"
+                cells.append(f"{p['image'].split('.')[0]}@{p['bpp']}: {rate} ({quality})")
+            print(f"{lab:>26s} " + "  ".join(cells))
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
 

@@ -54,13 +54,13 @@ def cli() -> None:
 @click.option("--model", type=click.Choice(["hybrid", "siren", "fourier", "pe", "relu"]), default=None,
               help="hybrid: latent grids, context-coded; the others: coordinate MLPs [default: hybrid].")
 @click.option("--preset", type=click.Choice(["fast", "medium", "slow"]), default=None,
-              help="Hybrid encoder effort (about 20 s / 60 s / 5 min per 768x512 image on 2 cores) [default: medium].")
+              help="Hybrid encoder effort: caps of 20 s / 60 s / 5 min per 768x512 image, in proportion for larger ones [default: medium].")
 @click.option("-q", "--quality", type=int, default=None, help="1..100: model size and bit depth [default: 75].")
 @click.option("--bpp", type=float, default=None, help="Target bits per pixel (real file size, within 10%).")
 @click.option("--steps", type=int, default=None,
               help="MLP models: training steps [default: 1000]; hybrid: RDOQ sweeps [default: per preset].")
 @click.option("--seconds", type=float, default=None,
-              help="Wall-clock budget for the encoder [hybrid default: the preset's cap].")
+              help="Wall-clock budget for the encoder [hybrid default: the preset's cap for the image's size].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (repeatable runs).")
 @click.option("--batch", type=int, default=None, help="Pixels per step [default: 16384 on CPU, 262144 on GPU].")

@@ -27,6 +27,7 @@ from .config import (
     RDOQ_LAMBDA,
     FitConfig,
     HybridPreset,
+    base_budget,
     bits_for_quality,
     check_quality,
     params_per_pixel,
@@ -46,6 +47,15 @@ REFIT_COST = 0.8
 # deadline, for the work after them (without it, 10 of 120 medium encodes of the 0.8 Kodak run took
 # 60.7-63.1 s at one thread against the 60 s cap).
 TAIL_COST = 0.2
+# The first pass, whose time is not known in advance, stops its L1 iterations FIRST_L1_SHARE and its
+# RDOQ sweeps FIRST_RDOQ_SHARE of the way to the deadline, so that a budget too short for the preset
+# (a small --seconds) still leaves time for RDOQ and the level filters instead of spending all of it
+# on the L1 refit.  Under the presets' own caps neither binds on a Kodak image (medium's first pass
+# takes 15-20 s of its 60 s).  Before 0.10.3, `medium --seconds 10` on kodim23 and kodim08 (q70) ran
+# no RDOQ sweep and was 9-13 % worse in D + lambda R than with 60 s, and 7-8 % worse than `fast`
+# (which took 9 s).
+FIRST_L1_SHARE = 0.5
+FIRST_RDOQ_SHARE = 0.85
 RD_SAMPLE = 1 << 15
 MIN_BPP, MAX_BPP = 0.01, 64.0
 
@@ -223,20 +233,22 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
     5. ``preset.refits`` times: refit the best candidate's latents by L1 through its level filters
        (warm-started from its codes) and repeat step 3; keep the result only if it lowers the cost.
     ``--bpp``: ``Delta_0`` is bisected on the analytic fill's coded size, then corrected by a
-    secant step on the real size after optimisation.  ``--seconds`` (or the preset's cap) bounds
-    the whole run: L1 iterations and RDOQ sweeps stop when the time is up (after the first pass,
-    ``TAIL_COST`` first passes before it, for the work that follows them), and a further shape or
-    refit pass (steps 4 and 5) starts only if its expected time still fits.
+    secant step on the real size after optimisation.  ``--seconds`` (or the preset's cap,
+    :meth:`codec.config.HybridPreset.cap`, which grows with the pixel count) bounds the whole run:
+    the first pass's L1 iterations stop ``FIRST_L1_SHARE`` and its RDOQ sweeps ``FIRST_RDOQ_SHARE``
+    of the way to the end, later passes' ``TAIL_COST`` first passes before it (leaving time for the
+    work that follows them), and a further shape or refit pass (steps 4 and 5) starts only if its
+    expected time still fits.
     6. A preset with a ``base`` (``slow``: ``medium``) first runs the base's steps 2-5 in the base's
-       share of the time (``base.seconds / preset.seconds`` of it: the base's own cap by default),
-       then its own with the time left (if its first pass is expected to fit), and keeps the file
-       with the lower cost: per image and quality it is never worse than its base.
+       share of the time (:func:`codec.config.base_budget`: the base's own cap by default, all of a
+       budget shorter than that), then its own with the time left (if its first pass is expected to
+       fit), and keeps the file with the lower cost: per image and quality it is never worse than its base.
     """
     from .decoder import MAX_LATENTS, decode_to_array
 
     h, w, c = image.shape
     preset = HYBRID_PRESETS[opts.preset]
-    deadline = t_start + (opts.seconds if opts.seconds is not None else preset.seconds)
+    deadline = t_start + (opts.seconds if opts.seconds is not None else preset.cap(w, h))
     spec = PyramidSpec(pyramid.levels_for(w, h), c, w, h)
     if spec.num_params() > MAX_LATENTS:
         raise LimitError(f"image of {w}x{h} pixels is too large for the hybrid model "
@@ -270,11 +282,16 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
         """One preset's passes before ``end`` (steps 2-5 of the docstring): its first pass, the
         ``--bpp`` corrections, its further shapes and its refits."""
         sweeps = opts.steps if opts.steps is not None else p.sweeps
-        stop = end  # where a pass's L1 iterations and RDOQ sweeps stop; after the first pass, earlier
+        t_first = time.perf_counter()
+        # where a pass's L1 iterations and RDOQ sweeps stop: for the first pass, shares of the time
+        # to the end; after it, TAIL_COST first passes before the end
+        l1_stop = t_first + FIRST_L1_SHARE * (end - t_first)
+        stop = t_first + FIRST_RDOQ_SHARE * (end - t_first)
 
         def run(delta0: float, shape: tuple[float, float, float], lam: float) -> _Candidate:
             idx, codes = start(delta0, shape)
-            codes = l1fit.solve(image, codes, idx, lam, p.l1_iterations, l1_operator, p.l1_bits, deadline=stop)
+            codes = l1fit.solve(image, codes, idx, lam, p.l1_iterations, l1_operator, p.l1_bits,
+                                deadline=min(l1_stop, stop))
             return finish(codes, idx, lam, shape, delta0, sweeps, stop)
 
         def refit(cand: _Candidate, lam: float) -> _Candidate:
@@ -291,6 +308,7 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
         passes = 1  # passes run: the first, rate-control corrections, further shapes, refits
         # what follows a pass's last sweep (filters, coding, the final decode) must fit before the end
         stop = end - TAIL_COST * first_seconds
+        l1_stop = stop
 
         def fits(seconds: float) -> bool:
             """Whether a pass expected to take ``seconds`` still ends in time (a pass cut short is
@@ -370,9 +388,10 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
     stages = ([HYBRID_PRESETS[preset.base]] if preset.base else []) + [preset]
     best, runs, kept = None, [], 0
     for k, p in enumerate(stages):
-        # the base gets its share of the budget (its own cap under the preset's: medium's 60 s of
-        # slow's 300 s), so a long --seconds runs every pass of both and stays reproducible
-        end = deadline if k == len(stages) - 1 else t_start + (deadline - t_start) * p.seconds / preset.seconds
+        # the base gets its share of the budget (codec.config.base_budget: its own cap under the
+        # preset's, all of a shorter budget, a share of a long --seconds so that every pass of both
+        # runs and the bytes are reproducible)
+        end = deadline if k == len(stages) - 1 else t_start + base_budget(deadline - t_start, p, preset, w, h)
         if best is not None:
             # a later stage's first pass: expected to take the base's, scaled by its L1 iterations
             expected = runs[0]["first_pass_seconds"] * p.l1_iterations / stages[0].l1_iterations

@@ -128,3 +128,28 @@ def test_published_curves_only_on_the_24_kodak_images(compare, tmp_path, monkeyp
     vs = json.loads((tmp_path / "k.json").read_text())["vs_published"]
     assert vs["bd_rate_percent"]["x"]["Pub A"] == pytest.approx(-50.0, abs=0.01)  # half the published rate
     assert vs["sources"] == {"Pub A": "somewhere:file@abc"}
+
+
+def test_single_points_against_a_curve(compare, tmp_path, monkeypatch, capsys):
+    """``--points``: the rate a curve needs for a point's PSNR and the PSNR it reaches at the point's
+    rate, interpolated in log rate between the image's own points; ``None`` outside them."""
+    pts = [(0.1, 30.0), (0.4, 34.0)]  # log2 rate linear in PSNR: 2 dB per doubling
+    _write_run(tmp_path / "a", {"c": {"x.png": pts}})
+    _, rows = compare.load(f"c={tmp_path / 'a'}:c")
+    res = compare.vs_points(rows, [("x.png", 0.2, 32.0), ("x.png", 0.1, 31.0), ("x.png", 1.0, 33.0),
+                                   ("x.png", 0.2, 40.0), ("y.png", 0.2, 32.0)])
+    assert res[0]["rate_percent"] == pytest.approx(0.0, abs=0.01) and res[0]["psnr"] == pytest.approx(32.0)
+    # 31 dB needs 0.1 x 2^0.5 bpp: 41.4 % more than the point's 0.1; at 0.1 bpp the curve gives 30 dB
+    assert res[1]["rate_percent"] == pytest.approx(41.42, abs=0.01) and res[1]["psnr"] == pytest.approx(30.0)
+    assert res[2]["psnr"] is None and res[2]["rate_percent"] == pytest.approx(100 * (0.1 * 2**1.5 - 1), abs=0.01)
+    assert res[3]["rate_percent"] is None and res[3]["psnr"] == pytest.approx(32.0)
+    assert res[4]["rate_percent"] is None and res[4]["psnr"] is None  # image not in the curve
+    out = tmp_path / "cmp.json"
+    monkeypatch.setattr(sys, "argv", ["compare_runs", f"c={tmp_path / 'a'}:c", "--points", "x.png:0.2:32",
+                                      "--out", str(out)])
+    compare.main()
+    assert json.loads(out.read_text())["vs_points"]["c"][0]["rate_percent"] == pytest.approx(0.0, abs=0.01)
+    assert "x@0.2: +0.0 % (32.00 dB)" in capsys.readouterr().out
+    for bad in ("x.png:0.2", "x.png:a:32", "x.png:0.2:32:1"):
+        with pytest.raises(SystemExit, match="--points: bad point"):
+            compare.parse_points(bad)

@@ -5,6 +5,7 @@ import dataclasses
 import struct
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -392,6 +393,78 @@ def test_more_effort_is_not_worse(cat):
     # the same Delta_0, so the same lambda, for both presets at one quality
     js = {preset: _file_cost(codec.encode_image(cat, preset=preset, quality=80), cat) for preset in ("fast", "medium")}
     assert js["medium"] <= js["fast"] * 1.005
+
+
+def test_default_caps_grow_with_the_pixel_count():
+    """A preset's ``seconds`` is its cap for a Kodak-sized image (or smaller); a larger image gets the
+    cap in proportion to its pixels, since every pass costs time in proportion to them."""
+    from codec import config
+
+    for p in config.HYBRID_PRESETS.values():
+        assert p.cap(768, 512) == p.cap(512, 768) == p.cap(64, 48) == p.seconds
+        assert p.cap(1536, 1024) == pytest.approx(4 * p.seconds)
+        assert p.cap(4032, 3024) == pytest.approx(p.seconds * 4032 * 3024 / (768 * 512))
+
+
+def test_a_base_gets_its_own_cap_when_the_budget_allows():
+    """``slow``'s ``medium`` stage: medium's cap by default, all of a budget up to that cap (so
+    ``slow --seconds 60`` is ``medium``'s full search), a fifth of a long ``--seconds``."""
+    from codec.config import HYBRID_PRESETS, base_budget
+
+    medium, slow = HYBRID_PRESETS["medium"], HYBRID_PRESETS["slow"]
+    assert base_budget(slow.cap(768, 512), medium, slow, 768, 512) == pytest.approx(medium.seconds)
+    assert base_budget(45.0, medium, slow, 768, 512) == pytest.approx(45.0)
+    assert base_budget(60.0, medium, slow, 768, 512) == pytest.approx(60.0)
+    assert base_budget(120.0, medium, slow, 768, 512) == pytest.approx(60.0)
+    assert base_budget(86_400.0, medium, slow, 768, 512) == pytest.approx(86_400.0 * medium.seconds / slow.seconds)
+    assert base_budget(slow.cap(1536, 1024), medium, slow, 1536, 1024) == pytest.approx(4 * medium.seconds)
+    assert base_budget(120.0, medium, slow, 1536, 1024) == pytest.approx(120.0)
+
+
+def _deadline_spy(monkeypatch):
+    """Record, for every L1 fit and RDOQ run of an encode, how many seconds were left to its deadline."""
+    from codec import l1fit
+
+    left = {"l1": [], "rdoq": []}
+    solve, optimise = l1fit.solve, rdoq.optimise
+
+    def spy_solve(*args, deadline=None, **kwargs):
+        left["l1"].append(deadline - time.perf_counter())
+        return solve(*args, deadline=deadline, **kwargs)
+
+    def spy_optimise(image, spec, idx, codes, lam, sweeps, deadline=None, *args, **kwargs):
+        left["rdoq"].append(deadline - time.perf_counter())
+        return optimise(image, spec, idx, codes, lam, sweeps, deadline, *args, **kwargs)
+
+    monkeypatch.setattr(l1fit, "solve", spy_solve)
+    monkeypatch.setattr(rdoq, "optimise", spy_optimise)
+    return left
+
+
+def test_first_pass_leaves_time_for_rdoq(cat, monkeypatch):
+    """The first pass's L1 fit stops half-way to the deadline and its RDOQ sweeps at 85 % of it, so a
+    budget shorter than the preset's L1 iterations still gets RDOQ sweeps (before 0.10.3, ``medium
+    --seconds 10`` on a Kodak image spent all of it on L1 and ran no sweep); later passes stop
+    ``TAIL_COST`` first passes before the deadline."""
+    left = _deadline_spy(monkeypatch)
+    r = codec.encode_image(cat, preset="medium", quality=60, seconds=100.0)
+    slack = r.seconds + 0.5  # time spent before a call, bounded by the whole encode's
+    assert encoder.FIRST_L1_SHARE * 100 - slack < left["l1"][0] <= encoder.FIRST_L1_SHARE * 100
+    assert encoder.FIRST_RDOQ_SHARE * 100 - slack < left["rdoq"][0] <= encoder.FIRST_RDOQ_SHARE * 100
+    assert r.stats["passes"] >= 2 and len(left["l1"]) == r.stats["passes"]
+    assert all(100 * encoder.FIRST_RDOQ_SHARE < x < 100 for x in left["l1"][1:] + left["rdoq"][1:])
+
+
+def test_default_cap_scales_with_the_image(cat, monkeypatch):
+    """Without ``--seconds`` the deadline is the preset's cap for the image's size: the cat (64x48)
+    is four times a pretend reference size of 32x24, so ``fast`` gets four times its ``seconds``."""
+    from codec import config
+
+    monkeypatch.setattr(config, "CAP_PIXELS", 32 * 24)
+    left = _deadline_spy(monkeypatch)
+    r = codec.encode_image(cat, preset="fast", quality=60)
+    cap = 4 * config.HYBRID_PRESETS["fast"].seconds
+    assert encoder.FIRST_L1_SHARE * cap - r.seconds - 0.5 < left["l1"][0] <= encoder.FIRST_L1_SHARE * cap
 
 
 def test_seconds_budget_is_respected():
