@@ -290,8 +290,7 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
 
         def run(delta0: float, shape: tuple[float, float, float], lam: float) -> _Candidate:
             idx, codes = start(delta0, shape)
-            codes = l1fit.solve(image, codes, idx, lam, p.l1_iterations, l1_operator, p.l1_bits,
-                                deadline=min(l1_stop, stop))
+            codes = l1fit.solve(image, codes, idx, lam, p.l1_iterations, l1_operator, p.l1_bits, deadline=l1_stop)
             return finish(codes, idx, lam, shape, delta0, sweeps, stop)
 
         def refit(cand: _Candidate, lam: float) -> _Candidate:
