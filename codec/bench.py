@@ -219,7 +219,7 @@ def bd_vs_anchors(curves: dict[str, list[dict]], anchors: dict[str, tuple[list[f
     """BD-rate (%) and BD-PSNR (dB) of each measured curve (row) against each published curve (column).
 
     A published Kodak curve is a mean over the 24 Kodak images, so this means something only for
-    curves measured on those 24 images (:func:`vs_published` checks the file names). Each anchor is
+    curves measured on those 24 images (:func:`vs_published` checks the file names and sizes). Each anchor is
     compared in its own PSNR convention: the mean of per-image PSNR, or, for a label ending in
     ``[PSNR of mean MSE]``, the PSNR of the mean MSE (Cool-chic's). The anchors' rates are what
     their sources report (real file sizes for most; see ``codec/data/anchors_kodak.csv``).
@@ -231,10 +231,22 @@ def bd_vs_anchors(curves: dict[str, list[dict]], anchors: dict[str, tuple[list[f
             **_bd_grid(curves, {name: (bpp, psnr) for name, (bpp, psnr, _) in anchors.items()}, key)}
 
 
-def vs_published(curves: dict[str, list[dict]], image_names, anchors: dict) -> dict | None:
-    """:func:`bd_vs_anchors` when the curves were measured on exactly the 24 Kodak images (by file
-    name, :data:`KODAK_IMAGES`) and there are anchors; otherwise ``None``."""
-    if anchors and set(image_names) == KODAK_IMAGES:
+KODAK_PIXELS = 768 * 512
+
+
+def image_pixels(rows) -> dict[str, int]:
+    """Pixels of each image of per-image result rows (``image``, ``bytes``, ``bpp``), from
+    ``bpp = 8 bytes / pixels``."""
+    return {r["image"]: round(8 * float(r["bytes"]) / float(r["bpp"])) for r in rows if float(r["bpp"]) > 0}
+
+
+def vs_published(curves: dict[str, list[dict]], pixels: dict[str, int], anchors: dict) -> dict | None:
+    """:func:`bd_vs_anchors` when the curves were measured on exactly the 24 Kodak images and there
+    are anchors, otherwise ``None``.  ``pixels``: each image's pixel count (:func:`image_pixels`);
+    the images must be :data:`KODAK_IMAGES` by file name and 768x512 (either way round) in size:
+    a published curve is a mean over those 24 images, so any other set would be compared with it
+    meaninglessly (before 0.10.3 the names alone were checked)."""
+    if anchors and set(pixels) == KODAK_IMAGES and all(n == KODAK_PIXELS for n in pixels.values()):
         return bd_vs_anchors(curves, anchors)
     return None
 
@@ -417,7 +429,8 @@ def write_outputs(records, outdir: Path, version, codecs, inrc, points, images, 
                "psnr": "mean over images of per-image PSNR on 8-bit RGB",
                "bd": "Bjontegaard, PCHIP of log-rate over the overlapping PSNR range; row = test, column = reference",
                **table}
-    vs = vs_published(curves, [p.name for p in images], published)
+    pixels = image_pixels(records)
+    vs = vs_published(curves, {p.name: pixels.get(p.name, 0) for p in images}, published)
     if vs:
         summary["vs_published"] = vs
     (outdir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")

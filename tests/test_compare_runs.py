@@ -23,17 +23,18 @@ def compare():
     return mod
 
 
-def _write_run(d: Path, curves: dict[str, dict[str, list[tuple[float, float]]]]) -> None:
-    """``curves[codec][image]``: (bpp, psnr) per setting, settings 1, 2, 3, ..."""
+def _write_run(d: Path, curves: dict[str, dict[str, list[tuple[float, float]]]], pixels: int = 768 * 512) -> None:
+    """``curves[codec][image]``: (bpp, psnr) per setting, settings 1, 2, 3, ...; images of ``pixels``."""
     d.mkdir()
     with (d / "per_image.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["image", "codec", "setting", "bpp", "psnr", "mse", "ms_ssim",
+        w = csv.DictWriter(f, fieldnames=["image", "codec", "setting", "bytes", "bpp", "psnr", "mse", "ms_ssim",
                                           "encoding_time", "decoding_time"])
         w.writeheader()
         for codec, per in curves.items():
             for image, pts in per.items():
                 for s, (bpp, psnr) in enumerate(pts, 1):
-                    w.writerow({"image": image, "codec": codec, "setting": s, "bpp": bpp, "psnr": psnr,
+                    w.writerow({"image": image, "codec": codec, "setting": s, "bytes": bpp * pixels / 8, "bpp": bpp,
+                                "psnr": psnr,
                                 "mse": 255**2 / 10 ** (psnr / 10), "ms_ssim": "", "encoding_time": 1.0 + s,
                                 "decoding_time": 0.1})
 
@@ -117,7 +118,8 @@ def test_published_curves_only_on_the_24_kodak_images(compare, tmp_path, monkeyp
     kodak = {f"kodim{i:02d}.png": BASE for i in range(1, 25)}
     _write_run(tmp_path / "k", {"ours": kodak})
     _write_run(tmp_path / "s", {"ours": dict(list(kodak.items())[:23])})
-    for run, expect in (("k", True), ("s", False)):
+    _write_run(tmp_path / "t", {"ours": kodak}, pixels=512 * 512)  # the names, but not the Kodak images
+    for run, expect in (("k", True), ("s", False), ("t", False)):
         out = tmp_path / f"{run}.json"
         monkeypatch.setattr(sys, "argv", ["compare_runs", f"x={tmp_path / run}:ours", "--anchors", str(anchors),
                                           "--out", str(out)])
