@@ -28,7 +28,7 @@ from .specs import ModelSpec, PyramidSpec
 from .synthesis import LatentRenderer
 
 MAX_PARAMS = 1 << 20  # MLP weights
-MAX_LATENTS = 1 << 25  # hybrid latent values (at most ~8 Mpixel images)
+MAX_LATENTS = 1 << 26  # hybrid latent values (RGB images up to about 16.7 Mpixels; 2^25 before 0.10.3)
 MAX_MACS_PER_PIXEL = 1 << 20  # render work is bounded by max_pixels * this
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's decompression-bomb threshold
 TILE_PIXELS = 1 << 16

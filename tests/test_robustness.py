@@ -103,6 +103,26 @@ def test_huge_model_rejected_before_allocation():
             codec.decode(_with_crc(h.to_bytes()))
 
 
+def test_hybrid_size_limit_from_the_encoder_and_the_decoder(cat, monkeypatch):
+    """The hybrid takes up to ``MAX_LATENTS`` latent values: a 12 Mpixel 4032x3024 photo and a 4096x4096
+    image fit (since 0.10.3), a 20 Mpixel one does not; over the limit the encoder refuses the image
+    with a clear error and the decoder refuses the file before entropy decoding."""
+    from codec import decoder, pyramid
+    from codec.errors import LimitError
+    from codec.models import PyramidSpec
+
+    def latents(w: int, h: int) -> int:
+        return PyramidSpec(pyramid.levels_for(w, h), 3, w, h).num_params()
+
+    assert latents(4032, 3024) <= latents(4096, 4096) <= decoder.MAX_LATENTS < latents(5000, 4000)
+    data = codec.encode(cat, preset="fast", quality=50)
+    monkeypatch.setattr(decoder, "MAX_LATENTS", latents(64, 48) - 1)
+    with pytest.raises(LimitError, match="too large for the hybrid model"):
+        codec.encode(cat, preset="fast", quality=50)
+    with pytest.raises(FieldRangeError, match="parameters exceeds the limit"):
+        codec.decode(data)
+
+
 def test_model_ids_belong_to_their_format_version():
     for version in (2, 3):
         with pytest.raises(FieldRangeError, match=f"not defined in format version {version}"):
