@@ -66,12 +66,18 @@ class Operator:
         self._norm_sq: float | None = None
 
     def forward(self, u: list[torch.Tensor]) -> torch.Tensor:
-        y = sum(s.up_stack(g * k) for s, g, k in zip(self.samplers, u, self.scale))
+        acc = None  # the levels summed in order, in the samplers' (W, C*H) layout (LevelSampler.up_stack_wt)
+        for s, g, k in zip(self.samplers, u, self.scale):
+            t = s.up_stack_wt(g * k)
+            acc = t if acc is None else acc.add_(t)
+        c = u[0].shape[0]
+        y = acc.T.reshape(c, acc.shape[1] // c, -1)
         return torch.einsum("ij,jhw->ihw", self.m, y)
 
     def adjoint(self, r: torch.Tensor) -> list[torch.Tensor]:
         r = torch.einsum("ij,ihw->jhw", self.m, r)
-        return [s.adjoint_stack(r) * k for s, k in zip(self.samplers, self.scale)]
+        rows = r.permute(1, 0, 2).reshape(r.shape[1], -1)  # shared by every level's adjoint_stack
+        return [s.adjoint_stack(r, rows) * k for s, k in zip(self.samplers, self.scale)]
 
     def norm_sq(self) -> float:
         """``||A||^2`` by power iteration from a seeded start (deterministic; computed once)."""

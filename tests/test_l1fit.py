@@ -35,6 +35,29 @@ def test_stacked_sampling_equals_per_channel(filled):
             torch.testing.assert_close(adj[ch], smp.adjoint(r[ch]))
 
 
+def test_level_layouts_and_the_operator_are_exactly_the_per_level_sum(filled):
+    """``up_stack_wt`` is ``up_stack`` in the ``(W, C*H)`` layout, bit for bit (also behind level
+    filters and at the native level), the operator's forward is exactly the in-order sum of the
+    levels, and ``adjoint_stack`` with the shared row matrix equals it without (0.10.3 sums the
+    levels in that layout for speed; the encoder's bytes are unchanged)."""
+    _, spec, _, _, samplers = _setup(filled, 0.1)
+    k = np.zeros((3, 3), dtype=np.float32)
+    k[1, 1], k[0, 1], k[2, 1] = 0.5, 0.25, 0.25
+    levels = rdoq.with_filters(samplers, [[k, None, k], [None, k, None]])
+    gen = torch.Generator().manual_seed(3)
+    u = [torch.randn(3, lh, lw, generator=gen) for lh, lw in spec.level_shapes()]
+    r = torch.randn(3, spec.height, spec.width, generator=gen)
+    rows = r.permute(1, 0, 2).reshape(spec.height, -1)
+    for smp, g in zip(levels, u):
+        t = smp.up_stack_wt(g)
+        assert t.is_contiguous() and t.shape == (spec.width, 3 * spec.height)
+        assert torch.equal(t.T.reshape(3, spec.height, spec.width), smp.up_stack(g))
+        assert torch.equal(smp.adjoint_stack(r, rows), smp.adjoint_stack(r))
+    op = l1fit.Operator(levels, 3)
+    total = sum(s.up_stack(g * sc) for s, g, sc in zip(levels, u, op.scale))
+    assert torch.equal(op.forward(u), torch.einsum("ij,jhw->ihw", op.m, total))
+
+
 def test_operator_adjoint_is_the_transpose(filled):
     """<A u, r> = <u, A^T r> (dot-product test)."""
     _, spec, _, _, samplers = _setup(filled, 0.1)
