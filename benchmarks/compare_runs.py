@@ -185,8 +185,8 @@ def main() -> None:
         out["per_image_vs"] = {"reference": ref, "bd_rate_percent": per}
         for lab, d in per.items():
             print(f"vs {ref}, {lab}: " + ", ".join(f"{i.split('.')[0]} {v}" for i, v in d.items()))
-    pixels = bench.image_pixels(r for rows in data.values() for i in images for r in rows[i].values())
-    vs = bench.vs_published(curves, {i: pixels.get(i, 0) for i in images}, published)
+    vs = bench.vs_published(curves, images, (r for rows in data.values() for i in images for r in rows[i].values()),
+                            published)
     if vs:
         out["vs_published"] = vs
         print("BD-rate % vs published Kodak curves: " + ", ".join(a.split()[0] for a in published))

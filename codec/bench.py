@@ -234,19 +234,19 @@ def bd_vs_anchors(curves: dict[str, list[dict]], anchors: dict[str, tuple[list[f
 KODAK_PIXELS = 768 * 512
 
 
-def image_pixels(rows) -> dict[str, int]:
-    """Pixels of each image of per-image result rows (``image``, ``bytes``, ``bpp``), from
-    ``bpp = 8 bytes / pixels``."""
-    return {r["image"]: round(8 * float(r["bytes"]) / float(r["bpp"])) for r in rows if float(r["bpp"]) > 0}
-
-
-def vs_published(curves: dict[str, list[dict]], pixels: dict[str, int], anchors: dict) -> dict | None:
+def vs_published(curves: dict[str, list[dict]], image_names, rows, anchors: dict) -> dict | None:
     """:func:`bd_vs_anchors` when the curves were measured on exactly the 24 Kodak images and there
-    are anchors, otherwise ``None``.  ``pixels``: each image's pixel count (:func:`image_pixels`);
-    the images must be :data:`KODAK_IMAGES` by file name and 768x512 (either way round) in size:
-    a published curve is a mean over those 24 images, so any other set would be compared with it
-    meaninglessly (before 0.10.3 the names alone were checked)."""
-    if anchors and set(pixels) == KODAK_IMAGES and all(n == KODAK_PIXELS for n in pixels.values()):
+    are anchors, otherwise ``None``.  ``rows``: the per-image results (``image``, ``bytes``,
+    ``bpp``), whose ``bpp = 8 bytes / pixels`` gives each image's size: the images must be
+    :data:`KODAK_IMAGES` by file name and 768x512 (either way round) in size, since a published curve
+    is a mean over those 24 images and any other set would be compared with it meaninglessly (before
+    0.10.3 the names alone were checked)."""
+    names = set(image_names)
+    if not anchors or names != KODAK_IMAGES:
+        return None
+    pixels = {r["image"]: round(8 * float(r["bytes"]) / float(r["bpp"])) for r in rows
+              if r["image"] in names and float(r["bpp"]) > 0}
+    if set(pixels) == names and all(n == KODAK_PIXELS for n in pixels.values()):
         return bd_vs_anchors(curves, anchors)
     return None
 
@@ -429,8 +429,7 @@ def write_outputs(records, outdir: Path, version, codecs, inrc, points, images, 
                "psnr": "mean over images of per-image PSNR on 8-bit RGB",
                "bd": "Bjontegaard, PCHIP of log-rate over the overlapping PSNR range; row = test, column = reference",
                **table}
-    pixels = image_pixels(records)
-    vs = vs_published(curves, {p.name: pixels.get(p.name, 0) for p in images}, published)
+    vs = vs_published(curves, [p.name for p in images], records, published)
     if vs:
         summary["vs_published"] = vs
     (outdir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")

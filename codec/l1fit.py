@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from . import context, pyramid, quant
-from .rdoq import LevelSampler, colour_centre, colour_matrix
+from .rdoq import LevelSampler, colour_centre, colour_matrix, sum_levels
 
 MIN_BITS, MAX_BITS = 1.0, 16.0
 POWER_ITERATIONS = 10
@@ -66,12 +66,8 @@ class Operator:
         self._norm_sq: float | None = None
 
     def forward(self, u: list[torch.Tensor]) -> torch.Tensor:
-        acc = None  # the levels summed in order, in the samplers' (W, C*H) layout (LevelSampler.up_stack_wt)
-        for s, g, k in zip(self.samplers, u, self.scale):
-            t = s.up_stack_wt(g * k)
-            acc = t if acc is None else acc.add_(t)
-        c = u[0].shape[0]
-        y = acc.T.reshape(c, acc.shape[1] // c, -1)
+        shape = tuple(u[0].shape)  # level 0 is at the image's size
+        y = sum_levels(self.samplers, (g * k for g, k in zip(u, self.scale)), shape)
         return torch.einsum("ij,jhw->ihw", self.m, y)
 
     def adjoint(self, r: torch.Tensor) -> list[torch.Tensor]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,8 +107,7 @@ class LevelSampler:
         """:meth:`up` of every channel of ``g`` ``(C, h_l, w_l)`` at once: ``(C, H, W)``."""
         if self.native:
             return g.clone()
-        t = self.up_stack_wt(g)
-        return t.T.reshape(g.shape[0], t.shape[1] // g.shape[0], -1)
+        return _from_wt(self.up_stack_wt(g), g.shape[0])
 
     def up_stack_wt(self, g: torch.Tensor) -> torch.Tensor:
         """:meth:`up_stack` in the layout its product comes in, contiguous ``(W, C*H)``:
@@ -196,15 +196,17 @@ class FilteredSampler:
             return g
         return torch.nn.functional.conv2d(g[None, None], k[None, None], padding=k.shape[0] // 2)[0, 0]
 
+    def _filter_stack(self, g: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self._filter(g[ch], ch) for ch in range(g.shape[0])])
+
     def up_stack(self, g: torch.Tensor) -> torch.Tensor:
-        return self.base.up_stack(torch.stack([self._filter(g[ch], ch) for ch in range(g.shape[0])]))
+        return self.base.up_stack(self._filter_stack(g))
 
     def up_stack_wt(self, g: torch.Tensor) -> torch.Tensor:
-        return self.base.up_stack_wt(torch.stack([self._filter(g[ch], ch) for ch in range(g.shape[0])]))
+        return self.base.up_stack_wt(self._filter_stack(g))
 
     def adjoint_stack(self, r: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
-        a = self.base.adjoint_stack(r, rows)
-        return torch.stack([self._filter(a[ch], ch) for ch in range(a.shape[0])])
+        return self._filter_stack(self.base.adjoint_stack(r, rows))
 
     def channel(self, ch: int) -> _FilteredChannel:
         return _FilteredChannel(self, ch)
@@ -234,16 +236,31 @@ def with_filters(samplers: list[LevelSampler], kernels: list[list[np.ndarray | N
     return out
 
 
+def _from_wt(t: torch.Tensor, channels: int) -> torch.Tensor:
+    """A ``(W, C*H)`` result of :meth:`LevelSampler.up_stack_wt` as the ``(C, H, W)`` view."""
+    return t.T.reshape(channels, t.shape[1] // channels, -1)
+
+
+def sum_levels(samplers: list, grids: Iterable[torch.Tensor | None], shape: tuple[int, int, int]) -> torch.Tensor:
+    """``sum_l up_stack_l(grids[l])`` ``(C, H, W)`` (levels whose grid is ``None`` left out), added in
+    level order in the ``(W, C*H)`` layout of :meth:`LevelSampler.up_stack_wt`, which reads memory in
+    order; returned as a (strided) view of that sum."""
+    acc = None
+    for smp, g in zip(samplers, grids):
+        if g is not None:
+            t = smp.up_stack_wt(g)
+            acc = t if acc is None else acc.add_(t)
+    return torch.zeros(shape) if acc is None else _from_wt(acc, shape[0])
+
+
 def reconstruct(codes: list[list[np.ndarray]], steps: list[float], samplers: list[LevelSampler],
                 shape: tuple[int, int, int]) -> torch.Tensor:
-    """The decoder's YCbCr image ``(C, H, W)`` at native size, through the sampling matrices."""
-    c, h, w = shape
-    y = torch.zeros(c, h, w)
-    for lv, smp in enumerate(samplers):
-        if any(p.any() for p in codes[lv]):
-            y += smp.up_stack(torch.stack([torch.from_numpy(codes[lv][ch]).float() * steps[lv * c + ch]
-                                           for ch in range(c)]))
-    return y
+    """The decoder's YCbCr image ``(C, H, W)`` at native size, through the sampling matrices
+    (contiguous: RDOQ updates it in place)."""
+    c = shape[0]
+    grids = [torch.stack([torch.from_numpy(codes[lv][ch]).float() * steps[lv * c + ch] for ch in range(c)])
+             if any(p.any() for p in codes[lv]) else None for lv in range(len(samplers))]
+    return sum_levels(samplers, grids, shape).contiguous()
 
 
 def _symbol_bits(v: torch.Tensor, pred: torch.Tensor, first: torch.Tensor, more: torch.Tensor,
