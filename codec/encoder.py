@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,6 +38,7 @@ from .errors import LimitError, OptionError
 from .fit import fit, pick_device
 from .layout import header_for
 from .models import MODELS, CoordMLP, PyramidSpec, build
+from .progress import TimeProgress
 
 BITS_PER_PARAM_GUESS = 6.5
 # A refit pass (L1 through the level filters at the preset's refit_iterations, then filters and RDOQ)
@@ -143,6 +145,62 @@ def hybrid_delta0(quality: int) -> float:
     return 0.6 * 2.0 ** (-(quality - 45) / 15.0)
 
 
+DELTA0_RANGE = (1e-4, 8.0)  # the analytic search's bounds on Delta_0
+DELTA0_TOLERANCE = 0.01  # the analytic search stops within 1 % of the target size
+DELTA0_EVALUATIONS = 10  # ... or after this many analytic starts
+DELTA0_BRACKET = 0.01  # ... or when the bracket is narrower than this in log Delta_0
+
+
+def delta0_for_size(size_of: Callable[[float], float], target: float, start: float) -> float:
+    """The ``Delta_0`` whose file ``size_of(Delta_0)`` (decreasing in ``Delta_0``) is closest to ``target``.
+
+    ``log size`` is close to linear in ``log Delta_0`` (slope about -1.3), so secant steps on
+    ``f(x) = log(size_of(e^x) / target)`` from ``start`` find it in a few evaluations, where
+    bisection over ``DELTA0_RANGE`` took 14: the first step takes slope -1.3, later ones the secant's
+    (clamped to [-4, -0.3]) until the target is bracketed, then each step is the Illinois variant of
+    regula falsi (Dowell & Jarratt 1971), which stays in the bracket and shrinks it from both sides
+    (the size is a step function of ``Delta_0``, the steps coming from a table, so plain secant steps
+    could stall).  Stops within ``DELTA0_TOLERANCE`` of the target, when the bracket is narrower
+    than ``DELTA0_BRACKET`` (1 % of ``Delta_0``: a jump of the step function, as bisection also ends
+    at), at a bound of ``DELTA0_RANGE`` whose size is still on the wrong side, or after
+    ``DELTA0_EVALUATIONS`` evaluations; returns the evaluated ``Delta_0`` closest to the target."""
+    lo_x, hi_x = math.log(DELTA0_RANGE[0]), math.log(DELTA0_RANGE[1])
+    tried: list[tuple[float, float]] = []  # (x, f) in evaluation order
+
+    def f(x: float) -> float:
+        v = math.log(max(size_of(math.exp(x)), 1.0) / target)
+        tried.append((x, v))
+        return v
+
+    x = min(hi_x, max(lo_x, math.log(start)))
+    fx = f(x)
+    big = small = None  # the bracket's ends: [x, f] with f > 0 (file too big) and f < 0
+    last = 0  # the end replaced last: +1 big, -1 small
+    while abs(fx) > math.log1p(DELTA0_TOLERANCE) and len(tried) < DELTA0_EVALUATIONS:
+        if (fx > 0 and x >= hi_x) or (fx < 0 and x <= lo_x):
+            break  # the target is out of reach
+        if fx > 0:
+            big = [x, fx]
+            if last == 1 and small is not None:
+                small[1] /= 2  # Illinois: the other end stayed twice in a row
+            last = 1
+        else:
+            small = [x, fx]
+            if last == -1 and big is not None:
+                big[1] /= 2
+            last = -1
+        if big is not None and small is not None:
+            if abs(big[0] - small[0]) < DELTA0_BRACKET:
+                break  # a jump of the step function: no Delta_0 in between lands nearer
+            x = (small[0] * big[1] - big[0] * small[1]) / (big[1] - small[1])
+        else:
+            (x0, f0), (x1, f1) = tried[-2] if len(tried) > 1 else (x, fx), tried[-1]
+            slope = -1.3 if x1 == x0 else min(-0.3, max(-4.0, (f1 - f0) / (x1 - x0)))
+            x = min(hi_x, max(lo_x, x - fx / slope))
+        fx = f(x)
+    return math.exp(min(tried, key=lambda t: abs(t[1]))[0])
+
+
 def code_hybrid(spec: PyramidSpec, codes: list[list[np.ndarray]], step_idx: list[int],
                 filters: list[list[bitstream.FilterRecord]] | None = None) -> bytes:
     """Context-code the latent planes and pack the complete ``.inr`` file (``filters[l][c]``: the
@@ -244,6 +302,15 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
        budget shorter than that), then its own with the time left (if its first pass is expected to
        fit), and keeps the file with the lower cost: per image and quality it is never worse than its base.
     """
+    progress = TimeProgress(t_start, opts.quiet)
+    try:
+        return _encode_hybrid(image, opts, t_start, progress)
+    finally:
+        progress.close()
+
+
+def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progress: TimeProgress) -> EncodeResult:
+    """The body of :func:`encode_hybrid`, which closes ``progress`` however it ends."""
     from .decoder import MAX_LATENTS, decode_to_array
 
     h, w, c = image.shape
@@ -253,10 +320,12 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
     if spec.num_params() > MAX_LATENTS:
         raise LimitError(f"image of {w}x{h} pixels is too large for the hybrid model "
                          f"({spec.num_params()} latent values, limit {MAX_LATENTS}); use an MLP model")
+    progress.start(deadline - t_start)
     target = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
     target_ycc = color.rgb_to_ycbcr(torch.from_numpy(np.ascontiguousarray(image))).permute(2, 0, 1).float()
     samplers = rdoq.samplers_for(spec)
     l1_operator = l1fit.Operator(samplers, c)
+    shown: list[float] = []  # the lowest cost shown on the progress display
 
     def start(delta0: float, shape: tuple[float, float, float]) -> tuple[list[int], list[list[np.ndarray]]]:
         cfg = pyramid.PyramidConfig(delta0=delta0 * shape[2], gamma=shape[0], kappa=shape[1])
@@ -267,16 +336,23 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
                delta0: float, sweeps: int, stop: float) -> _Candidate:
         """Level filters, RDOQ through them, filters refitted on the final codes, the written file."""
         steps = [quant.step_from_index(i) for i in idx]
+        progress.tick("level filters")
         filters = fit_filters(target_ycc, codes, steps, samplers, lam)
         res = rdoq.optimise(image, spec, idx, codes, lam, sweeps, stop,
-                            rdoq.with_filters(samplers, filter_kernels(filters)))
+                            rdoq.with_filters(samplers, filter_kernels(filters)), tick=progress.tick)
+        progress.tick("level filters")
         filters = fit_filters(target_ycc, res.codes, steps, samplers, lam)  # the filters for the final codes
+        progress.tick("coding")
         data = code_hybrid(spec, res.codes, idx, filters)
         filtered = rdoq.with_filters(samplers, filter_kernels(filters))
         y = rdoq.reconstruct(res.codes, steps, filtered, (c, h, w))
         rgb = torch.einsum("ij,jhw->ihw", rdoq.colour_matrix(c), y - rdoq.colour_centre(c)[:, None, None])
         sse = float(((color.quantize_uint8(rgb) - target) ** 2).sum())
-        return _Candidate(data, sse, shape, delta0, res.sweeps, res.codes, idx, filtered)
+        cand = _Candidate(data, sse, shape, delta0, res.sweeps, res.codes, idx, filtered)
+        if in_size(cand) and (not shown or cost(cand, lam) < shown[0]):
+            shown[:] = [cost(cand, lam)]
+            progress.best(len(data), 10.0 * math.log10(h * w * c / max(sse, 1e-12)))
+        return cand
 
     def search(p: HybridPreset, delta0: float, end: float) -> tuple[_Candidate, dict]:
         """One preset's passes before ``end`` (steps 2-5 of the docstring): its first pass, the
@@ -289,22 +365,26 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
         stop = t_first + FIRST_RDOQ_SHARE * (end - t_first)
 
         def run(delta0: float, shape: tuple[float, float, float], lam: float) -> _Candidate:
+            progress.stage(f"{p.name} pass {passes + 1}")
             idx, codes = start(delta0, shape)
-            codes = l1fit.solve(image, codes, idx, lam, p.l1_iterations, l1_operator, p.l1_bits, deadline=l1_stop)
+            codes = l1fit.solve(image, codes, idx, lam, p.l1_iterations, l1_operator, p.l1_bits, deadline=l1_stop,
+                                tick=progress.tick)
             return finish(codes, idx, lam, shape, delta0, sweeps, stop)
 
         def refit(cand: _Candidate, lam: float) -> _Candidate:
             """Another pass from ``cand``: L1 refit through its level filters, warm-started from its codes."""
             iterations = p.l1_iterations if p.refit_iterations is None else p.refit_iterations
+            progress.stage(f"{p.name} pass {passes + 1} (refit)")
             codes = l1fit.solve(image, cand.codes, cand.idx, lam, iterations, l1fit.Operator(cand.filtered, c),
-                                p.l1_bits, deadline=stop)
+                                p.l1_bits, deadline=stop, tick=progress.tick)
             return finish(codes, cand.idx, lam, cand.shape, cand.delta0, sweeps, stop)
 
         lam = RDOQ_LAMBDA * delta0 * delta0
         t_pass = time.perf_counter()
+        passes = 0  # passes run: the first, rate-control corrections, further shapes, refits
         best = run(delta0, p.shapes[0], lam)
         first_seconds = time.perf_counter() - t_pass
-        passes = 1  # passes run: the first, rate-control corrections, further shapes, refits
+        passes = 1
         # what follows a pass's last sweep (filters, coding, the final decode) must fit before the end
         stop = end - TAIL_COST * first_seconds
         l1_stop = stop
@@ -373,15 +453,14 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
     else:
         target_bytes = opts.bpp * w * h / 8.0
 
+        progress.stage("rate control")
+
         def analytic_size(d0: float) -> float:
+            progress.tick("analytic start")
             idx, codes = start(d0, preset.shapes[0])
             return len(code_hybrid(spec, codes, idx))
 
-        lo, hi = math.log(1e-4), math.log(8.0)  # size decreases as the step grows
-        for _ in range(14):
-            mid = 0.5 * (lo + hi)
-            lo, hi = (mid, hi) if analytic_size(math.exp(mid)) > target_bytes else (lo, mid)
-        delta0 = math.exp(0.5 * (lo + hi))
+        delta0 = delta0_for_size(analytic_size, target_bytes, hybrid_delta0(DEFAULT_QUALITY))
     # A preset with a base runs the base's whole search first, in the base's share of the time, then
     # its own with the time left, and keeps the better file: so it is never worse than its base.
     stages = ([HYBRID_PRESETS[preset.base]] if preset.base else []) + [preset]
@@ -402,6 +481,7 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
         if best is None or (in_size(cand) and cost(cand, lam) < cost(best, lam)):
             best, kept = cand, k
     data = best.data
+    progress.stage("verifying")
     psnr = _psnr_vs_source(decode_to_array(data), image)
     return EncodeResult(data=data, width=w, height=h, channels=c, model="hybrid", device="cpu",
                         seconds=time.perf_counter() - t_start, steps=best.sweeps, psnr=psnr,

@@ -13,7 +13,6 @@ lost 0.3-0.9 dB instead, as the coarse hidden-layer steps make weights jump betw
 from __future__ import annotations
 
 import math
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from . import coords, quant
 from .config import CPU_BATCH, GPU_BATCH, FitConfig
 from .errors import OptionError
 from .models import CoordMLP
+from .progress import StepProgress
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -50,28 +50,6 @@ class FitResult:
     steps: int
     seconds: float
     train_psnr: float
-
-
-class Progress:
-    """A tqdm bar on stderr, silent when stderr is not a terminal or ``quiet``."""
-
-    def __init__(self, total: int | None, seconds: float | None, quiet: bool) -> None:
-        self.bar = None
-        if quiet or not sys.stderr.isatty():
-            return
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=total, desc="fitting", unit="step", file=sys.stderr, leave=False,
-                        dynamic_ncols=True)
-
-    def update(self, step: int, elapsed: float, psnr: float) -> None:
-        if self.bar is not None:
-            self.bar.n = step
-            self.bar.set_postfix_str(f"{elapsed:5.1f}s  {psnr:5.2f} dB", refresh=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def freeze_first(model: CoordMLP, steps: list[float]) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -134,7 +112,7 @@ def fit(
     full = batch >= n
     lr = cfg.lr
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    progress = Progress(steps, seconds, quiet)
+    progress = StepProgress(steps, quiet)
     qat_steps: list[float] | None = None
     t0 = time.perf_counter()
     step = 0

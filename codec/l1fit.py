@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -92,10 +93,12 @@ class Operator:
 
 def solve(image: np.ndarray, codes: list[list[np.ndarray]], step_idx: list[int], lam: float,
           iterations: int, op: Operator, bits_scale: float = 1.0,
-          deadzone: float = 0.5, deadline: float | None = None) -> list[list[np.ndarray]]:
+          deadzone: float = 0.5, deadline: float | None = None,
+          tick: Callable[[str], None] | None = None) -> list[list[np.ndarray]]:
     """FISTA on the problem above, warm-started from ``codes`` (``codes[level][channel]``, integer
     latents with steps ``step_idx``); returns the deadzone-quantized solution.  Stops early at
-    ``deadline`` (``time.perf_counter()``)."""
+    ``deadline`` (``time.perf_counter()``).  ``tick`` (a progress display) is called once per
+    iteration with its position, ``"L1 12/60"``."""
     if iterations <= 0:
         return codes
     c = image.shape[2]
@@ -110,9 +113,11 @@ def solve(image: np.ndarray, codes: list[list[np.ndarray]], step_idx: list[int],
     u = [torch.stack([torch.from_numpy(codes[lv][ch]).float() * steps[lv, ch] for ch in range(c)]) / op.scale[lv]
          for lv in range(levels)]
     z, t = [x.clone() for x in u], 1.0
-    for _ in range(iterations):
+    for it in range(iterations):
         if deadline is not None and time.perf_counter() > deadline:
             break
+        if tick is not None:
+            tick(f"L1 {it + 1}/{iterations}")
         grad = op.adjoint(op.forward(z) - target)
         nxt = []
         for zl, gl, tl in zip(z, grad, thr):

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -324,11 +324,12 @@ def samplers_for(spec: PyramidSpec) -> list[LevelSampler]:
 
 def optimise(image: np.ndarray, spec: PyramidSpec, step_idx: list[int], codes: list[list[np.ndarray]],
              lam: float, sweeps: int, deadline: float | None = None,
-             samplers: list[LevelSampler] | None = None) -> RdoqResult:
+             samplers: list[LevelSampler] | None = None, tick: Callable[[str], None] | None = None) -> RdoqResult:
     """Run up to ``sweeps`` ICM sweeps on ``codes`` (``codes[level][channel]``), minimising
     ``SSE(RGB in [0,1]) + lam * bits``; stop early at ``deadline`` (``time.perf_counter()``) or when
     a sweep changes fewer than 0.05 % of the values.  ``samplers``: :func:`samplers_for` ``(spec)``,
-    if the caller already has them."""
+    if the caller already has them.  ``tick`` (a progress display) is called once per plane with
+    the sweep, ``"RDOQ sweep 2/8"``."""
     h, w, c = image.shape
     codes = [[np.array(p, dtype=np.int64) for p in lv] for lv in codes]
     steps = [quant.step_from_index(i) for i in step_idx]
@@ -340,11 +341,13 @@ def optimise(image: np.ndarray, spec: PyramidSpec, step_idx: list[int], codes: l
     y = reconstruct(codes, steps, samplers, (c, h, w))
     n_values = spec.num_params()
     changed: list[int] = []
-    for _ in range(sweeps):
+    for sweep in range(sweeps):
         n_changed = 0
         for lv, ch in context.coding_order(spec.levels, c):
             if deadline is not None and time.perf_counter() > deadline:
                 return RdoqResult(codes, len(changed), changed + [n_changed])
+            if tick is not None:
+                tick(f"RDOQ sweep {sweep + 1}/{sweeps}")
             smp, step = samplers[lv].channel(ch), steps[lv * c + ch]
             q = codes[lv][ch]
             cls = context.plane_classes(codes, lv, ch)
