@@ -1,8 +1,10 @@
 """The command line: exit codes, one-line errors, --json, no partial outputs."""
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import codec
 from codec.cli import main
 
 
@@ -133,3 +136,47 @@ def test_streamed_png_matches_decoder(tmp_path, cat, capsys, channels):
         png = tmp_path / "x.png"
         assert run(capsys, "decode", inr, "-o", png, "--size", size)[0] == 0
         np.testing.assert_array_equal(np.asarray(Image.open(png)), np.asarray(codec.decode(data, size=size)))
+
+
+class _Terminal(io.StringIO):
+    """A stderr that says it is a terminal, keeping what is written to it."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_hybrid_progress_shows_its_stages_on_a_terminal_only(cat, monkeypatch):
+    """The hybrid encoder draws a time bar with its stage, the inner loop's position and the best
+    file so far, on a terminal and not with ``quiet``; the bar is removed when the encode ends."""
+    from codec import progress
+
+    monkeypatch.setattr(progress.TimeProgress, "MIN_INTERVAL", 0.0)  # draw every tick
+    term = _Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    r = codec.encode_image(cat, preset="medium", quality=60, seconds=100.0, quiet=False)
+    frames = term.getvalue().split("\r")
+    for text in ("medium pass 1: L1 1/250:", "medium pass 1: RDOQ sweep 1/8:", "medium pass 1: level filters:",
+                 "medium pass 1: coding:", "medium pass 2 (refit): L1 1/100:", "verifying:"):
+        assert any(f.startswith(text) and "/100 s" in f for f in frames), text
+    best = [re.search(r", best ([\d,]+) B ([\d.]+) dB", f) for f in frames]
+    last = [m for m in best if m][-1]
+    assert int(last[1].replace(",", "")) == len(r.data)
+    assert abs(float(last[2]) - r.psnr) < 0.006  # the encoder's 8-bit error, which the verification decode repeats
+    assert frames[-1] == "" and frames[-2].strip() == ""  # the bar is cleared at the end
+    term.seek(0)
+    term.truncate()
+    codec.encode_image(cat, preset="fast", quality=60, quiet=True)
+    assert term.getvalue() == ""
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal
+    codec.encode_image(cat, preset="fast", quality=60, quiet=False)
+    assert sys.stderr.getvalue() == ""
+
+
+def test_mlp_progress_counts_steps_on_a_terminal(cat, monkeypatch):
+    """The MLP encoders' bar counts training steps and shows the training PSNR."""
+    term = _Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    codec.encode_image(cat, model="siren", steps=40, quiet=False)
+    frames = term.getvalue().split("\r")
+    assert any(re.match(r"fitting:.*\d+/40 .* dB", f) for f in frames)
+    assert frames[-1] == "" and frames[-2].strip() == ""

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import io
-import re
 import struct
 import subprocess
 import sys
@@ -486,36 +484,3 @@ def test_hybrid_decode_does_not_import_torch(tmp_path, cat):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.split()[-2:] == ["0", "False"] and (tmp_path / "o.png").exists()
 
-
-class _Terminal(io.StringIO):
-    """A stderr that says it is a terminal, keeping what is written to it."""
-
-    def isatty(self) -> bool:
-        return True
-
-
-def test_hybrid_progress_shows_its_stages_on_a_terminal_only(cat, monkeypatch):
-    """The hybrid encoder draws a time bar with its stage, the inner loop's position and the best
-    file so far, on a terminal and not with ``quiet``; the bar is removed when the encode ends."""
-    from codec import progress
-
-    monkeypatch.setattr(progress.TimeProgress, "MIN_INTERVAL", 0.0)  # draw every tick
-    term = _Terminal()
-    monkeypatch.setattr(sys, "stderr", term)
-    r = codec.encode_image(cat, preset="medium", quality=60, seconds=100.0, quiet=False)
-    frames = term.getvalue().split("\r")
-    for text in ("medium pass 1: L1 1/250:", "medium pass 1: RDOQ sweep 1/8:", "medium pass 1: level filters:",
-                 "medium pass 1: coding:", "medium pass 2 (refit): L1 1/100:", "verifying:"):
-        assert any(f.startswith(text) and "/100 s" in f for f in frames), text
-    best = [re.search(r", best ([\d,]+) B ([\d.]+) dB", f) for f in frames]
-    last = [m for m in best if m][-1]
-    assert int(last[1].replace(",", "")) == len(r.data)
-    assert abs(float(last[2]) - r.psnr) < 0.006  # the encoder's 8-bit error, which the verification decode repeats
-    assert frames[-1] == "" and frames[-2].strip() == ""  # the bar is cleared at the end
-    term.seek(0)
-    term.truncate()
-    codec.encode_image(cat, preset="fast", quality=60, quiet=True)
-    assert term.getvalue() == ""
-    monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal
-    codec.encode_image(cat, preset="fast", quality=60, quiet=False)
-    assert sys.stderr.getvalue() == ""
