@@ -8,9 +8,13 @@ Input policy (documented in the README):
   become RGB, or RGBA when they carry transparency.  Alpha is kept (coded as a fourth channel)
   unless it is fully opaque, in which case it is dropped.
 * 16-bit images are read at full precision (``v / 65535``); the codec outputs 8 bits.
+* An embedded ICC profile other than sRGB is applied: RGB, RGBA and CMYK pixels are converted to
+  sRGB with LittleCMS (Pillow's ``ImageCms``, relative colorimetric intent), because the decoder
+  writes untagged images, which viewers show as sRGB.  A profile that cannot be read is ignored.
 """
 from __future__ import annotations
 
+import io
 import os
 import struct
 import tempfile
@@ -53,12 +57,37 @@ def open_image(path: str | os.PathLike) -> Image.Image:
     return img
 
 
+ICC_MODES = {"RGB": "RGB", "RGBA": "RGBA", "CMYK": "RGB"}  # input mode -> mode after conversion to sRGB
+
+
+def to_srgb(img: Image.Image) -> Image.Image:
+    """``img`` converted to sRGB by its embedded ICC profile (module policy); unchanged without a
+    profile, with an sRGB one (by its description), with one that cannot be read, and for modes
+    other than :data:`ICC_MODES` (a grayscale profile would need a gray output profile)."""
+    icc = img.info.get("icc_profile")
+    if not icc or img.mode not in ICC_MODES:
+        return img
+    from PIL import ImageCms
+
+    try:
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if "srgb" in ImageCms.getProfileDescription(src).lower().replace(" ", ""):
+            return img
+        out = ImageCms.profileToProfile(img, src, ImageCms.createProfile("sRGB"),
+                                        renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+                                        outputMode=ICC_MODES[img.mode])
+    except (OSError, ValueError, ImageCms.PyCMSError):
+        return img
+    return out if out is not None else img
+
+
 def to_array(img: Image.Image) -> np.ndarray:
     """A PIL image -> float32 ``(H, W, C)`` in ``[0, 1]``, C in 1..4 (see module policy)."""
     try:
         img = ImageOps.exif_transpose(img)
     except Exception:  # noqa: BLE001, S110 - a malformed EXIF block must not stop the encode
         pass
+    img = to_srgb(img)
     w, h = img.size
     if w < 1 or h < 1:
         raise ImageInputError("image has no pixels")

@@ -13,6 +13,7 @@ from PIL import Image
 
 import codec
 from codec import bitstream, imageio
+from codec.cli import main
 from codec.errors import (
     ChecksumError,
     FieldRangeError,
@@ -235,3 +236,65 @@ def test_bad_arrays_fail_clearly():
         codec.encode(np.full((4, 4), np.nan, dtype=np.float32))
     with pytest.raises(ImageInputError):
         codec.encode(b"not an array or path")
+
+
+# --- colour profiles ------------------------------------------------------------------------------
+
+
+def _tagged(tmp_path, name, img, icc):
+    p = tmp_path / name
+    img.save(p, icc_profile=icc)
+    return p
+
+
+def test_an_embedded_icc_profile_is_converted_to_srgb(tmp_path, cat):
+    """An Adobe-RGB-like profile (and one with a linear tone curve) is applied: the coded pixels are
+    LittleCMS's sRGB conversion of the file's, RGBA keeps its alpha."""
+    from conftest import matrix_trc_profile
+    from PIL import ImageCms
+
+    srgb = ImageCms.createProfile("sRGB")
+    for gamma in (2.2, 1.0):
+        icc = matrix_trc_profile(f"Wide RGB gamma {gamma}", gamma)
+        for mode in ("RGB", "RGBA"):
+            img = Image.fromarray(cat).convert(mode)
+            if mode == "RGBA":
+                img.putalpha(Image.fromarray(np.tile(np.arange(64, dtype=np.uint8) * 3, (48, 1))))
+            got = imageio.as_array(_tagged(tmp_path, f"wide{gamma}{mode}.png", img, icc))
+            want = ImageCms.profileToProfile(img, ImageCms.ImageCmsProfile(io.BytesIO(icc)), srgb,
+                                             renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC, outputMode=mode)
+            np.testing.assert_array_equal(got, np.asarray(want, dtype=np.float32) / 255)
+            raw = np.asarray(img, dtype=np.float32) / 255
+            assert np.abs(got - raw)[..., :3].mean() > (0.003 if gamma == 2.2 else 0.05)
+            if mode == "RGBA":
+                np.testing.assert_array_equal(got[..., 3], raw[..., 3])
+
+
+def test_srgb_gray_and_unreadable_profiles_leave_the_pixels_alone(tmp_path, cat):
+    from conftest import matrix_trc_profile
+    from PIL import ImageCms
+
+    rgb = Image.fromarray(cat)
+    raw = np.asarray(rgb, dtype=np.float32) / 255
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    np.testing.assert_array_equal(imageio.as_array(_tagged(tmp_path, "srgb.png", rgb, srgb)), raw)
+    np.testing.assert_array_equal(imageio.as_array(_tagged(tmp_path, "junk.png", rgb, b"not a profile" * 20)), raw)
+    gray = rgb.convert("L")  # a grayscale image is left as it is, whatever its profile
+    got = imageio.as_array(_tagged(tmp_path, "gray.png", gray, matrix_trc_profile("Wide RGB", 1.0)))
+    np.testing.assert_array_equal(got[..., 0], np.asarray(gray, dtype=np.float32) / 255)
+
+
+def test_a_tagged_image_decodes_to_its_srgb_colours(tmp_path, cat):
+    """End to end: the decoded (untagged, so sRGB) PNG is close to the sRGB conversion, not to the
+    file's raw values (a linear-gamma profile makes the two far apart)."""
+    from conftest import matrix_trc_profile
+
+    from codec import metrics
+
+    src = _tagged(tmp_path, "linear.png", Image.fromarray(cat), matrix_trc_profile("Linear RGB", 1.0))
+    out = tmp_path / "out.png"
+    assert main(["encode", str(src), "-o", str(tmp_path / "x.inr"), "--preset", "fast", "-q", "90", "--quiet"]) == 0
+    assert main(["decode", str(tmp_path / "x.inr"), "-o", str(out)]) == 0
+    dec = np.asarray(Image.open(out))
+    converted = np.round(imageio.as_array(src) * 255).astype(np.uint8)
+    assert metrics.psnr(dec, converted) > metrics.psnr(dec, cat) + 10
