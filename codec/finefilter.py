@@ -66,15 +66,21 @@ def apply(plane: np.ndarray, k: np.ndarray) -> np.ndarray:
     return out
 
 
-def design(plane: np.ndarray, radius: int) -> np.ndarray:
+DESIGN_BLOCK = 1 << 18  # values per row block of the normal equations (a float64 block of 25 taps: 52 MB)
+
+
+def design(plane: np.ndarray, radius: int, rows: tuple[int, int] | None = None) -> np.ndarray:
     """The regressors of :func:`fit`: float32 ``(h * w, n_taps)``, column ``j`` the plane shifted by
-    the ``j``-th offset plus (for ``j > 0``) by its mirror."""
+    the ``j``-th offset plus (for ``j > 0``) by its mirror; ``rows = (r0, r1)``: those rows of the
+    plane only (``((r1 - r0) * w, n_taps)``)."""
     h, w = plane.shape
     r = radius
-    pad = np.pad(np.asarray(plane, dtype=np.float32), r)
+    r0, r1 = (0, h) if rows is None else rows
+    pad = np.pad(np.asarray(plane, dtype=np.float32)[max(0, r0 - r) : r1 + r],
+                 ((r - min(r, r0), r - min(r, h - r1)), (r, r)))
 
     def shifted(dy: int, dx: int) -> np.ndarray:
-        return pad[r + dy : r + dy + h, r + dx : r + dx + w].reshape(-1)
+        return pad[r + dy : r + dy + r1 - r0, r + dx : r + dx + w].reshape(-1)
 
     cols = [shifted(0, 0)] + [shifted(dy, dx) + shifted(-dy, -dx) for dy, dx in offsets(radius)[1:]]
     return np.stack(cols, axis=1)
@@ -93,14 +99,33 @@ def fit_all(plane: np.ndarray, target: np.ndarray, max_radius: int,
 
     A smaller radius's regressors are a subset of a larger one's (same offsets, same zero padding),
     so the normal equations are formed once, at ``max_radius``, and each radius solves its block
-    (float64, at most 25 unknowns)."""
-    x = design(plane, max_radius)
-    gx = x if gram is None else np.stack([np.asarray(gram(np.ascontiguousarray(col.reshape(plane.shape))),
-                                                     dtype=np.float32).reshape(-1) for col in x.T], axis=1)
-    x64 = x.astype(np.float64)
-    xtx = x64.T @ (x64 if gram is None else gx.astype(np.float64))
+    (float64, at most 25 unknowns).  They are summed over blocks of rows of ``D`` (``DESIGN_BLOCK``
+    values each), so memory does not grow with the plane beyond ``G D`` (float32, levels 1 and 2
+    only): forming all of ``D`` in float64 took 300 bytes per value, 3.7 GB on a 12 Mpixel level 0."""
+    h, w = plane.shape
+    n_taps = len(offsets(max_radius))
+    gx = None
+    if gram is not None:  # G D, column by column (the same float32 columns as design's)
+        r = max_radius
+        pad = np.pad(np.asarray(plane, dtype=np.float32), r)
+
+        def shifted(dy: int, dx: int) -> np.ndarray:
+            return pad[r + dy : r + dy + h, r + dx : r + dx + w]
+
+        gx = np.empty((h * w, n_taps), dtype=np.float32)
+        for j, (dy, dx) in enumerate(offsets(max_radius)):
+            col = shifted(dy, dx) + shifted(-dy, -dx) if j else np.ascontiguousarray(shifted(0, 0))
+            gx[:, j] = np.asarray(gram(col), dtype=np.float32).reshape(-1)
+    y = np.asarray(target, dtype=np.float32).reshape(-1)
+    xtx = np.zeros((n_taps, n_taps))
+    xty = np.zeros(n_taps)
+    step = max(1, DESIGN_BLOCK // w)
+    for r0 in range(0, h, step):
+        r1 = min(h, r0 + step)
+        x64 = design(plane, max_radius, (r0, r1)).astype(np.float64)
+        xtx += x64.T @ (x64 if gx is None else gx[r0 * w : r1 * w].astype(np.float64))
+        xty += x64.T @ y[r0 * w : r1 * w].astype(np.float64)
     xtx = 0.5 * (xtx + xtx.T)
-    xty = x64.T @ np.asarray(target, dtype=np.float64).reshape(-1)
     column = {o: j for j, o in enumerate(offsets(max_radius))}
     out = []
     for radius in range(1, max_radius + 1):

@@ -55,6 +55,33 @@ def test_fit_recovers_a_filter_and_reports_its_gain():
     assert got == [0] * finefilter.n_taps(1) and abs(gain) < 1e-6
 
 
+@pytest.mark.parametrize("block", [1, 50, 130, 1 << 30])  # one row, one row, two rows, one block
+def test_fit_does_not_depend_on_the_row_blocks(block, monkeypatch):
+    """The normal equations are summed over row blocks of the design (bounded memory); the blocks
+    change float64 summation order only: the same taps and gains as one block, at level 0 and
+    through a level's sampling (``gram``), including the zero padding at the top and bottom rows."""
+    from codec.rdoq import LevelSampler
+
+    rng = np.random.default_rng(5)
+    plane = (rng.normal(size=(23, 50)) * (rng.random((23, 50)) < 0.4)).astype(np.float32)
+    target = rng.normal(size=(23, 50)).astype(np.float32)
+    smp = LevelSampler(46, 100, (23, 50), "bicubic")
+
+    def gram(g: np.ndarray) -> np.ndarray:
+        return smp.gram(torch.from_numpy(g)).numpy()
+
+    want = [finefilter.fit_all(plane, target, 3), finefilter.fit_all(plane, target, 3, gram)]
+    monkeypatch.setattr(finefilter, "DESIGN_BLOCK", block)
+    got = [finefilter.fit_all(plane, target, 3), finefilter.fit_all(plane, target, 3, gram)]
+    for g, wnt in zip(got, want):
+        assert [taps for taps, _ in g] == [taps for taps, _ in wnt]
+        assert [gain for _, gain in g] == pytest.approx([gain for _, gain in wnt], rel=1e-9)
+    rows = finefilter.design(plane, 3, (10, 13))  # a block of rows is those rows of the whole design
+    np.testing.assert_array_equal(rows, finefilter.design(plane, 3)[10 * 50 : 13 * 50])
+    np.testing.assert_array_equal(finefilter.design(plane, 2, (0, 1)), finefilter.design(plane, 2)[:50])
+    np.testing.assert_array_equal(finefilter.design(plane, 2, (22, 23)), finefilter.design(plane, 2)[-50:])
+
+
 def test_filter_records_roundtrip_and_validation():
     recs = [bitstream.ContextRecord(3, 1, 5, ((5, 6),) + (None,) * 27)]
     filters = [bitstream.FilterRecord(3, _random_taps(3, 4)), bitstream.FilterRecord(),
