@@ -10,7 +10,8 @@ Input policy (documented in the README):
 * 16-bit images are read at full precision (``v / 65535``); the codec outputs 8 bits.
 * An embedded ICC profile other than sRGB is applied: RGB, RGBA and CMYK pixels are converted to
   sRGB with LittleCMS (Pillow's ``ImageCms``, relative colorimetric intent), because the decoder
-  writes untagged images, which viewers show as sRGB.  A profile that cannot be read is ignored.
+  writes untagged images, which viewers show as sRGB.  A profile that cannot be read or applied is
+  ignored, and one that maps colours to themselves (sRGB, whatever its name) is not applied.
 """
 from __future__ import annotations
 
@@ -58,24 +59,31 @@ def open_image(path: str | os.PathLike) -> Image.Image:
 
 
 ICC_MODES = {"RGB": "RGB", "RGBA": "RGBA", "CMYK": "RGB"}  # input mode -> mode after conversion to sRGB
+# 4096 RGB colours (every channel at 16 levels, 0..255) that tell an sRGB profile from others
+_PROBE = np.stack(np.meshgrid(*[np.linspace(0, 255, 16).round().astype(np.uint8)] * 3, indexing="ij"),
+                  axis=-1).reshape(64, 64, 3)
 
 
 def to_srgb(img: Image.Image) -> Image.Image:
     """``img`` converted to sRGB by its embedded ICC profile (module policy); unchanged without a
-    profile, with an sRGB one (by its description), with one that cannot be read, and for modes
-    other than :data:`ICC_MODES` (a grayscale profile would need a gray output profile)."""
+    profile, with one that cannot be read or applied, with one that maps 4096 probe colours to
+    within one level of themselves (sRGB under any name: a conversion would only add rounding), and
+    for modes other than :data:`ICC_MODES` (a grayscale profile would need a gray output profile)."""
     icc = img.info.get("icc_profile")
     if not icc or img.mode not in ICC_MODES:
         return img
     from PIL import ImageCms
 
+    intent = ImageCms.Intent.RELATIVE_COLORIMETRIC
     try:
         src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        if "srgb" in ImageCms.getProfileDescription(src).lower().replace(" ", ""):
-            return img
-        out = ImageCms.profileToProfile(img, src, ImageCms.createProfile("sRGB"),
-                                        renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
-                                        outputMode=ICC_MODES[img.mode])
+        srgb = ImageCms.createProfile("sRGB")
+        if img.mode != "CMYK":  # an sRGB profile, by what it does: the probe colours move by at most one level
+            probe = Image.fromarray(_PROBE)
+            moved = np.asarray(ImageCms.profileToProfile(probe, src, srgb, renderingIntent=intent), dtype=np.int16)
+            if np.abs(moved - _PROBE).max() <= 1:
+                return img
+        out = ImageCms.profileToProfile(img, src, srgb, renderingIntent=intent, outputMode=ICC_MODES[img.mode])
     except (OSError, ValueError, ImageCms.PyCMSError):
         return img
     return out if out is not None else img

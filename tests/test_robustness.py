@@ -248,14 +248,15 @@ def _tagged(tmp_path, name, img, icc):
 
 
 def test_an_embedded_icc_profile_is_converted_to_srgb(tmp_path, cat):
-    """An Adobe-RGB-like profile (and one with a linear tone curve) is applied: the coded pixels are
-    LittleCMS's sRGB conversion of the file's, RGBA keeps its alpha."""
+    """An Adobe-RGB-like profile (and one with a linear tone curve, named like sRGB: what a profile
+    does counts, not its name) is applied: the coded pixels are LittleCMS's sRGB conversion of the
+    file's, RGBA keeps its alpha."""
     from conftest import matrix_trc_profile
     from PIL import ImageCms
 
     srgb = ImageCms.createProfile("sRGB")
     for gamma in (2.2, 1.0):
-        icc = matrix_trc_profile(f"Wide RGB gamma {gamma}", gamma)
+        icc = matrix_trc_profile("Wide RGB" if gamma != 1.0 else "sRGB IEC61966-2.1 (linear)", gamma)
         for mode in ("RGB", "RGBA"):
             img = Image.fromarray(cat).convert(mode)
             if mode == "RGBA":
