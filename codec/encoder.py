@@ -290,8 +290,8 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
        (bits of the written file).
     5. ``preset.refits`` times: refit the best candidate's latents by L1 through its level filters
        (warm-started from its codes) and repeat step 3; keep the result only if it lowers the cost.
-    ``--bpp``: ``Delta_0`` is bisected on the analytic fill's coded size, then corrected by a
-    secant step on the real size after optimisation.  ``--seconds`` (or the preset's cap,
+    ``--bpp``: ``Delta_0`` is found on the analytic fill's coded size (:func:`delta0_for_size`), then
+    corrected by secant steps on the real size after optimisation.  ``--seconds`` (or the preset's cap,
     :meth:`codec.config.HybridPreset.cap`, which grows with the pixel count) bounds the whole run:
     the first pass's L1 iterations stop ``FIRST_L1_SHARE`` and its RDOQ sweeps ``FIRST_RDOQ_SHARE``
     of the way to the end, later passes' ``TAIL_COST`` first passes before it (leaving time for the
@@ -325,7 +325,7 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
     target_ycc = color.rgb_to_ycbcr(torch.from_numpy(np.ascontiguousarray(image))).permute(2, 0, 1).float()
     samplers = rdoq.samplers_for(spec)
     l1_operator = l1fit.Operator(samplers, c)
-    shown: list[float] = []  # the lowest cost shown on the progress display
+    shown_cost = math.inf  # the cost of the best file shown on the progress display
 
     def start(delta0: float, shape: tuple[float, float, float]) -> tuple[list[int], list[list[np.ndarray]]]:
         cfg = pyramid.PyramidConfig(delta0=delta0 * shape[2], gamma=shape[0], kappa=shape[1])
@@ -335,6 +335,7 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
     def finish(codes: list[list[np.ndarray]], idx: list[int], lam: float, shape: tuple[float, float, float],
                delta0: float, sweeps: int, stop: float) -> _Candidate:
         """Level filters, RDOQ through them, filters refitted on the final codes, the written file."""
+        nonlocal shown_cost
         steps = [quant.step_from_index(i) for i in idx]
         progress.tick("level filters")
         filters = fit_filters(target_ycc, codes, steps, samplers, lam)
@@ -349,8 +350,8 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
         rgb = torch.einsum("ij,jhw->ihw", rdoq.colour_matrix(c), y - rdoq.colour_centre(c)[:, None, None])
         sse = float(((color.quantize_uint8(rgb) - target) ** 2).sum())
         cand = _Candidate(data, sse, shape, delta0, res.sweeps, res.codes, idx, filtered)
-        if in_size(cand) and (not shown or cost(cand, lam) < shown[0]):
-            shown[:] = [cost(cand, lam)]
+        if in_size(cand) and cost(cand, lam) < shown_cost:
+            shown_cost = cost(cand, lam)
             progress.best(len(data), 10.0 * math.log10(h * w * c / max(sse, 1e-12)))
         return cand
 

@@ -69,10 +69,9 @@ def apply(plane: np.ndarray, k: np.ndarray) -> np.ndarray:
 DESIGN_BLOCK = 1 << 18  # values per row block of the normal equations (a float64 block of 25 taps: 52 MB)
 
 
-def design(plane: np.ndarray, radius: int, rows: tuple[int, int] | None = None) -> np.ndarray:
-    """The regressors of :func:`fit`: float32 ``(h * w, n_taps)``, column ``j`` the plane shifted by
-    the ``j``-th offset plus (for ``j > 0``) by its mirror; ``rows = (r0, r1)``: those rows of the
-    plane only (``((r1 - r0) * w, n_taps)``)."""
+def _columns(plane: np.ndarray, radius: int, rows: tuple[int, int] | None = None):
+    """The columns of :func:`design` as float32 ``(r1 - r0, w)`` grids, one by one: the plane's rows
+    ``r0..r1-1`` shifted by each offset plus (after the first) by its mirror, zero outside the plane."""
     h, w = plane.shape
     r = radius
     r0, r1 = (0, h) if rows is None else rows
@@ -80,10 +79,18 @@ def design(plane: np.ndarray, radius: int, rows: tuple[int, int] | None = None) 
                  ((r - min(r, r0), r - min(r, h - r1)), (r, r)))
 
     def shifted(dy: int, dx: int) -> np.ndarray:
-        return pad[r + dy : r + dy + r1 - r0, r + dx : r + dx + w].reshape(-1)
+        return pad[r + dy : r + dy + r1 - r0, r + dx : r + dx + w]
 
-    cols = [shifted(0, 0)] + [shifted(dy, dx) + shifted(-dy, -dx) for dy, dx in offsets(radius)[1:]]
-    return np.stack(cols, axis=1)
+    yield np.ascontiguousarray(shifted(0, 0))
+    for dy, dx in offsets(radius)[1:]:
+        yield shifted(dy, dx) + shifted(-dy, -dx)
+
+
+def design(plane: np.ndarray, radius: int, rows: tuple[int, int] | None = None) -> np.ndarray:
+    """The regressors of :func:`fit`: float32 ``(h * w, n_taps)``, column ``j`` the plane shifted by
+    the ``j``-th offset plus (for ``j > 0``) by its mirror; ``rows = (r0, r1)``: those rows of the
+    plane only (``((r1 - r0) * w, n_taps)``)."""
+    return np.stack([col.reshape(-1) for col in _columns(plane, radius, rows)], axis=1)
 
 
 def fit_all(plane: np.ndarray, target: np.ndarray, max_radius: int,
@@ -105,16 +112,9 @@ def fit_all(plane: np.ndarray, target: np.ndarray, max_radius: int,
     h, w = plane.shape
     n_taps = len(offsets(max_radius))
     gx = None
-    if gram is not None:  # G D, column by column (the same float32 columns as design's)
-        r = max_radius
-        pad = np.pad(np.asarray(plane, dtype=np.float32), r)
-
-        def shifted(dy: int, dx: int) -> np.ndarray:
-            return pad[r + dy : r + dy + h, r + dx : r + dx + w]
-
+    if gram is not None:  # G D, column by column
         gx = np.empty((h * w, n_taps), dtype=np.float32)
-        for j, (dy, dx) in enumerate(offsets(max_radius)):
-            col = shifted(dy, dx) + shifted(-dy, -dx) if j else np.ascontiguousarray(shifted(0, 0))
+        for j, col in enumerate(_columns(plane, max_radius)):
             gx[:, j] = np.asarray(gram(col), dtype=np.float32).reshape(-1)
     y = np.asarray(target, dtype=np.float32).reshape(-1)
     xtx = np.zeros((n_taps, n_taps))

@@ -22,7 +22,16 @@ def _stream(quiet: bool) -> TextIO | None:
     return sys.stderr
 
 
-class StepProgress:
+class _Bar:
+    """What both bars share: ``bar``, a tqdm bar (``None`` when silent), removed by :meth:`close`."""
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class StepProgress(_Bar):
     """A step-counted bar (``fitting``), with the elapsed seconds and the training PSNR."""
 
     def __init__(self, total: int | None, quiet: bool) -> None:
@@ -39,12 +48,8 @@ class StepProgress:
             self.bar.n = step
             self.bar.set_postfix_str(f"{elapsed:5.1f}s  {psnr:5.2f} dB", refresh=True)
 
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
-
-class TimeProgress:
+class TimeProgress(_Bar):
     """A time bar from ``t_start`` (``time.perf_counter()``); drawn from :meth:`start` on."""
 
     MIN_INTERVAL = 0.1  # seconds between redraws of the inner loops' ticks
@@ -90,8 +95,3 @@ class TimeProgress:
         if self.bar is not None:
             self.bar.set_postfix_str(f"best {nbytes:,} B {psnr:.2f} dB", refresh=True)
             self.last_draw = time.perf_counter()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
