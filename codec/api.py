@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from . import bitstream, decoder, finefilter, imageio
+from . import bitstream, decoder, finefilter, imageio, postfilter
 from .bitstream import Header
 from .errors import OptionError
 
@@ -72,8 +72,11 @@ def info(data: bytes) -> dict:
         "side_info_bytes": side,
         "coded_bytes": len(p.words),
         # the level filters run once over their grid; level l has 4^-l values per pixel
-        "macs_per_pixel": p.spec.macs_per_pixel() + math.ceil(finefilter.macs_per_pixel(p.filters)),
+        # the post filter (version 7) runs on a native-size rendering of its own: its convolutions plus one more rendering
+        "macs_per_pixel": p.spec.macs_per_pixel() + math.ceil(finefilter.macs_per_pixel(p.filters))
+        + (postfilter.macs_per_pixel(p.post, h.channels) + p.spec.macs_per_pixel() if p.post.hidden else 0),
         "filter_radii": [[f.radius for f in level] for level in p.filters],
+        "post_filter_hidden": p.post.hidden,
         # version 5: latent planes whose signs are coded under context probabilities
         "sign_modelled_planes": sum(bool(getattr(r, "signs", ())) for r in p.records),
         "quant_steps": [r.step_index for r in p.records],
@@ -93,7 +96,7 @@ def export(data: bytes, path: str | os.PathLike) -> dict:
         config["output"] = (f"sum over levels of {p.spec.kernel} samples (grid_sample, align_corners=False, border) "
                             "of latents.<level> at (x/ax, y/ay); then JFIF YCbCr -> RGB; clip to [0, 1]; "
                             "latents.<level> of the finest levels are stored after their level filters "
-                            "(codec.finefilter)")
+                            "(codec.finefilter), latents.0 with the post filter's correction added (codec.postfilter)")
     else:
         config["output"] = "0.5 + last linear layer; clip to [0, 1]"
     meta["config"] = json.dumps(config)

@@ -1,15 +1,15 @@
-"""The ``.inr`` container, format version 6 (bytes only: no torch, no numpy).
+"""The ``.inr`` container, format version 7 (bytes only: no torch, no numpy).
 
 Layout (all integers big-endian)::
 
     offset size field
     0      3    magic  b"INR"
-    3      1    version (6; versions 1 to 5 are still read)
+    3      1    version (7; versions 1 to 6 are still read)
     4      1    flags  (no flag is defined: must be 0)
     5      2    width  (1..65535)
     7      2    height (1..65535)
     9      1    channels (1 = L, 2 = LA, 3 = RGB, 4 = RGBA)
-    10     1    model id (0 relu, 1 pe, 2 fourier, 3 siren; 5 hybrid in versions 2 to 6,
+    10     1    model id (0 relu, 1 pe, 2 fourier, 3 siren; 5 hybrid in versions 2 to 7,
                 4 the bilinear pyramid in version 1)
     11     1    hidden layers (1..MAX_LAYERS); hybrid: latent levels (1..MAX_LEVELS)
     12     2    hidden width (1..MAX_HIDDEN); hybrid: 0
@@ -31,7 +31,8 @@ record per channel (:class:`FilterRecord`, :mod:`codec.finefilter`); otherwise i
 Version 5 codes each latent's magnitude and sign apart, the signs under per-plane context
 probabilities that follow the filter records in the same bit string (:mod:`codec.context`).
 Version 6 sends filter records for the :func:`filter_levels` finest levels (three), level by level,
-where versions 4 and 5 send level 0's only.
+where versions 4 and 5 send level 0's only.  Version 7 puts a post-filter block
+(:class:`PostFilterRecord`, :func:`pack_post_filter`) in front of a hybrid file's side information.
 """
 from __future__ import annotations
 
@@ -50,8 +51,8 @@ from .errors import (
 )
 
 MAGIC = b"INR"
-VERSION = 6
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
+VERSION = 7
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
 KNOWN_FLAGS = 0x00
 _FIXED = struct.Struct(">3sBBHHBBBHBBII")
 HEADER_SIZE = _FIXED.size  # 24
@@ -64,7 +65,7 @@ MODEL_IDS = {"relu": 0, "pe": 1, "fourier": 2, "siren": 3, "pyramid": 4, "hybrid
 MODEL_NAMES = {v: k for k, v in MODEL_IDS.items()}
 # Which model ids each format version may carry.
 VERSION_MODELS = {1: (0, 1, 2, 3, 4), 2: (0, 1, 2, 3, 5), 3: (0, 1, 2, 3, 5), 4: (0, 1, 2, 3, 5), 5: (0, 1, 2, 3, 5),
-                  6: (0, 1, 2, 3, 5)}
+                  6: (0, 1, 2, 3, 5), 7: (0, 1, 2, 3, 5)}
 LATENT_MODELS = ("pyramid", "hybrid")
 MAX_CONTEXTS = 28
 MODE_CLASSES = {0: 1, 1: 8, 2: 28}  # context mode -> classes (mirrors codec.context)
@@ -75,6 +76,11 @@ MAX_PAYLOAD = 1 << 30
 FILTER_RADIUS_BITS = 2  # level filter radius 0..3 (0: no filter)
 FILTER_LEVELS = 3  # version 6: levels 0..2 carry a filter record per channel
 FILTER_MAX_TAP = 1024  # |coded tap| bound (taps within [-8, 8] at codec.finefilter.SCALE = 128)
+POST_MAX_HIDDEN = 16  # version 7: post-filter hidden channels 1..16
+POST_HIDDEN_BITS = 4
+POST_KERNEL = 3  # the post filter's convolutions are 3x3
+POST_MAX_CODE = 1 << 12  # |coded post-filter weight| bound
+POST_ORDER_BITS = 4  # Exp-Golomb order of a post-filter tensor, 0..15
 
 
 @dataclass(frozen=True)
@@ -542,3 +548,102 @@ def unpack_context_payload(payload: bytes, n_tensors: int, n_thetas: int) -> tup
     if len(words) % 4:
         raise FieldRangeError(f"coded data of {len(words)} bytes is not a whole number of 32-bit words")
     return records, words
+
+
+def post_filter_shapes(hidden: int, channels: int) -> list[tuple[int, ...]]:
+    """Shapes of the post filter's four coded tensors (version 7): the first convolution's weights
+    and biases, the second's weights and biases (``(out, in, k, k)`` as in ``torch.nn.Conv2d``)."""
+    k = POST_KERNEL
+    return [(hidden, channels, k, k), (hidden,), (channels, hidden, k, k), (channels,)]
+
+
+@dataclass(frozen=True)
+class PostFilterRecord:
+    """A hybrid file's post filter (version 7, :mod:`codec.postfilter`); ``hidden`` 0 is none.
+
+    ``steps[t]`` is tensor ``t``'s step index (:func:`codec.quant.step_from_index`), ``orders[t]`` the
+    Exp-Golomb order its integers are coded with, ``codes[t]`` its integers in C order."""
+
+    hidden: int = 0
+    steps: tuple[int, ...] = ()
+    orders: tuple[int, ...] = ()
+    codes: tuple[tuple[int, ...], ...] = ()
+
+    def validate(self, channels: int) -> None:
+        if self.hidden == 0:
+            if self.steps or self.orders or self.codes:
+                raise FormatError("post filter without hidden channels carries tensors")
+            return
+        if not 1 <= self.hidden <= POST_MAX_HIDDEN:
+            raise FieldRangeError(f"post filter: hidden channels {self.hidden} out of range [1, {POST_MAX_HIDDEN}]")
+        shapes = post_filter_shapes(self.hidden, channels)
+        if not len(self.steps) == len(self.orders) == len(self.codes) == len(shapes):
+            raise FormatError(f"post filter: expected {len(shapes)} tensors")
+        for t, shape in enumerate(shapes):
+            n = 1
+            for d in shape:
+                n *= d
+            if len(self.codes[t]) != n:
+                raise FormatError(f"post filter tensor {t}: {len(self.codes[t])} values for shape {shape}")
+            if not 0 <= self.steps[t] <= 0xFF or not 0 <= self.orders[t] < 1 << POST_ORDER_BITS:
+                raise FieldRangeError(f"post filter tensor {t}: step index or order out of range")
+            if any(not -POST_MAX_CODE <= v <= POST_MAX_CODE for v in self.codes[t]):
+                raise FieldRangeError(f"post filter tensor {t}: value out of range [-{POST_MAX_CODE}, {POST_MAX_CODE}]")
+
+
+def post_value_bits(values: tuple[int, ...] | list[int], order: int) -> int:
+    """Bits of ``values`` under :func:`pack_post_filter`'s code: Exp-Golomb of order ``order`` of
+    ``|v|``, then a sign bit where ``v != 0``."""
+    return sum(ue_bits(abs(v), order) + (v != 0) for v in values)
+
+
+def pack_post_filter(record: PostFilterRecord, channels: int) -> bytes:
+    """The post-filter block at the start of a version-7 hybrid payload::
+
+        u(1) present
+        if present:
+            u(4) hidden - 1
+            for each of the four tensors (post_filter_shapes):
+                u(8) step index, u(4) order k
+                for each value v: ue_k(|v|), then u(1) sign (1: negative) if v != 0
+
+    zero-padded to whole bytes (1 byte when there is no post filter)."""
+    record.validate(channels)
+    w = BitWriter()
+    w.bits(record.hidden > 0, 1)
+    if record.hidden:
+        w.bits(record.hidden - 1, POST_HIDDEN_BITS)
+        for step, order, values in zip(record.steps, record.orders, record.codes):
+            w.bits(step, 8)
+            w.bits(order, POST_ORDER_BITS)
+            for v in values:
+                w.ue(abs(v), order)
+                if v:
+                    w.bits(v < 0, 1)
+    return w.to_bytes()
+
+
+def unpack_post_filter(payload: bytes, channels: int) -> tuple[PostFilterRecord, bytes]:
+    """Inverse of :func:`pack_post_filter`: the record and the rest of the payload."""
+    rd = BitReader(payload, "post filter")
+    if not rd.bits(1):
+        return PostFilterRecord(), payload[rd.byte_align():]
+    hidden = rd.bits(POST_HIDDEN_BITS) + 1
+    steps, orders, codes = [], [], []
+    for shape in post_filter_shapes(hidden, channels):
+        n = 1
+        for d in shape:
+            n *= d
+        steps.append(rd.bits(8))
+        order = rd.bits(POST_ORDER_BITS)
+        orders.append(order)
+        values = []
+        for _ in range(n):
+            m = rd.ue(order)
+            if m > POST_MAX_CODE:
+                raise FieldRangeError(f"post filter: value {m} out of range [-{POST_MAX_CODE}, {POST_MAX_CODE}]")
+            values.append(-m if m and rd.bits(1) else m)
+        codes.append(tuple(values))
+    record = PostFilterRecord(hidden, tuple(steps), tuple(orders), tuple(codes))
+    record.validate(channels)
+    return record, payload[rd.byte_align():]

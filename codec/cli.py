@@ -153,6 +153,8 @@ def info(input, as_json) -> None:
     for lv, radii in enumerate(d["filter_radii"]):
         if any(radii):
             lines.append(f"level-{lv} filter  radius {'/'.join(map(str, radii))} per channel")
+    if d["post_filter_hidden"]:
+        lines.append(f"post filter     3x3 convolutions, {d['post_filter_hidden']} hidden channels")
     if d["sign_modelled_planes"]:
         lines.append(f"sign contexts   {d['sign_modelled_planes']} latent planes")
     _emit({"file": str(input), **d}, as_json, lines)

@@ -75,7 +75,10 @@ class HybridPreset:
     (itself without a base) whose whole search runs first, in ``base.seconds / seconds`` of the time
     but at least the base's own cap where the budget allows (:func:`base_budget`); this preset's search
     then runs with the time left and the file with the lower ``D + lambda R`` is kept, so more effort
-    is never worse than the base's at the same quality.
+    is never worse than the base's at the same quality.  ``post_hidden``, ``post_steps``: the post
+    filter (:mod:`codec.postfilter`, format version 7) fitted on the final latents, its hidden
+    channels and Adam steps (0: none), kept only if it lowers ``D + lambda R``; ``post_share``: the
+    share of the time it keeps back from the search (it stops early at the deadline).
     """
 
     name: str
@@ -87,6 +90,9 @@ class HybridPreset:
     refits: int = 0
     refit_iterations: int | None = None
     base: str | None = None
+    post_hidden: int = 0
+    post_steps: int = 0
+    post_share: float = 0.0
 
     def cap(self, width: int, height: int) -> float:
         """The default wall-clock cap for a ``width x height`` image::
@@ -134,9 +140,9 @@ _SLOW_SHAPES = _SHAPES + ((1.0, 1.5, 0.8), (0.85, 1.5, 1.0), (1.0, 2.0, 1.0))
 HYBRID_PRESETS: dict[str, HybridPreset] = {
     "fast": HybridPreset("fast", sweeps=4, shapes=_SHAPES, seconds=20.0, l1_iterations=60),
     "medium": HybridPreset("medium", sweeps=8, shapes=_SHAPES, seconds=60.0, l1_iterations=250, refits=3,
-                           refit_iterations=100),
+                           refit_iterations=100, post_hidden=8, post_steps=1000, post_share=0.2),
     "slow": HybridPreset("slow", sweeps=16, shapes=_SLOW_SHAPES, seconds=300.0, l1_iterations=400, refits=4,
-                         refit_iterations=150, base="medium"),
+                         refit_iterations=150, base="medium", post_hidden=8, post_steps=2500, post_share=0.1),
 }
 DEFAULT_PRESET = "medium"
 RDOQ_LAMBDA = 0.25  # lambda = RDOQ_LAMBDA * Delta_0^2 (SSE in [0,1] RGB units per bit)

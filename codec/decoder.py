@@ -20,7 +20,7 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-from . import bitstream, color, context, entropy, finefilter, quant
+from . import bitstream, color, context, entropy, finefilter, postfilter, quant
 from .bitstream import Header
 from .errors import FieldRangeError, LimitError, OptionError
 from .layout import spec_from_header
@@ -44,6 +44,8 @@ class Parsed:
     # hybrid, version 4 on: filters[l][c], the level filter of level l and channel c (level 0 in
     # versions 4 and 5, levels 0..2 in version 6)
     filters: list[list[bitstream.FilterRecord]] = dataclasses.field(default_factory=list)
+    # hybrid, version 7: the post filter (hidden 0: none; codec.postfilter)
+    post: bitstream.PostFilterRecord = dataclasses.field(default_factory=bitstream.PostFilterRecord)
 
 
 def parse(data: bytes) -> Parsed:
@@ -56,7 +58,10 @@ def parse(data: bytes) -> Parsed:
     if spec.macs_per_pixel() > MAX_MACS_PER_PIXEL:
         raise FieldRangeError(f"model costs {spec.macs_per_pixel()} MACs per pixel, over the limit of {MAX_MACS_PER_PIXEL}")
     filters: list[list[bitstream.FilterRecord]] = []
+    post = bitstream.PostFilterRecord()
     if spec.name == "hybrid":
+        if header.version >= 7:
+            post, payload = bitstream.unpack_post_filter(payload, spec.channels)
         if header.version == 2:
             records, words = bitstream.unpack_context_payload(payload, len(spec.coded_shapes()), len(entropy.THETAS))
         else:
@@ -71,12 +76,13 @@ def parse(data: bytes) -> Parsed:
     for i, r in enumerate(records):
         if r.kmax > entropy.MAX_K:
             raise FieldRangeError(f"tensor {i}: code range {r.kmax} out of range")
-    return Parsed(header, spec, records, words, filters)
+    return Parsed(header, spec, records, words, filters, post)
 
 
 def latent_planes(p: Parsed) -> list[np.ndarray]:
     """Entropy-decode a latent model's planes: per level, float32 ``(channels, h_l, w_l)`` of ``q * Delta``,
-    the finest levels through their level filters (version 4 on, :mod:`codec.finefilter`)."""
+    the finest levels through their level filters (version 4 on, :mod:`codec.finefilter`), level 0
+    plus the post filter's correction (version 7, :mod:`codec.postfilter`)."""
     spec, c = p.spec, p.spec.channels
     rec = [[p.records[lv * c + ch] for ch in range(c)] for lv in range(spec.levels)]
     if spec.name == "hybrid":
@@ -87,7 +93,13 @@ def latent_planes(p: Parsed) -> list[np.ndarray]:
         codes = [[flat[lv * c + ch].reshape(spec.level_shapes()[lv]) for ch in range(c)] for lv in range(spec.levels)]
     planes = [np.stack([codes[lv][ch].astype(np.float32) * np.float32(quant.step_from_index(rec[lv][ch].step_index))
                         for ch in range(c)]) for lv in range(spec.levels)]
-    return finefilter.apply_levels(planes, p.filters)
+    planes = finefilter.apply_levels(planes, p.filters)
+    if p.post.hidden:
+        # level 0 is at the native size: the post filter's correction of the native rendering is added to it
+        h, w = spec.level_shapes()[0]
+        native = LatentRenderer(planes, spec.kernel)
+        planes[0] = planes[0] + postfilter.correction(lambda r0, r1: native.ycc_rows(r0, r1, w, h), h, w, p.post, c)
+    return planes
 
 
 def load_model(data: bytes, parsed: Parsed | None = None) -> tuple[Parsed, torch.nn.Module]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import bitstream, color, context, coords, entropy, finefilter, l1fit, pyramid, quant, rdoq
+from . import bitstream, color, context, coords, entropy, finefilter, l1fit, postfilter, pyramid, quant, rdoq
 from .bitstream import TensorRecord
 from .config import (
     DEFAULT_MODEL,
@@ -202,10 +202,11 @@ def delta0_for_size(size_of: Callable[[float], float], target: float, start: flo
 
 
 def code_hybrid(spec: PyramidSpec, codes: list[list[np.ndarray]], step_idx: list[int],
-                filters: list[list[bitstream.FilterRecord]] | None = None) -> bytes:
+                filters: list[list[bitstream.FilterRecord]] | None = None,
+                post: bitstream.PostFilterRecord | None = None) -> bytes:
     """Context-code the latent planes and pack the complete ``.inr`` file (``filters[l][c]``: the
     level filter of level ``l`` and channel ``c`` for the :func:`codec.bitstream.filter_levels` finest
-    levels; none by default)."""
+    levels; none by default; ``post``: the post filter, :mod:`codec.postfilter`; none by default)."""
     c = spec.channels
     records, words = context.encode_planes(codes, [step_idx[lv * c : (lv + 1) * c] for lv in range(spec.levels)])
     order = context.coding_order(spec.levels, c)
@@ -215,7 +216,38 @@ def code_hybrid(spec: PyramidSpec, codes: list[list[np.ndarray]], step_idx: list
         raise ValueError(f"expected filters for at most {n_levels} levels of {c} channels")
     flat = [f for lv in range(n_levels) for f in (filters[lv] if lv < len(filters) else [bitstream.FilterRecord()] * c)]
     side = bitstream.pack_context_side([records[key] for key in order], flat, chroma=[ch > 0 for _, ch in order])
-    return bitstream.pack(header_for(spec, spec.width, spec.height), side + words)
+    head = bitstream.pack_post_filter(post if post is not None else bitstream.PostFilterRecord(), c)
+    return bitstream.pack(header_for(spec, spec.width, spec.height), head + side + words)
+
+
+def with_post_filter(data: bytes, record: bitstream.PostFilterRecord) -> bytes:
+    """A version-7 hybrid file ``data`` re-coded with the post filter ``record`` (an empty record:
+    none) and the same latents and level filters."""
+    from . import decoder
+
+    p = decoder.parse(data)
+    if p.spec.name != "hybrid" or p.header.version < 7:
+        raise OptionError("a post filter needs a hybrid file of format version 7")
+    spec, c = p.spec, p.spec.channels
+    by_plane = {(lv, ch): p.records[lv * c + ch] for lv in range(spec.levels) for ch in range(c)}
+    codes = context.decode_planes(p.words, spec.level_shapes(), c, by_plane, signed=True)
+    return code_hybrid(spec, codes, [r.step_index for r in p.records], p.filters, record)
+
+
+def add_post_filter(data: bytes, image: np.ndarray, hidden: int, steps: int, seed: int = 0) -> bytes:
+    """A hybrid file ``data`` re-coded with a post filter (:mod:`codec.postfilter`) of ``hidden``
+    channels fitted in ``steps`` Adam steps to ``image`` (float32 ``(H, W, C)`` in [0, 1]) on its
+    decoded latents without one: the same latents and level filters, whether or not the filter pays."""
+    from . import decoder
+    from .synthesis import LatentRenderer
+
+    plain = decoder.parse(with_post_filter(data, bitstream.PostFilterRecord()))
+    spec, c = plain.spec, plain.spec.channels
+    h, w = spec.level_shapes()[0]
+    y = torch.from_numpy(LatentRenderer(decoder.latent_planes(plain), spec.kernel).ycc_rows(0, h, w, h))
+    target = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+    tensors = postfilter.fit(y, target, rdoq.colour_matrix(c), rdoq.colour_centre(c), hidden, steps, seed=seed)
+    return with_post_filter(data, postfilter.quantize(tensors))
 
 
 def fit_filters(target_ycc: torch.Tensor, codes: list[list[np.ndarray]], steps: list[float],
@@ -275,6 +307,7 @@ class _Candidate:
     codes: list[list[np.ndarray]] = field(default_factory=list, repr=False)
     idx: list[int] = field(default_factory=list, repr=False)
     filtered: list = field(default_factory=list, repr=False)
+    filters: list = field(default_factory=list, repr=False)  # the level filters' records
 
 
 def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> EncodeResult:
@@ -341,15 +374,18 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
         filters = fit_filters(target_ycc, codes, steps, samplers, lam)
         res = rdoq.optimise(image, spec, idx, codes, lam, sweeps, stop,
                             rdoq.with_filters(samplers, filter_kernels(filters)), tick=progress.tick)
-        progress.tick("level filters")
-        filters = fit_filters(target_ycc, res.codes, steps, samplers, lam)  # the filters for the final codes
+        if any(not np.array_equal(a, b) for la, lb in zip(codes, res.codes) for a, b in zip(la, lb)):
+            # the filters for the final codes (the same as before when RDOQ changed nothing, as when
+            # its deadline came before its first sweep: 16 s of a 12-Mpixel `fast --seconds 60`)
+            progress.tick("level filters")
+            filters = fit_filters(target_ycc, res.codes, steps, samplers, lam)
         progress.tick("coding")
         data = code_hybrid(spec, res.codes, idx, filters)
         filtered = rdoq.with_filters(samplers, filter_kernels(filters))
         y = rdoq.reconstruct(res.codes, steps, filtered, (c, h, w))
         rgb = torch.einsum("ij,jhw->ihw", rdoq.colour_matrix(c), y - rdoq.colour_centre(c)[:, None, None])
         sse = float(((color.quantize_uint8(rgb) - target) ** 2).sum())
-        cand = _Candidate(data, sse, shape, delta0, res.sweeps, res.codes, idx, filtered)
+        cand = _Candidate(data, sse, shape, delta0, res.sweeps, res.codes, idx, filtered, filters)
         if in_size(cand) and cost(cand, lam) < shown_cost:
             shown_cost = cost(cand, lam)
             progress.best(len(data), 10.0 * math.log10(h * w * c / max(sse, 1e-12)))
@@ -466,11 +502,14 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
     # its own with the time left, and keeps the better file: so it is never worse than its base.
     stages = ([HYBRID_PRESETS[preset.base]] if preset.base else []) + [preset]
     best, runs, kept = None, [], 0
+    # the post filter's share of the time comes off the end of the last stage's search
+    search_end = deadline - preset.post_share * (deadline - t_start) if preset.post_steps else deadline
     for k, p in enumerate(stages):
         # the base gets its share of the budget (codec.config.base_budget: its own cap under the
         # preset's, all of a shorter budget, a share of a long --seconds so that every pass of both
         # runs and the bytes are reproducible)
-        end = deadline if k == len(stages) - 1 else t_start + base_budget(deadline - t_start, p, preset, w, h)
+        end = search_end if k == len(stages) - 1 else min(
+            search_end, t_start + base_budget(deadline - t_start, p, preset, w, h))
         if best is not None:
             # a later stage's first pass: expected to take the base's, scaled by its L1 iterations
             expected = runs[0]["first_pass_seconds"] * p.l1_iterations / stages[0].l1_iterations
@@ -481,9 +520,35 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
         lam = RDOQ_LAMBDA * (delta0 if best is None else best.delta0) ** 2  # the first stage's
         if best is None or (in_size(cand) and cost(cand, lam) < cost(best, lam)):
             best, kept = cand, k
+    lam = RDOQ_LAMBDA * best.delta0 ** 2
+    decoded, post_stats = None, {"post_filter": 0, "post_filter_steps": 0}
+    if preset.post_steps:
+        progress.stage("post filter")
+        t_post = time.perf_counter()
+        y = rdoq.reconstruct(best.codes, [quant.step_from_index(i) for i in best.idx], best.filtered, (c, h, w))
+        tail = TAIL_COST * runs[kept]["first_pass_seconds"]
+        counter = [0]
+
+        def tick(detail: str) -> None:
+            counter[0] += 1
+            progress.tick(detail)
+
+        tensors = postfilter.fit(y, target, rdoq.colour_matrix(c), rdoq.colour_centre(c), preset.post_hidden,
+                                 preset.post_steps, deadline=deadline - tail, tick=tick)
+        post = postfilter.quantize(tensors)
+        data = code_hybrid(spec, best.codes, best.idx, best.filters, post)
+        progress.tick("coding")
+        out = decode_to_array(data)
+        sse = float(((out.astype(np.float32) / 255.0 - image) ** 2).sum())
+        cand = _Candidate(data, sse, best.shape, best.delta0, best.sweeps)
+        post_stats = {"post_filter": 0, "post_filter_steps": counter[0],
+                      "post_filter_seconds": round(time.perf_counter() - t_post, 3)}
+        if in_size(cand) and cost(cand, lam) < cost(best, lam):
+            best, decoded = cand, out
+            post_stats["post_filter"] = preset.post_hidden
     data = best.data
     progress.stage("verifying")
-    psnr = _psnr_vs_source(decode_to_array(data), image)
+    psnr = _psnr_vs_source(decode_to_array(data) if decoded is None else decoded, image)
     return EncodeResult(data=data, width=w, height=h, channels=c, model="hybrid", device="cpu",
                         seconds=time.perf_counter() - t_start, steps=best.sweeps, psnr=psnr,
                         params=spec.num_params(),
@@ -492,7 +557,7 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
                                "first_pass_seconds": runs[kept]["first_pass_seconds"],
                                "refit_seconds": runs[kept]["refit_seconds"],
                                "refits_kept": runs[kept]["refits_kept"], "kept_stage": runs[kept]["preset"],
-                               "stages": runs})
+                               "stages": runs, **post_stats})
 
 
 def side_bytes(n_tensors: int) -> int:

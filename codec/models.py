@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from . import rng
+from .bitstream import POST_KERNEL
 from .color import ycbcr_to_rgb
 from .coords import extent
 from .specs import MLP_MODELS, MODELS, ModelSpec, PyramidSpec  # noqa: F401 - re-exported
@@ -176,3 +177,20 @@ class LatentPyramid(nn.Module):
 def build_any(spec: ModelSpec | PyramidSpec) -> nn.Module:
     """Build the network a spec describes."""
     return LatentPyramid(spec) if isinstance(spec, PyramidSpec) else CoordMLP(spec)
+
+
+class PostFilter(nn.Module):
+    """The hybrid's post filter (format version 7, :mod:`codec.postfilter`): the correction
+    ``P(y) = W2 * relu(W1 * y + b1) + b2`` of a ``(B, C, H, W)`` YCbCr rendering ``y`` (3x3
+    convolutions, edges replicated); ``W2`` and ``b2`` start at zero, so a new filter is the identity."""
+
+    def __init__(self, channels: int, hidden: int) -> None:
+        super().__init__()
+        k = POST_KERNEL
+        self.conv1 = nn.Conv2d(channels, hidden, k, padding=k // 2, padding_mode="replicate")
+        self.conv2 = nn.Conv2d(hidden, channels, k, padding=k // 2, padding_mode="replicate")
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self.conv2(torch.relu(self.conv1(y)))

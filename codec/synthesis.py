@@ -65,6 +65,10 @@ class LatentRenderer:
         """Output rows ``r0..r1-1`` of an ``ow x oh`` rendering: float32 ``(r1 - r0, ow, channels)`` RGB.
 
         Work and memory per call are ``O(channels * (r1 - r0) * (w_l + ow))`` per level."""
+        return color.ycbcr_to_rgb_np(np.moveaxis(self.ycc_rows(r0, r1, ow, oh), 0, -1))
+
+    def ycc_rows(self, r0: int, r1: int, ow: int, oh: int) -> np.ndarray:
+        """The same rows before the colour transform: float32 ``(channels, r1 - r0, ow)`` YCbCr."""
         acc = np.zeros((self.channels, r1 - r0, ow), dtype=np.float32)
         for g in self.planes:
             if g.shape[1] == oh:
@@ -77,4 +81,4 @@ class LatentRenderer:
             else:
                 idx, w = kernel_taps(ow, g.shape[2], self.kernel)
                 acc += np.einsum("crwt,wt->crw", band[:, :, idx], w.astype(np.float32))
-        return color.ycbcr_to_rgb_np(np.moveaxis(acc, 0, -1))
+        return acc

@@ -442,17 +442,21 @@ def _deadline_spy(monkeypatch):
 
 
 def test_first_pass_leaves_time_for_rdoq(cat, monkeypatch):
-    """The first pass's L1 fit stops half-way to the deadline and its RDOQ sweeps at 85 % of it, so a
-    budget shorter than the preset's L1 iterations still gets RDOQ sweeps (before 0.10.3, ``medium
-    --seconds 10`` on a Kodak image spent all of it on L1 and ran no sweep); later passes stop
-    ``TAIL_COST`` first passes before the deadline."""
+    """The first pass's L1 fit stops half-way to the end of the search and its RDOQ sweeps at 85 % of
+    it, so a budget shorter than the preset's L1 iterations still gets RDOQ sweeps (before 0.10.3,
+    ``medium --seconds 10`` on a Kodak image spent all of it on L1 and ran no sweep); later passes
+    stop ``TAIL_COST`` first passes before it.  The search ends ``post_share`` of the budget before
+    the deadline, leaving that for the post filter (format version 7)."""
+    from codec import config
+
     left = _deadline_spy(monkeypatch)
     r = codec.encode_image(cat, preset="medium", quality=60, seconds=100.0)
+    span = 100 * (1 - config.HYBRID_PRESETS["medium"].post_share)
     slack = r.seconds + 0.5  # time spent before a call, bounded by the whole encode's
-    assert encoder.FIRST_L1_SHARE * 100 - slack < left["l1"][0] <= encoder.FIRST_L1_SHARE * 100
-    assert encoder.FIRST_RDOQ_SHARE * 100 - slack < left["rdoq"][0] <= encoder.FIRST_RDOQ_SHARE * 100
+    assert encoder.FIRST_L1_SHARE * span - slack < left["l1"][0] <= encoder.FIRST_L1_SHARE * span
+    assert encoder.FIRST_RDOQ_SHARE * span - slack < left["rdoq"][0] <= encoder.FIRST_RDOQ_SHARE * span
     assert r.stats["passes"] >= 2 and len(left["l1"]) == r.stats["passes"]
-    assert all(100 * encoder.FIRST_RDOQ_SHARE < x < 100 for x in left["l1"][1:] + left["rdoq"][1:])
+    assert all(span * encoder.FIRST_RDOQ_SHARE < x < span for x in left["l1"][1:] + left["rdoq"][1:])
 
 
 def test_default_cap_scales_with_the_image(cat, monkeypatch):
@@ -484,3 +488,21 @@ def test_hybrid_decode_does_not_import_torch(tmp_path, cat):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.split()[-2:] == ["0", "False"] and (tmp_path / "o.png").exists()
 
+
+
+def test_level_filters_are_refitted_only_when_rdoq_changed_the_codes(cat, monkeypatch):
+    """The filters are fitted once more on RDOQ's codes, unless RDOQ changed none (its deadline came
+    first): then the second fit would repeat the first."""
+    calls = []
+    fit = encoder.fit_filters
+    monkeypatch.setattr(encoder, "fit_filters", lambda *a, **k: calls.append(1) or fit(*a, **k))
+    r = codec.encode_image(cat, preset="fast", quality=60, seconds=100.0)
+    assert len(calls) == 2 * r.stats["passes"]
+
+    def unchanged(image, spec, idx, codes, *args, **kwargs):
+        return rdoq.RdoqResult([[np.array(q, dtype=np.int64) for q in lv] for lv in codes], 0, [])
+
+    calls.clear()
+    monkeypatch.setattr(rdoq, "optimise", unchanged)
+    r = codec.encode_image(cat, preset="fast", quality=60, seconds=100.0)
+    assert len(calls) == r.stats["passes"]
