@@ -37,6 +37,7 @@ where versions 4 and 5 send level 0's only.  Version 7 puts a post-filter block
 from __future__ import annotations
 
 import dataclasses
+import math
 import struct
 import zlib
 from dataclasses import dataclass
@@ -580,10 +581,7 @@ class PostFilterRecord:
         if not len(self.steps) == len(self.orders) == len(self.codes) == len(shapes):
             raise FormatError(f"post filter: expected {len(shapes)} tensors")
         for t, shape in enumerate(shapes):
-            n = 1
-            for d in shape:
-                n *= d
-            if len(self.codes[t]) != n:
+            if len(self.codes[t]) != math.prod(shape):
                 raise FormatError(f"post filter tensor {t}: {len(self.codes[t])} values for shape {shape}")
             if not 0 <= self.steps[t] <= 0xFF or not 0 <= self.orders[t] < 1 << POST_ORDER_BITS:
                 raise FieldRangeError(f"post filter tensor {t}: step index or order out of range")
@@ -631,14 +629,11 @@ def unpack_post_filter(payload: bytes, channels: int) -> tuple[PostFilterRecord,
     hidden = rd.bits(POST_HIDDEN_BITS) + 1
     steps, orders, codes = [], [], []
     for shape in post_filter_shapes(hidden, channels):
-        n = 1
-        for d in shape:
-            n *= d
         steps.append(rd.bits(8))
         order = rd.bits(POST_ORDER_BITS)
         orders.append(order)
         values = []
-        for _ in range(n):
+        for _ in range(math.prod(shape)):
             m = rd.ue(order)
             if m > POST_MAX_CODE:
                 raise FieldRangeError(f"post filter: value {m} out of range [-{POST_MAX_CODE}, {POST_MAX_CODE}]")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import bitstream, color, context, coords, entropy, finefilter, l1fit, postfilter, pyramid, quant, rdoq
+from . import bitstream, color, context, coords, decoder, entropy, finefilter, l1fit, postfilter, pyramid, quant, rdoq
 from .bitstream import TensorRecord
 from .config import (
     DEFAULT_MODEL,
@@ -220,34 +220,44 @@ def code_hybrid(spec: PyramidSpec, codes: list[list[np.ndarray]], step_idx: list
     return bitstream.pack(header_for(spec, spec.width, spec.height), head + side + words)
 
 
-def with_post_filter(data: bytes, record: bitstream.PostFilterRecord) -> bytes:
-    """A version-7 hybrid file ``data`` re-coded with the post filter ``record`` (an empty record:
-    none) and the same latents and level filters."""
-    from . import decoder
-
+def _hybrid_v7(data: bytes) -> decoder.Parsed:
+    """``data`` parsed (:func:`codec.decoder.parse`), refused unless a hybrid file of version 7."""
     p = decoder.parse(data)
     if p.spec.name != "hybrid" or p.header.version < 7:
         raise OptionError("a post filter needs a hybrid file of format version 7")
+    return p
+
+
+def _recode(p: decoder.Parsed, record: bitstream.PostFilterRecord) -> bytes:
+    """The parsed hybrid file ``p`` coded again with the post filter ``record``."""
     spec, c = p.spec, p.spec.channels
     by_plane = {(lv, ch): p.records[lv * c + ch] for lv in range(spec.levels) for ch in range(c)}
     codes = context.decode_planes(p.words, spec.level_shapes(), c, by_plane, signed=True)
     return code_hybrid(spec, codes, [r.step_index for r in p.records], p.filters, record)
 
 
+def with_post_filter(data: bytes, record: bitstream.PostFilterRecord) -> bytes:
+    """A version-7 hybrid file ``data`` re-coded with the post filter ``record`` (an empty record:
+    none) and the same latents and level filters."""
+    return _recode(_hybrid_v7(data), record)
+
+
 def add_post_filter(data: bytes, image: np.ndarray, hidden: int, steps: int, seed: int = 0) -> bytes:
     """A hybrid file ``data`` re-coded with a post filter (:mod:`codec.postfilter`) of ``hidden``
     channels fitted in ``steps`` Adam steps to ``image`` (float32 ``(H, W, C)`` in [0, 1]) on its
     decoded latents without one: the same latents and level filters, whether or not the filter pays."""
-    from . import decoder
+    import dataclasses
+
     from .synthesis import LatentRenderer
 
-    plain = decoder.parse(with_post_filter(data, bitstream.PostFilterRecord()))
-    spec, c = plain.spec, plain.spec.channels
+    p = _hybrid_v7(data)
+    spec, c = p.spec, p.spec.channels
     h, w = spec.level_shapes()[0]
-    y = torch.from_numpy(LatentRenderer(decoder.latent_planes(plain), spec.kernel).ycc_rows(0, h, w, h))
+    plain = decoder.latent_planes(dataclasses.replace(p, post=bitstream.PostFilterRecord()))
+    y = torch.from_numpy(LatentRenderer(plain, spec.kernel).ycc_rows(0, h, w, h))
     target = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
     tensors = postfilter.fit(y, target, rdoq.colour_matrix(c), rdoq.colour_centre(c), hidden, steps, seed=seed)
-    return with_post_filter(data, postfilter.quantize(tensors))
+    return _recode(p, postfilter.quantize(tensors))
 
 
 def fit_filters(target_ycc: torch.Tensor, codes: list[list[np.ndarray]], steps: list[float],
