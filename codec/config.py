@@ -78,7 +78,9 @@ class HybridPreset:
     is never worse than the base's at the same quality.  ``post_hidden``, ``post_steps``: the post
     filter (:mod:`codec.postfilter`, format version 7) fitted on the final latents, its hidden
     channels and Adam steps (0: none), kept only if it lowers ``D + lambda R``; ``post_share``: the
-    share of the time it keeps back from the search (it stops early at the deadline).
+    share of the time it keeps back from the search (it stops early at the deadline);
+    ``post_min_bytes``: no filter is fitted, and its time goes back to the search, when the
+    encode's first pass writes a smaller file (the filter's 150-450 bytes cannot pay there).
     """
 
     name: str
@@ -93,6 +95,7 @@ class HybridPreset:
     post_hidden: int = 0
     post_steps: int = 0
     post_share: float = 0.0
+    post_min_bytes: int = 0
 
     def cap(self, width: int, height: int) -> float:
         """The default wall-clock cap for a ``width x height`` image::
@@ -137,12 +140,18 @@ _SLOW_SHAPES = _SHAPES + ((1.0, 1.5, 0.8), (0.85, 1.5, 1.0), (1.0, 2.0, 1.0))
 # under the 60 s cap at one thread all 20 of those encodes ran a refit (0.8: 9 of 20), for 1.8 %
 # less rate (the same four images, side by side).  Refits converge after one to four passes (the
 # loop stops at the first that does not pay), so slow's extra time goes to its shapes.
+# The post filter (150-450 bytes) was kept at none of the 0.11.0 Kodak run's medium points under
+# 5.7 kB (34 of 120, q40 and q55, fitted for about 12 s each for nothing): from 0.11.1 a first pass
+# under this size skips it and gives its time back to the search.
+POST_MIN_BYTES = 5000
 HYBRID_PRESETS: dict[str, HybridPreset] = {
     "fast": HybridPreset("fast", sweeps=4, shapes=_SHAPES, seconds=20.0, l1_iterations=60),
     "medium": HybridPreset("medium", sweeps=8, shapes=_SHAPES, seconds=60.0, l1_iterations=250, refits=3,
-                           refit_iterations=100, post_hidden=8, post_steps=1000, post_share=0.2),
+                           refit_iterations=100, post_hidden=8, post_steps=1000, post_share=0.2,
+                           post_min_bytes=POST_MIN_BYTES),
     "slow": HybridPreset("slow", sweeps=16, shapes=_SLOW_SHAPES, seconds=300.0, l1_iterations=400, refits=4,
-                         refit_iterations=150, base="medium", post_hidden=8, post_steps=2500, post_share=0.1),
+                         refit_iterations=150, base="medium", post_hidden=8, post_steps=2500, post_share=0.1,
+                         post_min_bytes=POST_MIN_BYTES),
 }
 DEFAULT_PRESET = "medium"
 RDOQ_LAMBDA = 0.25  # lambda = RDOQ_LAMBDA * Delta_0^2 (SSE in [0,1] RGB units per bit)

@@ -344,6 +344,10 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
        share of the time (:func:`codec.config.base_budget`: the base's own cap by default, all of a
        budget shorter than that), then its own with the time left (if its first pass is expected to
        fit), and keeps the file with the lower cost: per image and quality it is never worse than its base.
+    7. A preset with a post filter (:mod:`codec.postfilter`) keeps ``post_share`` of the time back
+       from its last stage's search, fits the filter on the best latents and keeps it only if the
+       cost drops.  When the encode's first pass writes fewer than ``post_min_bytes`` bytes the filter
+       is not fitted at all and the search runs to the deadline.
     """
     progress = TimeProgress(t_start, opts.quiet)
     try:
@@ -401,9 +405,14 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
             progress.best(len(data), 10.0 * math.log10(h * w * c / max(sse, 1e-12)))
         return cand
 
-    def search(p: HybridPreset, delta0: float, end: float) -> tuple[_Candidate, dict]:
+    post_steps = preset.post_steps  # 0 once the first pass shows a file too small for the filter to pay
+
+    def search(p: HybridPreset, delta0: float, end: float, last: bool) -> tuple[_Candidate, dict]:
         """One preset's passes before ``end`` (steps 2-5 of the docstring): its first pass, the
-        ``--bpp`` corrections, its further shapes and its refits."""
+        ``--bpp`` corrections, its further shapes and its refits.  After the encode's first pass, a
+        file under ``preset.post_min_bytes`` drops the post filter, and the last stage's search then
+        runs to the deadline (step 7)."""
+        nonlocal post_steps
         sweeps = opts.steps if opts.steps is not None else p.sweeps
         t_first = time.perf_counter()
         # where a pass's L1 iterations and RDOQ sweeps stop: for the first pass, shares of the time
@@ -432,6 +441,10 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
         best = run(delta0, p.shapes[0], lam)
         first_seconds = time.perf_counter() - t_pass
         passes = 1
+        if post_steps and len(best.data) < preset.post_min_bytes:
+            post_steps = 0
+            if last:
+                end = deadline
         # what follows a pass's last sweep (filters, coding, the final decode) must fit before the end
         stop = end - TAIL_COST * first_seconds
         l1_stop = stop
@@ -512,9 +525,9 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
     # its own with the time left, and keeps the better file: so it is never worse than its base.
     stages = ([HYBRID_PRESETS[preset.base]] if preset.base else []) + [preset]
     best, runs, kept = None, [], 0
-    # the post filter's share of the time comes off the end of the last stage's search
-    search_end = deadline - preset.post_share * (deadline - t_start) if preset.post_steps else deadline
     for k, p in enumerate(stages):
+        # the post filter's share of the time comes off the end of the last stage's search
+        search_end = deadline - preset.post_share * (deadline - t_start) if post_steps else deadline
         # the base gets its share of the budget (codec.config.base_budget: its own cap under the
         # preset's, all of a shorter budget, a share of a long --seconds so that every pass of both
         # runs and the bytes are reproducible)
@@ -525,14 +538,14 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
             expected = runs[0]["first_pass_seconds"] * p.l1_iterations / stages[0].l1_iterations
             if time.perf_counter() + (1 + TAIL_COST) * expected > end:
                 break
-        cand, st = search(p, delta0 if best is None else best.delta0, end)
+        cand, st = search(p, delta0 if best is None else best.delta0, end, k == len(stages) - 1)
         runs.append(st)
         lam = RDOQ_LAMBDA * (delta0 if best is None else best.delta0) ** 2  # the first stage's
         if best is None or (in_size(cand) and cost(cand, lam) < cost(best, lam)):
             best, kept = cand, k
     lam = RDOQ_LAMBDA * best.delta0 ** 2
     decoded, post_stats = None, {"post_filter": 0, "post_filter_steps": 0}
-    if preset.post_steps:
+    if post_steps:
         progress.stage("post filter")
         t_post = time.perf_counter()
         y = rdoq.reconstruct(best.codes, [quant.step_from_index(i) for i in best.idx], best.filtered, (c, h, w))
@@ -544,7 +557,7 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
             progress.tick(detail)
 
         tensors = postfilter.fit(y, target, rdoq.colour_matrix(c), rdoq.colour_centre(c), preset.post_hidden,
-                                 preset.post_steps, deadline=deadline - tail, tick=tick)
+                                 post_steps, deadline=deadline - tail, tick=tick)
         post = postfilter.quantize(tensors)
         data = code_hybrid(spec, best.codes, best.idx, best.filters, post)
         progress.tick("coding")

@@ -441,22 +441,29 @@ def _deadline_spy(monkeypatch):
     return left
 
 
-def test_first_pass_leaves_time_for_rdoq(cat, monkeypatch):
+@pytest.mark.parametrize("min_bytes", [0, 10**9])
+def test_first_pass_leaves_time_for_rdoq(cat, monkeypatch, min_bytes):
     """The first pass's L1 fit stops half-way to the end of the search and its RDOQ sweeps at 85 % of
     it, so a budget shorter than the preset's L1 iterations still gets RDOQ sweeps (before 0.10.3,
     ``medium --seconds 10`` on a Kodak image spent all of it on L1 and ran no sweep); later passes
     stop ``TAIL_COST`` first passes before it.  The search ends ``post_share`` of the budget before
-    the deadline, leaving that for the post filter (format version 7)."""
+    the deadline, leaving that for the post filter (format version 7) -- unless the first pass's file
+    is under ``post_min_bytes``: then no filter is fitted and the later passes run to the deadline."""
     from codec import config
 
+    medium = config.HYBRID_PRESETS["medium"]
+    monkeypatch.setitem(config.HYBRID_PRESETS, "medium", dataclasses.replace(medium, post_min_bytes=min_bytes))
     left = _deadline_spy(monkeypatch)
     r = codec.encode_image(cat, preset="medium", quality=60, seconds=100.0)
-    span = 100 * (1 - config.HYBRID_PRESETS["medium"].post_share)
+    span = 100 * (1 - medium.post_share)  # the first pass's: the size is not known before it
+    end = 100 if min_bytes else span  # the later passes'
     slack = r.seconds + 0.5  # time spent before a call, bounded by the whole encode's
     assert encoder.FIRST_L1_SHARE * span - slack < left["l1"][0] <= encoder.FIRST_L1_SHARE * span
     assert encoder.FIRST_RDOQ_SHARE * span - slack < left["rdoq"][0] <= encoder.FIRST_RDOQ_SHARE * span
     assert r.stats["passes"] >= 2 and len(left["l1"]) == r.stats["passes"]
-    assert all(span * encoder.FIRST_RDOQ_SHARE < x < span for x in left["l1"][1:] + left["rdoq"][1:])
+    assert all(end - slack - encoder.TAIL_COST * r.stats["first_pass_seconds"] < x < end
+               for x in left["l1"][1:] + left["rdoq"][1:])
+    assert (r.stats["post_filter_steps"] == 0) == bool(min_bytes)
 
 
 def test_default_cap_scales_with_the_image(cat, monkeypatch):

@@ -3,6 +3,7 @@ against the torch module the encoder fits, its fitting and quantization, and the
 to keep it only when it pays."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -150,7 +151,14 @@ def _cost(data: bytes, image: np.ndarray) -> float:
     return sse
 
 
-def test_encoder_keeps_the_post_filter_only_when_it_lowers_the_cost(crop, monkeypatch):
+@pytest.fixture
+def always_fit(monkeypatch):
+    """``medium`` fitting its post filter whatever the file's size (these test images are small)."""
+    medium = codec.config.HYBRID_PRESETS["medium"]
+    monkeypatch.setitem(codec.config.HYBRID_PRESETS, "medium", dataclasses.replace(medium, post_min_bytes=0))
+
+
+def test_encoder_keeps_the_post_filter_only_when_it_lowers_the_cost(crop, monkeypatch, always_fit):
     """A filter that only adds bytes and error (here: forced large random weights) is dropped and
     the file carries none; the file written is then the one without it."""
     def harmful(y, target, matrix, centre, hidden, steps, **kwargs):
@@ -159,7 +167,7 @@ def test_encoder_keeps_the_post_filter_only_when_it_lowers_the_cost(crop, monkey
 
     monkeypatch.setattr(postfilter, "fit", harmful)
     r = codec.encode_image(crop, preset="medium", quality=70, seconds=6.0)
-    assert r.stats["post_filter"] == 0 and r.stats["post_filter_steps"] == 0
+    assert r.stats["post_filter"] == 0 and r.stats["post_filter_seconds"] > 0
     assert decoder.parse(r.data).post.hidden == 0
     # the filter was tried: with it the same latents decode worse
     rec = postfilter.quantize(harmful(torch.zeros(3, 4, 4), None, None, None, 8, 0))
@@ -167,7 +175,7 @@ def test_encoder_keeps_the_post_filter_only_when_it_lowers_the_cost(crop, monkey
     assert len(worse) > len(r.data) and _cost(worse, crop) > _cost(r.data, crop)
 
 
-def test_kept_post_filter_beats_the_same_file_without_it(monkeypatch):
+def test_kept_post_filter_beats_the_same_file_without_it(monkeypatch, always_fit):
     """On sharp edges (a checkerboard at a low quality) the filter pays: the encoder keeps it, and
     the file costs less in ``D + lambda R`` than the same latents without it.  (Its fit runs a fixed
     300 steps here, whatever the clock says.)"""
@@ -183,6 +191,22 @@ def test_kept_post_filter_beats_the_same_file_without_it(monkeypatch):
     assert decoder.parse(other).post.hidden == 0 and len(other) < len(r.data)
     lam = codec.config.RDOQ_LAMBDA * r.stats["delta0"] ** 2
     assert _cost(r.data, board) + lam * 8 * len(r.data) < _cost(other, board) + lam * 8 * len(other)
+
+
+def test_no_post_filter_is_fitted_for_a_small_file(crop, monkeypatch):
+    """A first pass under ``post_min_bytes`` (the default's 5000 bytes, more than this crop's file)
+    fits no filter, and the search gets the filter's share of the time: the file is then the one
+    ``medium`` without a post filter writes under the same budget."""
+    called = []
+    monkeypatch.setattr(postfilter, "fit", lambda *a, **k: called.append(1))
+    assert codec.config.HYBRID_PRESETS["medium"].post_min_bytes > 0
+    r = codec.encode_image(crop, preset="medium", quality=70, seconds=60.0)
+    assert len(r.data) < codec.config.HYBRID_PRESETS["medium"].post_min_bytes
+    assert not called and r.stats["post_filter"] == r.stats["post_filter_steps"] == 0
+    assert "post_filter_seconds" not in r.stats and decoder.parse(r.data).post.hidden == 0
+    medium = codec.config.HYBRID_PRESETS["medium"]
+    monkeypatch.setitem(codec.config.HYBRID_PRESETS, "medium", dataclasses.replace(medium, post_steps=0, post_share=0.0))
+    assert codec.encode(crop, preset="medium", quality=70, seconds=60.0) == r.data
 
 
 def test_post_filter_keeps_any_size_decoding(crop, monkeypatch):
