@@ -37,9 +37,11 @@ def seeds() -> list[bytes]:
     out.append(codec.encode(img, model="hybrid", quality=95))
     out.append(codec.encode(img[:, :, 0], steps=10))
     out.append(codec.encode(np.dstack([img, img[:, :, :1]]), steps=10))
-    # older format versions (inrc 0.1 to 0.6), which the decoder still reads
-    out += [(Path(__file__).parents[1] / "tests" / "data" / f"golden_v{v}{m}.inr").read_bytes()
-            for v in (1, 2, 3, 4, 5) for m in ("", "_hybrid")]
+    # older format versions (inrc 0.1 to 0.7), which the decoder still reads, and a version-7 file
+    # with a post filter (the encoder fits none on an image this small)
+    data = Path(__file__).parents[1] / "tests" / "data"
+    out += [(data / f"golden_v{v}{m}.inr").read_bytes() for v in (1, 2, 3, 4, 5, 6) for m in ("", "_hybrid")]
+    out.append((data / "golden_v7_post.inr").read_bytes())
     return out
 
 

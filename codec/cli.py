@@ -14,6 +14,10 @@ import click
 from . import __version__
 from .errors import ImageInputError, InrcError, OptionError
 
+# ``inrc encode`` notes on stderr an encode that took longer than OVERRUN x --seconds + OVERRUN_SLACK
+OVERRUN = 1.25
+OVERRUN_SLACK = 0.5
+
 
 def _emit(obj: dict, as_json: bool, lines: list[str]) -> None:
     if as_json:
@@ -89,6 +93,11 @@ def encode(input, output, model, preset, quality, bpp, steps, seconds, device, s
     _emit(d, as_json, [(f"{output}: {d['width']}x{d['height']} {d['model']} {d['bytes']} bytes "
                        f"{d['bpp']:.4f} bpp  PSNR {d['psnr']:.2f} dB  ({d['steps']} steps, "
                        f"{d['seconds']:.1f} s on {d['device']})")])
+    if seconds is not None and result.seconds > OVERRUN * seconds + OVERRUN_SLACK:
+        # the budget bounds the search, not the work every encode of the image needs (on the
+        # hybrid: the fill, one pass, the filters, the coding and the verifying decode)
+        click.echo(f"inrc: note: the encode took {result.seconds:.1f} s, over --seconds {seconds:g}: "
+                   "this image needs more for its first pass and coding", err=True)
 
 
 @cli.command()

@@ -1,6 +1,7 @@
 """The command line: exit codes, one-line errors, --json, no partial outputs."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -180,3 +181,21 @@ def test_mlp_progress_counts_steps_on_a_terminal(cat, monkeypatch):
     frames = term.getvalue().split("\r")
     assert any(re.match(r"fitting:.*\d+/40 .* dB", f) for f in frames)
     assert frames[-1] == "" and frames[-2].strip() == ""
+
+
+@pytest.mark.parametrize("took, noted", [(3.0, True), (1.2, False)])
+def test_an_encode_over_its_seconds_budget_is_noted_on_stderr(tmp_path, img_path, capsys, monkeypatch, took, noted):
+    """``--seconds`` bounds the search, not the work every encode needs; an encode that took much
+    longer (here: made to report ``took`` seconds for ``--seconds 1``) says so in one line on
+    stderr, and still succeeds with its output written and its JSON on stdout unchanged."""
+    from codec import api
+
+    real = api.encode_image
+    monkeypatch.setattr(api, "encode_image", lambda *a, **k: dataclasses.replace(real(*a, **k), seconds=took))
+    inr = tmp_path / "cat.inr"
+    code, out, err = run(capsys, "encode", img_path, "-o", inr, "--preset", "fast", "--seconds", 1, "--json", "--quiet")
+    assert code == 0 and inr.exists() and json.loads(out)["seconds"] == took
+    if noted:
+        assert err.count("\n") == 1 and err.startswith("inrc: note: the encode took 3.0 s, over --seconds 1")
+    else:
+        assert err == ""
