@@ -97,7 +97,7 @@ def encode(input, output, model, preset, quality, bpp, steps, seconds, device, s
         # the budget bounds the search, not the work every encode of the image needs (on the
         # hybrid: the fill, one pass, the filters, the coding and the verifying decode)
         click.echo(f"inrc: note: the encode took {result.seconds:.1f} s, over --seconds {seconds:g}: "
-                   "this image needs more for its first pass and coding", err=True)
+                   "the work every encode of this image needs takes longer than that", err=True)
 
 
 @cli.command()
