@@ -1,0 +1,156 @@
+"""Probe for a future format: what the post filter gains when it sees the latent levels apart.
+
+The format-v7 post filter (:mod:`codec.postfilter`) reads the native YCbCr rendering ``y``, the sum
+of every level's sampled contribution.  This probe fits the same two-layer 3x3 network (8 hidden
+channels, same Adam schedule on 256x256 crops) to two inputs and measures the written-file
+quantities of each on hybrid files the encoder writes:
+
+* ``sum``: ``y`` (3 channels), the filter of format v7;
+* ``levels``: the contributions of level 0, level 1, level 2 and levels 3+ apart (12 channels), as
+  Cool-chic's synthesis reads its upsampled latents apart (Ladune et al., ICCV 2023).
+
+Both outputs are added to ``y``.  Weights are quantized as the encoder does (about 6 bits, one
+table step per tensor) and their bytes counted in format v7's code; PSNR is on the 8-bit RGB
+output at the native size; ``dJ`` is the change of ``D + lambda R`` (lambda of the file's own
+quality, the encoder's) against the file without a filter.  Decoder cost: ``sum`` 432 MACs per
+pixel, ``levels`` 1,080 plus three more native renderings.  Nothing here is used by the codec.
+
+    python benchmarks/postfilter_inputs.py ../shared/data/kodak/kodim{01,08,19,23}.png \\
+        --qualities 40,70,95 --preset fast --out benchmarks/results/postfilter_inputs.json
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import codec
+from codec import bitstream, decoder, encoder, imageio, postfilter, quant, rdoq
+from codec.config import RDOQ_LAMBDA
+from codec.synthesis import LatentRenderer
+
+GROUPS = ((0,), (1,), (2,), None)  # None: levels 3 and coarser together
+HIDDEN = 8
+
+
+class Filter(torch.nn.Module):
+    """``W2 * relu(W1 * x + b1) + b2`` with 3x3 kernels, edges replicated, ``W2 = b2 = 0`` at the start."""
+
+    def __init__(self, inputs: int, hidden: int, outputs: int) -> None:
+        super().__init__()
+        self.c1 = torch.nn.Conv2d(inputs, hidden, 3, padding=1, padding_mode="replicate")
+        self.c2 = torch.nn.Conv2d(hidden, outputs, 3, padding=1, padding_mode="replicate")
+        torch.nn.init.zeros_(self.c2.weight)
+        torch.nn.init.zeros_(self.c2.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c2(torch.relu(self.c1(x)))
+
+
+def contributions(data: bytes) -> list[np.ndarray]:
+    """Native-size YCbCr contributions of each level group of ``data`` (its post filter left out)."""
+    p = decoder.parse(data)
+    planes = decoder.latent_planes(dataclasses.replace(p, post=bitstream.PostFilterRecord()))
+    h, w = p.spec.level_shapes()[0]
+    out = []
+    for group in GROUPS:
+        keep = set(group) if group is not None else set(range(3, len(planes)))
+        sel = [g if i in keep else np.zeros_like(g) for i, g in enumerate(planes)]
+        out.append(LatentRenderer(sel, p.spec.kernel).ycc_rows(0, h, w, h))
+    return out
+
+
+def fit(feat: torch.Tensor, y: torch.Tensor, target: torch.Tensor, steps: int, seed: int = 0) -> Filter:
+    """Adam on random crops, as :func:`codec.postfilter.fit` (same crop size, rate and schedule)."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    net = Filter(feat.shape[0], HIDDEN, y.shape[0])
+    opt = torch.optim.Adam(net.parameters(), lr=postfilter.LEARNING_RATE)
+    m, shift = rdoq.colour_matrix(3), (rdoq.colour_matrix(3) @ rdoq.colour_centre(3))[:, None, None]
+    _, h, w = y.shape
+    ch, cw = min(postfilter.CROP, h), min(postfilter.CROP, w)
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = postfilter.LEARNING_RATE * 0.5 * (1.0 + math.cos(math.pi * step / steps))
+        i = int(torch.randint(0, h - ch + 1, (1,), generator=gen))
+        j = int(torch.randint(0, w - cw + 1, (1,), generator=gen))
+        f, yy = feat[None, :, i:i + ch, j:j + cw], y[None, :, i:i + ch, j:j + cw]
+        out = torch.einsum("ij,bjhw->bihw", m, yy + net(f)) - shift
+        loss = ((out - target[None, :, i:i + ch, j:j + cw]) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return net
+
+
+def quantized(net: Filter) -> tuple[int, list[torch.Tensor]]:
+    """Bytes of the weights in format v7's post-filter code, and the dequantized tensors."""
+    tensors = [p.detach().numpy() for p in (net.c1.weight, net.c1.bias, net.c2.weight, net.c2.bias)]
+    rec = postfilter.quantize(tensors)
+    bits = 1 + bitstream.POST_HIDDEN_BITS + sum(8 + bitstream.POST_ORDER_BITS + bitstream.post_value_bits(c, k)
+                                               for c, k in zip(rec.codes, rec.orders))
+    deq = [torch.tensor(np.asarray(c, dtype=np.float32).reshape(t.shape) * np.float32(quant.step_from_index(s)))
+           for c, s, t in zip(rec.codes, rec.steps, tensors)]
+    return math.ceil(bits / 8), deq
+
+
+def sse(ycc: torch.Tensor, target: torch.Tensor) -> float:
+    """Squared error of the 8-bit RGB output, in [0, 1] units."""
+    rgb = torch.einsum("ij,jhw->ihw", rdoq.colour_matrix(3), ycc - rdoq.colour_centre(3)[:, None, None])
+    return float(((torch.clamp(torch.round(rgb * 255), 0, 255) / 255 - target) ** 2).sum())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("images", nargs="+")
+    ap.add_argument("--qualities", default="40,70,95")
+    ap.add_argument("--preset", default="fast")
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    rows = []
+    for path in args.images:
+        img = imageio.as_array(path)
+        target = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32)).permute(2, 0, 1)  # [0, 1]
+        for q in (int(v) for v in args.qualities.split(",")):
+            r = codec.encode_image(img, preset=args.preset, quality=q, quiet=True)
+            data = r.data  # the latents alone: a post filter the preset fitted is taken out
+            if decoder.parse(data).post.hidden:
+                data = encoder.with_post_filter(data, bitstream.PostFilterRecord())
+            lam = RDOQ_LAMBDA * r.stats["delta0"] ** 2
+            parts = [torch.from_numpy(c) for c in contributions(data)]
+            y = sum(parts)
+            n = target.numel()
+            d0 = sse(y, target)
+            j0 = d0 + lam * 8 * len(data)
+            row = {"image": Path(path).name, "quality": q, "bytes": len(data),
+                   "psnr": round(10 * math.log10(n / d0), 3)}
+            for name, feat in (("sum", y), ("levels", torch.cat(parts))):
+                t = time.perf_counter()
+                net = fit(feat, y, target, args.steps)
+                nbytes, deq = quantized(net)
+                with torch.no_grad():
+                    for p, v in zip((net.c1.weight, net.c1.bias, net.c2.weight, net.c2.bias), deq):
+                        p.copy_(v)
+                    d = sse(y + net(feat[None])[0], target)
+                row[name] = {"filter_bytes": nbytes, "dpsnr": round(10 * math.log10(d0 / d), 3),
+                             "dJ_percent": round(100 * (d + lam * 8 * (len(data) + nbytes) - j0) / j0, 3),
+                             "fit_seconds": round(time.perf_counter() - t, 1)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps({
+            "code_version": codec.__version__, "machine": platform.platform(), "torch": torch.__version__,
+            "preset": args.preset, "steps": args.steps, "rows": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
