@@ -466,6 +466,29 @@ def test_first_pass_leaves_time_for_rdoq(cat, monkeypatch, min_bytes):
     assert (r.stats["post_filter_steps"] == 0) == bool(min_bytes)
 
 
+@pytest.mark.parametrize("min_bytes", [0, 10**9])
+def test_a_small_file_gives_slow_its_post_filter_time(cat, monkeypatch, min_bytes):
+    """``slow``: the size is known after its ``medium`` stage's first pass; under ``post_min_bytes``
+    no filter is fitted and ``slow``'s own stage searches up to the deadline instead of stopping
+    ``post_share`` of the budget before it (its passes after the first stop ``TAIL_COST`` first
+    passes before the end of the search)."""
+    from codec import config
+
+    slow = config.HYBRID_PRESETS["slow"]
+    monkeypatch.setitem(config.HYBRID_PRESETS, "slow", dataclasses.replace(slow, post_min_bytes=min_bytes))
+    left = _deadline_spy(monkeypatch)
+    r = codec.encode_image(cat, preset="slow", quality=60, seconds=100.0)
+    first, own = r.stats["stages"]
+    assert own["preset"] == "slow" and own["passes"] >= 2
+    later = left["l1"][first["passes"] + 1:] + left["rdoq"][first["passes"] + 1:]
+    assert len(later) >= 2
+    post_end = 100 * (1 - slow.post_share)
+    if min_bytes:
+        assert all(post_end < x <= 100 for x in later) and r.stats["post_filter_steps"] == 0
+    else:
+        assert all(x < post_end for x in later) and r.stats["post_filter_steps"] > 0
+
+
 def test_default_cap_scales_with_the_image(cat, monkeypatch):
     """Without ``--seconds`` the deadline is the preset's cap for the image's size: the cat (64x48)
     is four times a pretend reference size of 32x24, so ``fast`` gets four times its ``seconds``."""
