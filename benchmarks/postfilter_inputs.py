@@ -32,26 +32,13 @@ import numpy as np
 import torch
 
 import codec
-from codec import bitstream, decoder, encoder, imageio, postfilter, quant, rdoq
+from codec import bitstream, color, decoder, encoder, imageio, postfilter, quant, rdoq
 from codec.config import RDOQ_LAMBDA
+from codec.models import PostFilter
 from codec.synthesis import LatentRenderer
 
 GROUPS = ((0,), (1,), (2,), None)  # None: levels 3 and coarser together
 HIDDEN = 8
-
-
-class Filter(torch.nn.Module):
-    """``W2 * relu(W1 * x + b1) + b2`` with 3x3 kernels, edges replicated, ``W2 = b2 = 0`` at the start."""
-
-    def __init__(self, inputs: int, hidden: int, outputs: int) -> None:
-        super().__init__()
-        self.c1 = torch.nn.Conv2d(inputs, hidden, 3, padding=1, padding_mode="replicate")
-        self.c2 = torch.nn.Conv2d(hidden, outputs, 3, padding=1, padding_mode="replicate")
-        torch.nn.init.zeros_(self.c2.weight)
-        torch.nn.init.zeros_(self.c2.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.c2(torch.relu(self.c1(x)))
 
 
 def contributions(data: bytes) -> list[np.ndarray]:
@@ -67,44 +54,23 @@ def contributions(data: bytes) -> list[np.ndarray]:
     return out
 
 
-def fit(feat: torch.Tensor, y: torch.Tensor, target: torch.Tensor, steps: int, seed: int = 0) -> Filter:
-    """Adam on random crops, as :func:`codec.postfilter.fit` (same crop size, rate and schedule)."""
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    net = Filter(feat.shape[0], HIDDEN, y.shape[0])
-    opt = torch.optim.Adam(net.parameters(), lr=postfilter.LEARNING_RATE)
-    m, shift = rdoq.colour_matrix(3), (rdoq.colour_matrix(3) @ rdoq.colour_centre(3))[:, None, None]
-    _, h, w = y.shape
-    ch, cw = min(postfilter.CROP, h), min(postfilter.CROP, w)
-    for step in range(steps):
-        for group in opt.param_groups:
-            group["lr"] = postfilter.LEARNING_RATE * 0.5 * (1.0 + math.cos(math.pi * step / steps))
-        i = int(torch.randint(0, h - ch + 1, (1,), generator=gen))
-        j = int(torch.randint(0, w - cw + 1, (1,), generator=gen))
-        f, yy = feat[None, :, i:i + ch, j:j + cw], y[None, :, i:i + ch, j:j + cw]
-        out = torch.einsum("ij,bjhw->bihw", m, yy + net(f)) - shift
-        loss = ((out - target[None, :, i:i + ch, j:j + cw]) ** 2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return net
-
-
-def quantized(net: Filter) -> tuple[int, list[torch.Tensor]]:
-    """Bytes of the weights in format v7's post-filter code, and the dequantized tensors."""
-    tensors = [p.detach().numpy() for p in (net.c1.weight, net.c1.bias, net.c2.weight, net.c2.bias)]
+def quantized(tensors: list[np.ndarray], inputs: int) -> tuple[int, PostFilter]:
+    """Bytes of fitted ``[W1, b1, W2, b2]`` in format v7's post-filter code, and the filter with its
+    weights quantized as the encoder quantizes them (:func:`codec.postfilter.quantize`)."""
     rec = postfilter.quantize(tensors)
     bits = 1 + bitstream.POST_HIDDEN_BITS + sum(8 + bitstream.POST_ORDER_BITS + bitstream.post_value_bits(c, k)
                                                for c, k in zip(rec.codes, rec.orders))
-    deq = [torch.tensor(np.asarray(c, dtype=np.float32).reshape(t.shape) * np.float32(quant.step_from_index(s)))
-           for c, s, t in zip(rec.codes, rec.steps, tensors)]
-    return math.ceil(bits / 8), deq
+    net = PostFilter(3, rec.hidden, inputs)
+    with torch.no_grad():
+        for p, c, s in zip((net.conv1.weight, net.conv1.bias, net.conv2.weight, net.conv2.bias), rec.codes, rec.steps):
+            p.copy_(torch.tensor(c, dtype=torch.float32).reshape(p.shape) * quant.step_from_index(s))
+    return math.ceil(bits / 8), net
 
 
 def sse(ycc: torch.Tensor, target: torch.Tensor) -> float:
     """Squared error of the 8-bit RGB output, in [0, 1] units."""
     rgb = torch.einsum("ij,jhw->ihw", rdoq.colour_matrix(3), ycc - rdoq.colour_centre(3)[:, None, None])
-    return float(((torch.clamp(torch.round(rgb * 255), 0, 255) / 255 - target) ** 2).sum())
+    return float(((color.quantize_uint8(rgb) - target) ** 2).sum())
 
 
 def main() -> None:
@@ -135,11 +101,10 @@ def main() -> None:
                    "psnr": round(10 * math.log10(n / d0), 3)}
             for name, feat in (("sum", y), ("levels", torch.cat(parts))):
                 t = time.perf_counter()
-                net = fit(feat, y, target, args.steps)
-                nbytes, deq = quantized(net)
+                tensors = postfilter.fit(y, target, rdoq.colour_matrix(3), rdoq.colour_centre(3), HIDDEN,
+                                         args.steps, features=feat)
+                nbytes, net = quantized(tensors, feat.shape[0])
                 with torch.no_grad():
-                    for p, v in zip((net.c1.weight, net.c1.bias, net.c2.weight, net.c2.bias), deq):
-                        p.copy_(v)
                     d = sse(y + net(feat[None])[0], target)
                 row[name] = {"filter_bytes": nbytes, "dpsnr": round(10 * math.log10(d0 / d), 3),
                              "dJ_percent": round(100 * (d + lam * 8 * (len(data) + nbytes) - j0) / j0, 3),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -39,6 +39,7 @@ from .fit import fit, pick_device
 from .layout import header_for
 from .models import MODELS, CoordMLP, PyramidSpec, build
 from .progress import TimeProgress
+from .synthesis import LatentRenderer
 
 BITS_PER_PARAM_GUESS = 6.5
 # A refit pass (L1 through the level filters at the preset's refit_iterations, then filters and RDOQ)
@@ -246,14 +247,10 @@ def add_post_filter(data: bytes, image: np.ndarray, hidden: int, steps: int, see
     """A hybrid file ``data`` re-coded with a post filter (:mod:`codec.postfilter`) of ``hidden``
     channels fitted in ``steps`` Adam steps to ``image`` (float32 ``(H, W, C)`` in [0, 1]) on its
     decoded latents without one: the same latents and level filters, whether or not the filter pays."""
-    import dataclasses
-
-    from .synthesis import LatentRenderer
-
     p = _hybrid_v7(data)
     spec, c = p.spec, p.spec.channels
     h, w = spec.level_shapes()[0]
-    plain = decoder.latent_planes(dataclasses.replace(p, post=bitstream.PostFilterRecord()))
+    plain = decoder.latent_planes(replace(p, post=bitstream.PostFilterRecord()))
     y = torch.from_numpy(LatentRenderer(plain, spec.kernel).ycc_rows(0, h, w, h))
     target = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
     tensors = postfilter.fit(y, target, rdoq.colour_matrix(c), rdoq.colour_centre(c), hidden, steps, seed=seed)

@@ -182,12 +182,15 @@ def build_any(spec: ModelSpec | PyramidSpec) -> nn.Module:
 class PostFilter(nn.Module):
     """The hybrid's post filter (format version 7, :mod:`codec.postfilter`): the correction
     ``P(y) = W2 * relu(W1 * y + b1) + b2`` of a ``(B, C, H, W)`` YCbCr rendering ``y`` (3x3
-    convolutions, edges replicated); ``W2`` and ``b2`` start at zero, so a new filter is the identity."""
+    convolutions, edges replicated); ``W2`` and ``b2`` start at zero, so a new filter is the identity.
+    ``inputs``: the input channels when the filter reads other features than ``y`` (default
+    ``channels``; format v7 codes only that)."""
 
-    def __init__(self, channels: int, hidden: int) -> None:
+    def __init__(self, channels: int, hidden: int, inputs: int | None = None) -> None:
         super().__init__()
         k = POST_KERNEL
-        self.conv1 = nn.Conv2d(channels, hidden, k, padding=k // 2, padding_mode="replicate")
+        self.conv1 = nn.Conv2d(channels if inputs is None else inputs, hidden, k, padding=k // 2,
+                               padding_mode="replicate")
         self.conv2 = nn.Conv2d(hidden, channels, k, padding=k // 2, padding_mode="replicate")
         nn.init.zeros_(self.conv2.weight)
         nn.init.zeros_(self.conv2.bias)

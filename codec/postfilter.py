@@ -117,11 +117,13 @@ def quantize(tensors: list[np.ndarray], bits: int = WEIGHT_BITS) -> PostFilterRe
 
 def fit(y: torch.Tensor, target: torch.Tensor, matrix: torch.Tensor, centre: torch.Tensor, hidden: int,
         steps: int, seed: int = 0, deadline: float | None = None,
-        tick: Callable[[str], None] | None = None) -> list[np.ndarray]:
+        tick: Callable[[str], None] | None = None, features: torch.Tensor | None = None) -> list[np.ndarray]:
     """Fit ``P`` to one image: Adam on random ``CROP x CROP`` crops (a cosine learning-rate schedule)
     minimising ``|| M (y + P(y) - centre) - x ||^2`` with ``y`` the native YCbCr rendering ``(C, H, W)``,
     ``x`` the RGB image ``(C, H, W)`` and ``M`` the YCbCr -> RGB matrix.  The last convolution starts
-    at zero (``P = 0``).  Stops early at ``deadline`` (``time.perf_counter()``).  Returns ``[W1, b1, W2, b2]``."""
+    at zero (``P = 0``).  Stops early at ``deadline`` (``time.perf_counter()``).  ``features``: what
+    ``P`` reads instead of ``y``, ``(C_in, H, W)`` (for probes of other inputs; format v7 codes a
+    filter of ``y`` only).  Returns ``[W1, b1, W2, b2]``."""
     import torch
 
     from .models import PostFilter
@@ -129,7 +131,7 @@ def fit(y: torch.Tensor, target: torch.Tensor, matrix: torch.Tensor, centre: tor
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = PostFilter(y.shape[0], hidden)
+        net = PostFilter(y.shape[0], hidden, None if features is None else features.shape[0])
     opt = torch.optim.Adam(net.parameters(), lr=LEARNING_RATE)
     _, h, w = y.shape
     ch, cw = min(CROP, h), min(CROP, w)
@@ -144,7 +146,8 @@ def fit(y: torch.Tensor, target: torch.Tensor, matrix: torch.Tensor, centre: tor
         i = int(torch.randint(0, h - ch + 1, (1,), generator=gen))
         j = int(torch.randint(0, w - cw + 1, (1,), generator=gen))
         crop = y[None, :, i:i + ch, j:j + cw]
-        out = torch.einsum("ij,bjhw->bihw", matrix, crop + net(crop)) - shift
+        feat = crop if features is None else features[None, :, i:i + ch, j:j + cw]
+        out = torch.einsum("ij,bjhw->bihw", matrix, crop + net(feat)) - shift
         loss = ((out - target[None, :, i:i + ch, j:j + cw]) ** 2).mean()
         opt.zero_grad()
         loss.backward()
