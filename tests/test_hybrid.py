@@ -296,6 +296,46 @@ def test_refit_pass_never_does_worse(cat, monkeypatch):
     assert js[1] < js[0]
 
 
+@pytest.mark.parametrize("size, best, kept", [
+    (1095, None, True), (905, None, True), (1105, None, False), (890, None, False),  # the +-10 % promise
+    (962, 968, True), (1039, 968, True),   # within BPP_AIM (4 %) of the target: kept
+    (931, 962, False),                     # a refit that drifts 6.9 % below (0.11.1, kodim02 at 1 bpp)
+    (940, 930, True), (925, 930, False),   # off by more than 4 %: only no further off than the best file
+    (1069, 930, True), (1080, 930, False),
+])
+def test_a_later_candidate_under_bpp_must_stay_near_the_target(size, best, kept):
+    """``--bpp``: a candidate after the secant corrections (a shape, a refit, a later stage, the post
+    filter) is kept only within 10 % of the target and within 4 % of it or no further off than the
+    best file, so refits that each lower D + lambda R cannot walk the rate away from the target."""
+    assert encoder.BPP_BAND == 0.10 and encoder.BPP_AIM == 0.04
+    assert encoder.keeps_rate(size, 1000.0, best) is kept
+
+
+def test_later_candidates_under_bpp_are_kept_only_through_keeps_rate(cat, monkeypatch):
+    """Every candidate after the first (shapes, refits, the post filter) is judged by
+    :func:`codec.encoder.keeps_rate` against the best file; a rule that refuses them all leaves the
+    first file (the secant corrections' best) however much they would lower D + lambda R."""
+    from codec import config
+
+    preset = dataclasses.replace(config.HYBRID_PRESETS["medium"], seconds=1e6, sweeps=2, l1_iterations=12,
+                                 refit_iterations=5, refits=2, post_min_bytes=0)
+    monkeypatch.setitem(config.HYBRID_PRESETS, "medium", preset)
+    real, against = encoder.keeps_rate, []
+
+    def spy(size, target_bytes, best_size=None):
+        against.append(best_size)
+        return real(size, target_bytes, best_size)
+
+    monkeypatch.setattr(encoder, "keeps_rate", spy)
+    free = codec.encode_image(cat, bpp=2.0, preset="medium")
+    assert any(b is not None for b in against)
+    assert free.stats["passes"] >= 2
+    monkeypatch.setattr(encoder, "keeps_rate", lambda size, target_bytes, best_size=None: best_size is None)
+    strict = codec.encode_image(cat, bpp=2.0, preset="medium")
+    assert strict.stats["refits_kept"] == 0 and strict.stats["post_filter"] == 0
+    assert strict.stats["passes"] >= 2  # the later passes ran, and were refused
+
+
 def test_every_pass_runs_when_time_allows_and_only_the_first_when_it_does_not(cat, monkeypatch):
     """``slow`` runs its first shape, the other shapes and its refits when the time allows; a further
     pass starts only if its expected time (from the first pass's) still fits before the deadline, so
