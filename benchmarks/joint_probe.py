@@ -1,0 +1,166 @@
+"""Probe (not used by the codec): train a hybrid file's latents and its post filter jointly.
+
+    .venv/bin/python benchmarks/joint_probe.py ../shared/data/kodak/kodim23.png --quality 70 \\
+        --preset medium --seconds 240 --out benchmarks/results/joint_probe.json
+
+The codec fits its post filter (:mod:`codec.postfilter`) on latents that RDOQ optimised for the
+linear synthesis alone.  This probe asks what Cool-chic's recipe (latents and synthesis trained
+together by gradient descent on ``D + lambda R``; Ladune et al., ICCV 2023) gains from our start, in
+the time ``slow`` spends after ``medium``, without changing the format (v7): starting from the
+preset's file, Adam moves the latents (straight-through rounding in the distortion: the forward pass
+uses the rounded values, the gradient passes through; the rate term reads the unrounded values, so a
+zero feels the pull of its ``first`` bits as an L1 penalty) and the post filter's weights to minimise
+
+    SSE(M (y + P(y) - c) - x) + lambda * sum_v bits(v),    lambda = RDOQ_LAMBDA * Delta_0^2
+
+where ``y`` is the linear rendering through the file's level filters and ``bits`` the rate of the
+file's own context model, as RDOQ prices it (:func:`codec.rdoq.optimise`): per value
+``first * min(|d|, 1) + more * max(|d| - 1, 0)`` with ``d = v - pred`` and ``first``, ``more``, ``pred``
+from the context classes of the current rounded codes, refreshed every ``--refresh`` steps.  The
+result is a real file: rounded latents, the filter's weights quantized as the encoder does, coded by
+:func:`codec.encoder.code_hybrid` and decoded by the decoder; every figure is from those bytes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import codec
+from codec import context, decoder, encoder, entropy, imageio, postfilter, quant, rdoq
+from codec.config import RDOQ_LAMBDA
+from codec.models import PostFilter
+
+
+def plane_rate_terms(q: np.ndarray, codes: list[list[np.ndarray]], lv: int, ch: int) -> tuple[torch.Tensor, ...]:
+    """``first``, ``more`` and ``pred`` per value of plane ``(lv, ch)`` under its context model."""
+    cls = context.plane_classes(codes, lv, ch)
+    weight = context.choose_weight(q)
+    sym = context.symbols(q, context.FULL, weight)
+    dists, _ = context.fit_dists(sym, cls, max(1, int(np.abs(sym).max())))
+    terms = torch.tensor([entropy.rate_terms(int(entropy.THETAS[d[0]]), int(entropy.THETAS[d[1]]))
+                          if d is not None else (rdoq.UNUSED_CLASS_BITS, rdoq.UNUSED_CLASS_BITS) for d in dists],
+                         dtype=torch.float32)
+    cls_t = torch.from_numpy(cls)
+    pred = torch.from_numpy(context.predict(q, weight)).float()
+    return terms[cls_t, 0], terms[cls_t, 1], pred
+
+
+def file_cost(data: bytes, image: np.ndarray, lam: float) -> tuple[float, float]:
+    """``(SSE + lambda * bits, PSNR)`` of a written file against ``image`` (float32 HWC in [0, 1])."""
+    out = decoder.decode_to_array(data).astype(np.float64) / 255.0
+    sse = float(((out - image) ** 2).sum())
+    return sse + lam * 8 * len(data), 10 * math.log10(image.size / max(sse, 1e-12))
+
+
+def probe(path: Path, quality: int, preset: str, seconds: float, hidden: int, refresh: int,
+          lr_latent: float, lr_filter: float, seed: int) -> dict:
+    img = imageio.to_array(imageio.open_image(path))
+    image = img  # float32 (H, W, C) in [0, 1]
+    t0 = time.perf_counter()
+    r = codec.encode_image(img, quality=quality, preset=preset)
+    start_seconds = time.perf_counter() - t0
+    lam = RDOQ_LAMBDA * r.stats["delta0"] ** 2
+    p = decoder.parse(r.data)
+    spec, c = p.spec, p.spec.channels
+    h, w = spec.height, spec.width
+    by_plane = {(lv, ch): p.records[lv * c + ch] for lv in range(spec.levels) for ch in range(c)}
+    codes = context.decode_planes(p.words, spec.level_shapes(), c, by_plane, signed=True)
+    idx = [rec.step_index for rec in p.records]
+    steps = [quant.step_from_index(i) for i in idx]
+    samplers = rdoq.with_filters(rdoq.samplers_for(spec), encoder.filter_kernels(p.filters))
+    m, centre = rdoq.colour_matrix(c), rdoq.colour_centre(c)
+    shift = torch.einsum("ij,j->i", m, centre)[:, None, None]
+    target = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+    start_cost, start_psnr = file_cost(r.data, image, lam)
+
+    torch.manual_seed(seed)
+    net = PostFilter(c, hidden)
+    if p.post.hidden == hidden:  # start from the file's own filter
+        for param, t in zip((net.conv1.weight, net.conv1.bias, net.conv2.weight, net.conv2.bias),
+                            postfilter.weights(p.post, c)):
+            param.data.copy_(torch.from_numpy(np.asarray(t, dtype=np.float32)).reshape(param.shape))
+    latents = [[torch.tensor(codes[lv][ch], dtype=torch.float32, requires_grad=True) for ch in range(c)]
+               for lv in range(spec.levels)]
+    opt = torch.optim.Adam([{"params": [v for lv in latents for v in lv], "lr": lr_latent},
+                            {"params": list(net.parameters()), "lr": lr_filter}])
+    terms: dict[tuple[int, int], tuple[torch.Tensor, ...]] = {}
+    history = []
+    t_train = time.perf_counter()
+    step = 0
+    while time.perf_counter() - t_train < seconds:
+        rounded = [[v.detach().round().to(torch.int64).numpy() for v in lv] for lv in latents]
+        if step % refresh == 0:
+            terms = {(lv, ch): plane_rate_terms(rounded[lv][ch], rounded, lv, ch)
+                     for lv in range(spec.levels) for ch in range(c)}
+        frac = min(1.0, (time.perf_counter() - t_train) / seconds)
+        for g, base in zip(opt.param_groups, (lr_latent, lr_filter)):
+            g["lr"] = base * 0.5 * (1 + math.cos(math.pi * frac))
+        hard = [[v + (v.round() - v).detach() for v in lv] for lv in latents]  # straight-through rounding
+        grids = [torch.stack([hard[lv][ch] * steps[lv * c + ch] for ch in range(c)]) for lv in range(spec.levels)]
+        y = rdoq.sum_levels(samplers, grids, (c, h, w))
+        out = torch.einsum("ij,jhw->ihw", m, y + net(y[None])[0]) - shift
+        sse = ((out - target) ** 2).sum()
+        bits = sum((f * torch.clamp((v - pred).abs(), max=1.0) + mo * torch.relu((v - pred).abs() - 1.0)).sum()
+                   for (lv, ch), (f, mo, pred) in terms.items() for v in [latents[lv][ch]])
+        loss = sse + lam * bits
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 25 == 0:
+            history.append({"step": step, "seconds": round(time.perf_counter() - t_train, 1),
+                            "sse": round(float(sse), 3), "bits": round(float(bits), 1), "loss": round(float(loss), 3)})
+            print(path.name, history[-1], flush=True)
+        step += 1
+    train_seconds = time.perf_counter() - t_train
+    final = [[v.detach().round().to(torch.int64).numpy() for v in lv] for lv in latents]
+    post = postfilter.quantize([prm.detach().numpy() for prm in (net.conv1.weight, net.conv1.bias,
+                                                                 net.conv2.weight, net.conv2.bias)])
+    joint = encoder.code_hybrid(spec, final, idx, p.filters, post)
+    joint_cost, joint_psnr = file_cost(joint, image, lam)
+    bare = encoder.code_hybrid(spec, final, idx, p.filters)  # the trained latents without the filter
+    bare_cost, bare_psnr = file_cost(bare, image, lam)
+    changed = sum(int((a != b).sum()) for la, lb in zip(codes, final) for a, b in zip(la, lb))
+    row = {"image": path.name, "quality": quality, "preset": preset, "hidden": hidden, "lambda": lam,
+           "start": {"bytes": len(r.data), "psnr": round(start_psnr, 3), "cost": round(start_cost, 3),
+                     "seconds": round(start_seconds, 1), "post_filter": p.post.hidden},
+           "joint": {"bytes": len(joint), "psnr": round(joint_psnr, 3), "cost": round(joint_cost, 3),
+                     "delta_cost_percent": round(100 * (joint_cost / start_cost - 1), 2),
+                     "steps": step, "seconds": round(train_seconds, 1), "latents_changed": changed},
+           "joint_without_filter": {"bytes": len(bare), "psnr": round(bare_psnr, 3), "cost": round(bare_cost, 3),
+                                    "delta_cost_percent": round(100 * (bare_cost / start_cost - 1), 2)},
+           "history": history}
+    print(json.dumps({k: v for k, v in row.items() if k != "history"}), flush=True)
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("images", nargs="+")
+    ap.add_argument("--quality", default="70", help="comma-separated qualities")
+    ap.add_argument("--preset", default="medium", help="the preset that writes the starting file")
+    ap.add_argument("--seconds", type=float, default=240.0, help="training time per file")
+    ap.add_argument("--hidden", type=int, default=8, help="post-filter hidden channels (format v7: 1..16)")
+    ap.add_argument("--refresh", type=int, default=20, help="steps between refreshes of the rate terms")
+    ap.add_argument("--lr-latent", type=float, default=0.02, help="Adam step on the latents (code units)")
+    ap.add_argument("--lr-filter", type=float, default=1e-3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    rows = [probe(Path(im), int(q), args.preset, args.seconds, args.hidden, args.refresh, args.lr_latent,
+                  args.lr_filter, args.seed)
+            for im in args.images for q in args.quality.split(",")]
+    if args.out:
+        meta = {"machine": f"{platform.machine()}, {platform.system()}", "torch_threads": torch.get_num_threads(),
+                "version": codec.__version__, "args": vars(args)}
+        Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
