@@ -25,11 +25,13 @@ def main() -> None:
     ap.add_argument("images", help="folder of images")
     ap.add_argument("--targets", default="0.1,0.25,0.5,1,2")
     ap.add_argument("--preset", default="fast")
-    ap.add_argument("--limit", type=int, default=None, help="first N images only")
+    ap.add_argument("--limit", type=int, default=None, help="first N images only (after --skip)")
+    ap.add_argument("--skip", type=int, default=0, help="leave out the first N images")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     args = ap.parse_args()
     targets = [float(t) for t in args.targets.split(",")]
-    paths = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() == ".png")[: args.limit]
+    paths = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() == ".png")[args.skip:]
+    paths = paths[: args.limit]
     rows = []
     for path in paths:
         img = imageio.to_array(imageio.open_image(path))
