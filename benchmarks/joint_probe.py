@@ -1,7 +1,7 @@
 """Probe (not used by the codec): train a hybrid file's latents and its post filter jointly.
 
     .venv/bin/python benchmarks/joint_probe.py ../shared/data/kodak/kodim23.png --quality 70 \\
-        --preset medium --seconds 240 --out benchmarks/results/joint_probe.json
+        --preset medium --seconds 150 --lr-latent 0.002 --out benchmarks/results/joint_probe.json
 
 The codec fits its post filter (:mod:`codec.postfilter`) on latents that RDOQ optimised for the
 linear synthesis alone.  This probe asks what Cool-chic's recipe (latents and synthesis trained
@@ -33,23 +33,16 @@ import numpy as np
 import torch
 
 import codec
-from codec import context, decoder, encoder, entropy, imageio, postfilter, quant, rdoq
+from codec import context, decoder, encoder, imageio, postfilter, quant, rdoq
 from codec.config import RDOQ_LAMBDA
 from codec.models import PostFilter
 
 
-def plane_rate_terms(q: np.ndarray, codes: list[list[np.ndarray]], lv: int, ch: int) -> tuple[torch.Tensor, ...]:
-    """``first``, ``more`` and ``pred`` per value of plane ``(lv, ch)`` under its context model."""
-    cls = context.plane_classes(codes, lv, ch)
-    weight = context.choose_weight(q)
-    sym = context.symbols(q, context.FULL, weight)
-    dists, _ = context.fit_dists(sym, cls, max(1, int(np.abs(sym).max())))
-    terms = torch.tensor([entropy.rate_terms(int(entropy.THETAS[d[0]]), int(entropy.THETAS[d[1]]))
-                          if d is not None else (rdoq.UNUSED_CLASS_BITS, rdoq.UNUSED_CLASS_BITS) for d in dists],
-                         dtype=torch.float32)
-    cls_t = torch.from_numpy(cls)
-    pred = torch.from_numpy(context.predict(q, weight)).float()
-    return terms[cls_t, 0], terms[cls_t, 1], pred
+def plane_rate_terms(codes: list[list[np.ndarray]], lv: int, ch: int) -> tuple[torch.Tensor, ...]:
+    """``first``, ``more`` and ``pred`` per value of plane ``(lv, ch)`` under its context model
+    (:func:`codec.rdoq.plane_rate_terms`; ``pred`` is 0 on the anchors)."""
+    first, more, weight, _ = rdoq.plane_rate_terms(codes, lv, ch)
+    return first, more, torch.from_numpy(context.predict(codes[lv][ch], weight)).float()
 
 
 def file_cost(data: bytes, image: np.ndarray, lam: float) -> tuple[float, float]:
@@ -70,8 +63,7 @@ def probe(path: Path, quality: int, preset: str, seconds: float, hidden: int, re
     p = decoder.parse(r.data)
     spec, c = p.spec, p.spec.channels
     h, w = spec.height, spec.width
-    by_plane = {(lv, ch): p.records[lv * c + ch] for lv in range(spec.levels) for ch in range(c)}
-    codes = context.decode_planes(p.words, spec.level_shapes(), c, by_plane, signed=True)
+    codes = decoder.hybrid_codes(p)
     idx = [rec.step_index for rec in p.records]
     steps = [quant.step_from_index(i) for i in idx]
     samplers = rdoq.with_filters(rdoq.samplers_for(spec), encoder.filter_kernels(p.filters))
@@ -95,9 +87,9 @@ def probe(path: Path, quality: int, preset: str, seconds: float, hidden: int, re
     t_train = time.perf_counter()
     step = 0
     while time.perf_counter() - t_train < seconds:
-        rounded = [[v.detach().round().to(torch.int64).numpy() for v in lv] for lv in latents]
         if step % refresh == 0:
-            terms = {(lv, ch): plane_rate_terms(rounded[lv][ch], rounded, lv, ch)
+            rounded = [[v.detach().round().to(torch.int64).numpy() for v in lv] for lv in latents]
+            terms = {(lv, ch): plane_rate_terms(rounded, lv, ch)
                      for lv in range(spec.levels) for ch in range(c)}
         frac = min(1.0, (time.perf_counter() - t_train) / seconds)
         for g, base in zip(opt.param_groups, (lr_latent, lr_filter)):

@@ -79,6 +79,13 @@ def parse(data: bytes) -> Parsed:
     return Parsed(header, spec, records, words, filters, post)
 
 
+def hybrid_codes(p: Parsed) -> list[list[np.ndarray]]:
+    """Entropy-decode a hybrid file's integer latents, ``codes[level][channel]``."""
+    spec, c = p.spec, p.spec.channels
+    by_plane = {(lv, ch): p.records[lv * c + ch] for lv in range(spec.levels) for ch in range(c)}
+    return context.decode_planes(p.words, spec.level_shapes(), c, by_plane, signed=p.header.version >= 5)
+
+
 def latent_planes(p: Parsed) -> list[np.ndarray]:
     """Entropy-decode a latent model's planes: per level, float32 ``(channels, h_l, w_l)`` of ``q * Delta``,
     the finest levels through their level filters (version 4 on, :mod:`codec.finefilter`), level 0
@@ -86,8 +93,7 @@ def latent_planes(p: Parsed) -> list[np.ndarray]:
     spec, c = p.spec, p.spec.channels
     rec = [[p.records[lv * c + ch] for ch in range(c)] for lv in range(spec.levels)]
     if spec.name == "hybrid":
-        by_plane = {(lv, ch): r for lv in range(spec.levels) for ch, r in enumerate(rec[lv])}
-        codes = context.decode_planes(p.words, spec.level_shapes(), c, by_plane, signed=p.header.version >= 5)
+        codes = hybrid_codes(p)
     else:
         flat = entropy.decode(p.words, [(h * w, r.theta, r.kmax) for (h, w), r in zip(spec.coded_shapes(), p.records)])
         codes = [[flat[lv * c + ch].reshape(spec.level_shapes()[lv]) for ch in range(c)] for lv in range(spec.levels)]

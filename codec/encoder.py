@@ -239,10 +239,7 @@ def _hybrid_v7(data: bytes) -> decoder.Parsed:
 
 def _recode(p: decoder.Parsed, record: bitstream.PostFilterRecord) -> bytes:
     """The parsed hybrid file ``p`` coded again with the post filter ``record``."""
-    spec, c = p.spec, p.spec.channels
-    by_plane = {(lv, ch): p.records[lv * c + ch] for lv in range(spec.levels) for ch in range(c)}
-    codes = context.decode_planes(p.words, spec.level_shapes(), c, by_plane, signed=True)
-    return code_hybrid(spec, codes, [r.step_index for r in p.records], p.filters, record)
+    return code_hybrid(p.spec, decoder.hybrid_codes(p), [r.step_index for r in p.records], p.filters, record)
 
 
 def with_post_filter(data: bytes, record: bitstream.PostFilterRecord) -> bytes:

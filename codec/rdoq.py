@@ -322,6 +322,23 @@ def samplers_for(spec: PyramidSpec) -> list[LevelSampler]:
     return [LevelSampler(spec.height, spec.width, s, spec.kernel) for s in spec.level_shapes()]
 
 
+def plane_rate_terms(codes: list[list[np.ndarray]], lv: int, ch: int) -> tuple[torch.Tensor, torch.Tensor, int, np.ndarray]:
+    """How the context model prices plane ``(lv, ch)`` of ``codes`` now: per value the bits of a
+    first magnitude step (one sign bit included) and of each further one, ``first`` and ``more``
+    (from the distributions :func:`codec.context.fit_dists` fits to the plane's classes), and the
+    plane's non-anchor prediction weight and its coded symbols (:func:`codec.context.symbols`)."""
+    q = codes[lv][ch]
+    cls = context.plane_classes(codes, lv, ch)
+    weight = context.choose_weight(q)
+    sym = context.symbols(q, context.FULL, weight)
+    dists, _ = context.fit_dists(sym, cls, int(np.abs(sym).max()))
+    terms = torch.tensor([entropy.rate_terms(int(entropy.THETAS[d[0]]), int(entropy.THETAS[d[1]]))
+                          if d is not None else (UNUSED_CLASS_BITS, UNUSED_CLASS_BITS) for d in dists],
+                         dtype=torch.float32)
+    cls_t = torch.from_numpy(cls)
+    return terms[cls_t, 0], terms[cls_t, 1], weight, sym
+
+
 def optimise(image: np.ndarray, spec: PyramidSpec, step_idx: list[int], codes: list[list[np.ndarray]],
              lam: float, sweeps: int, deadline: float | None = None,
              samplers: list[LevelSampler] | None = None, tick: Callable[[str], None] | None = None) -> RdoqResult:
@@ -350,15 +367,7 @@ def optimise(image: np.ndarray, spec: PyramidSpec, step_idx: list[int], codes: l
                 tick(f"RDOQ sweep {sweep + 1}/{sweeps}")
             smp, step = samplers[lv].channel(ch), steps[lv * c + ch]
             q = codes[lv][ch]
-            cls = context.plane_classes(codes, lv, ch)
-            weight = context.choose_weight(q)
-            sym = context.symbols(q, context.FULL, weight)
-            dists, _ = context.fit_dists(sym, cls, int(np.abs(sym).max()))
-            terms = torch.tensor([entropy.rate_terms(int(entropy.THETAS[d[0]]), int(entropy.THETAS[d[1]]))
-                                  if d is not None else (UNUSED_CLASS_BITS, UNUSED_CLASS_BITS) for d in dists],
-                                 dtype=torch.float32)
-            cls_t = torch.from_numpy(cls)
-            first, more = terms[cls_t, 0], terms[cls_t, 1]
+            first, more, weight, sym = plane_rate_terms(codes, lv, ch)
             pos, neg = _sign_costs(codes, lv, ch, sym)
             hdiag = smp.energy * (step * step * float(mtm[ch]))
             qt = torch.from_numpy(q).float()
