@@ -65,7 +65,8 @@ def cli() -> None:
               help="MLP models: training steps [default: 1000]; hybrid: RDOQ sweeps [default: per preset].")
 @click.option("--seconds", type=float, default=None,
               help="Wall-clock budget for the encoder [hybrid default: the preset's cap for the image's size].")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True,
+              help="Where the encoder's tensor work runs: auto is CUDA, else MPS (MLPs only), else the CPU.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (repeatable runs).")
 @click.option("--batch", type=int, default=None, help="Pixels per step [default: 16384 on CPU, 262144 on GPU].")
 @click.option("--lr", type=float, default=None, help="Learning rate [default: per model].")

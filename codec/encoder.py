@@ -8,6 +8,7 @@ than 10 % off the target.  Every reported figure comes from the written bytes.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -270,6 +271,7 @@ def fit_filters(target_ycc: torch.Tensor, codes: list[list[np.ndarray]], steps: 
     (:func:`codec.finefilter.fit_all`), at the radius 0..3 with the lowest ``w_c dSSE + lam * bits``;
     ``w_c`` is the channel's weight in the RGB error (the diagonal of ``M^T M``, as in :mod:`codec.rdoq`)."""
     c, h, w = target_ycc.shape
+    dev = samplers[0].device  # the renderings run there, the least-squares solves on the CPU
     y = rdoq.reconstruct(codes, steps, samplers, (c, h, w))
     weight = torch.diagonal(rdoq.colour_matrix(c).T @ rdoq.colour_matrix(c))
     out = []
@@ -277,10 +279,10 @@ def fit_filters(target_ycc: torch.Tensor, codes: list[list[np.ndarray]], steps: 
         smp = samplers[lv]
 
         def up(g: np.ndarray, smp: rdoq.LevelSampler = smp) -> torch.Tensor:
-            return smp.up(torch.from_numpy(np.ascontiguousarray(g, dtype=np.float32)))
+            return smp.up(torch.from_numpy(np.ascontiguousarray(g, dtype=np.float32)).to(dev))
 
         def gram(g: np.ndarray, smp: rdoq.LevelSampler = smp) -> np.ndarray:
-            return smp.gram(torch.from_numpy(g)).numpy()
+            return smp.gram(torch.from_numpy(g).to(dev)).cpu().numpy()
 
         level = []
         for ch in range(c):
@@ -290,7 +292,7 @@ def fit_filters(target_ycc: torch.Tensor, codes: list[list[np.ndarray]], steps: 
                 plain = up(g)
                 resid = target_ycc[ch] - y[ch] + plain
                 rhs = smp.adjoint(resid)
-                fits = finefilter.fit_all(g, rhs.numpy(), finefilter.MAX_RADIUS, None if smp.native else gram)
+                fits = finefilter.fit_all(g, rhs.cpu().numpy(), finefilter.MAX_RADIUS, None if smp.native else gram)
                 for radius, (taps, dsse) in enumerate(fits, start=1):
                     rec = bitstream.FilterRecord(radius, tuple(taps))
                     cost = float(weight[ch]) * dsse + lam * finefilter.record_bits(rec)
@@ -362,15 +364,60 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
        cost drops.  When the encode's first pass writes fewer than ``post_min_bytes`` bytes the filter
        is not fitted at all and the search runs to the deadline.
     """
+    device = hybrid_device(opts.device)
     progress = TimeProgress(t_start, opts.quiet)
     try:
-        return _encode_hybrid(image, opts, t_start, progress)
+        with exact_cuda(device):
+            return _encode_hybrid(image, opts, t_start, progress, device)
     finally:
         progress.close()
 
 
-def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progress: TimeProgress) -> EncodeResult:
-    """The body of :func:`encode_hybrid`, which closes ``progress`` however it ends."""
+def hybrid_device(name: str) -> torch.device:
+    """Where the hybrid encoder's tensor work runs: ``auto`` is CUDA when present, else the CPU.
+
+    The L1 refit, the RDOQ sweeps' renderings, the level filters' renderings and the post filter
+    run there; the context model, the least-squares solves of the level filters and the coding
+    stay on the CPU.  MPS is refused (and ``auto`` does not pick it): the samplers are sparse CSR
+    matrices, whose products MPS does not run."""
+    if name == "mps":
+        raise OptionError("the hybrid encoder runs on CUDA or the CPU, not MPS (its sparse matrix "
+                          "products have no MPS kernels); use --device cpu or auto")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return pick_device(name)
+
+
+@contextlib.contextmanager
+def exact_cuda(device: torch.device):
+    """Full float32 and deterministic kernels on CUDA for the duration, the flags restored on exit;
+    a no-op elsewhere.
+
+    * No TF32 in convolutions (cuDNN allows it by default) or matrix products: RDOQ updates its
+      rendering in place move after move and compares ``dJ`` across values, so TF32's 10-bit
+      mantissa would bias its decisions.
+    * Deterministic cuDNN algorithms, no autotuning: the post filter's weight gradients otherwise
+      come from kernels that add in a varying order, and ``--seed`` promises the same bytes for the
+      same input and options on the same machine."""
+    if device.type != "cuda":
+        yield
+        return
+    flags = (torch.backends.cuda.matmul, "allow_tf32", False), (torch.backends.cudnn, "allow_tf32", False), \
+        (torch.backends.cudnn, "deterministic", True), (torch.backends.cudnn, "benchmark", False)
+    saved = [getattr(obj, name) for obj, name, _ in flags]
+    for obj, name, value in flags:
+        setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        for (obj, name, _), value in zip(flags, saved):
+            setattr(obj, name, value)
+
+
+def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progress: TimeProgress,
+                   device: torch.device) -> EncodeResult:
+    """The body of :func:`encode_hybrid`, which closes ``progress`` however it ends; the tensor work
+    runs on ``device`` (:func:`hybrid_device`)."""
     from .decoder import MAX_LATENTS, decode_to_array
 
     h, w, c = image.shape
@@ -381,9 +428,10 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
         raise LimitError(f"image of {w}x{h} pixels is too large for the hybrid model "
                          f"({spec.num_params()} latent values, limit {MAX_LATENTS}); use an MLP model")
     progress.start(deadline - t_start)
-    target = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
-    target_ycc = color.rgb_to_ycbcr(torch.from_numpy(np.ascontiguousarray(image))).permute(2, 0, 1).float()
-    samplers = rdoq.samplers_for(spec)
+    target = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).to(device)
+    target_ycc = color.rgb_to_ycbcr(torch.from_numpy(np.ascontiguousarray(image))).permute(2, 0, 1).float().to(device)
+    samplers = rdoq.samplers_for(spec, device)
+    matrix, centre = rdoq.colour_matrix(c, device), rdoq.colour_centre(c, device)
     l1_operator = l1fit.Operator(samplers, c)
     shown_cost = math.inf  # the cost of the best file shown on the progress display
 
@@ -410,7 +458,7 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
         data = code_hybrid(spec, res.codes, idx, filters)
         filtered = rdoq.with_filters(samplers, filter_kernels(filters))
         y = rdoq.reconstruct(res.codes, steps, filtered, (c, h, w))
-        rgb = torch.einsum("ij,jhw->ihw", rdoq.colour_matrix(c), y - rdoq.colour_centre(c)[:, None, None])
+        rgb = torch.einsum("ij,jhw->ihw", matrix, y - centre[:, None, None])
         sse = float(((color.quantize_uint8(rgb) - target) ** 2).sum())
         cand = _Candidate(data, sse, shape, delta0, res.sweeps, res.codes, idx, filtered, filters)
         if in_size(cand) and cost(cand, lam) < shown_cost:
@@ -567,7 +615,7 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
             counter[0] += 1
             progress.tick(detail)
 
-        tensors = postfilter.fit(y, target, rdoq.colour_matrix(c), rdoq.colour_centre(c), preset.post_hidden,
+        tensors = postfilter.fit(y, target, matrix, centre, preset.post_hidden,
                                  post_steps, deadline=deadline - tail, tick=tick)
         post = postfilter.quantize(tensors)
         data = code_hybrid(spec, best.codes, best.idx, best.filters, post)
@@ -583,7 +631,7 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
     data = best.data
     progress.stage("verifying")
     psnr = _psnr_vs_source(decode_to_array(data) if decoded is None else decoded, image)
-    return EncodeResult(data=data, width=w, height=h, channels=c, model="hybrid", device="cpu",
+    return EncodeResult(data=data, width=w, height=h, channels=c, model="hybrid", device=device.type,
                         seconds=time.perf_counter() - t_start, steps=best.sweeps, psnr=psnr,
                         params=spec.num_params(),
                         stats={"levels": spec.levels, "preset": opts.preset, "step_shape": list(best.shape),
@@ -697,7 +745,6 @@ def encode_array(image: np.ndarray, opts: EncodeOptions = EncodeOptions()) -> En
     opts.validate()
     t_start = time.perf_counter()
     if opts.model == "hybrid":
-        pick_device(opts.device)  # an unavailable --device is an error even though the hybrid runs on the CPU
         return encode_hybrid(image, opts, t_start)
     h, w, c = image.shape
     device = pick_device(opts.device)

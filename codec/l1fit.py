@@ -57,12 +57,13 @@ class Operator:
     """``A u = M sum_l S_l (u_l / sqrt(e_l))`` and its adjoint, with ``e_l`` the largest column energy of level ``l``.
 
     It depends on the image size only, so the encoder builds it once and every candidate reuses
-    it (and its power-iteration norm)."""
+    it (and its power-iteration norm).  It runs on the samplers' device."""
 
     def __init__(self, samplers: list[LevelSampler], channels: int) -> None:
         self.samplers = samplers
         self.channels = channels
-        self.m = colour_matrix(channels)
+        self.device = samplers[0].device
+        self.m = colour_matrix(channels, self.device)
         self.scale = [1.0 / math.sqrt(float(s.energy.max())) for s in samplers]
         self._norm_sq: float | None = None
 
@@ -81,7 +82,7 @@ class Operator:
         if self._norm_sq is not None:
             return self._norm_sq
         gen = torch.Generator().manual_seed(0)
-        v = [torch.randn((self.channels,) + tuple(s.energy.shape), generator=gen) for s in self.samplers]
+        v = [torch.randn((self.channels,) + tuple(s.energy.shape), generator=gen).to(self.device) for s in self.samplers]
         est = 1.0
         for _ in range(POWER_ITERATIONS):
             w = self.adjoint(self.forward(v))
@@ -103,14 +104,15 @@ def solve(image: np.ndarray, codes: list[list[np.ndarray]], step_idx: list[int],
         return codes
     c = image.shape[2]
     levels = len(codes)
-    steps = torch.tensor([quant.step_from_index(i) for i in step_idx], dtype=torch.float32).reshape(levels, c)
-    b = torch.from_numpy(bits_per_unit(codes, bits_scale)).float()
+    dev = op.device
+    steps = torch.tensor([quant.step_from_index(i) for i in step_idx], dtype=torch.float32).reshape(levels, c).to(dev)
+    b = torch.from_numpy(bits_per_unit(codes, bits_scale)).float().to(dev)
     lip = 2.0 * op.norm_sq() * LIPSCHITZ_MARGIN
     # soft threshold per value of u: (mu / L) * d v / d u
     thr = [(lam * b[lv] / steps[lv] * op.scale[lv] / lip)[:, None, None] for lv in range(levels)]
-    target = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
-    target = target + torch.einsum("ij,j->i", op.m, colour_centre(c))[:, None, None]
-    u = [torch.stack([torch.from_numpy(codes[lv][ch]).float() * steps[lv, ch] for ch in range(c)]) / op.scale[lv]
+    target = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().to(dev)
+    target = target + torch.einsum("ij,j->i", op.m, colour_centre(c, dev))[:, None, None]
+    u = [torch.stack([torch.from_numpy(codes[lv][ch]).float().to(dev) * steps[lv, ch] for ch in range(c)]) / op.scale[lv]
          for lv in range(levels)]
     z, t = [x.clone() for x in u], 1.0
     for it in range(iterations):
@@ -129,5 +131,5 @@ def solve(image: np.ndarray, codes: list[list[np.ndarray]], step_idx: list[int],
     out = []
     for lv in range(levels):
         q = pyramid.deadzone_quantize(u[lv] * op.scale[lv] / steps[lv][:, None, None], deadzone)
-        out.append([q[ch].to(torch.int64).numpy() for ch in range(c)])
+        out.append([q[ch].to(torch.int64).cpu().numpy() for ch in range(c)])
     return out

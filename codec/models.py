@@ -122,10 +122,13 @@ def sampling_matrix(n_out: int, n_in: int, kernel: str) -> torch.Tensor:
     (the taps of :func:`codec.synthesis.kernel_taps`; used by the encoder's optimiser, :mod:`codec.rdoq`)."""
     idx, w = kernel_taps(n_out, n_in, kernel)
     rows = np.repeat(np.arange(n_out), idx.shape[1])
-    m = torch.sparse_coo_tensor(torch.from_numpy(np.stack([rows, idx.reshape(-1)])), torch.from_numpy(w.reshape(-1)),
-                                (n_out, n_in), check_invariants=True).coalesce()
     with warnings.catch_warnings():
+        # torch 2.11 warns on every encode that the global invariant checks are off although this
+        # call asks for them (seen on the CUDA build, stderr of `inrc encode`); 2.13 does not
+        warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        m = torch.sparse_coo_tensor(torch.from_numpy(np.stack([rows, idx.reshape(-1)])),
+                                    torch.from_numpy(w.reshape(-1)), (n_out, n_in), check_invariants=True).coalesce()
         return m.to(torch.float32).to_sparse_csr()
 
 

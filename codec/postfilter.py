@@ -132,6 +132,7 @@ def fit(y: torch.Tensor, target: torch.Tensor, matrix: torch.Tensor, centre: tor
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = PostFilter(y.shape[0], hidden, None if features is None else features.shape[0])
+    net.to(y.device)  # initialised on the CPU, so the start is the same on every device
     opt = torch.optim.Adam(net.parameters(), lr=LEARNING_RATE)
     _, h, w = y.shape
     ch, cw = min(CROP, h), min(CROP, w)
@@ -152,4 +153,4 @@ def fit(y: torch.Tensor, target: torch.Tensor, matrix: torch.Tensor, centre: tor
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return [p.detach().numpy().copy() for p in (net.conv1.weight, net.conv1.bias, net.conv2.weight, net.conv2.bias)]
+    return [p.detach().cpu().numpy().copy() for p in (net.conv1.weight, net.conv1.bias, net.conv2.weight, net.conv2.bias)]

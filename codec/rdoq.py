@@ -42,34 +42,40 @@ class RdoqResult:
     changed: list[int]  # values changed per sweep
 
 
-def colour_matrix(channels: int) -> torch.Tensor:
+def colour_matrix(channels: int, device: torch.device | str | None = None) -> torch.Tensor:
     """``M`` with ``rgb = M (ycc - centre)`` for the first three channels, identity elsewhere."""
     m = torch.eye(channels)
     if channels >= 3:
         m[:3, :3] = torch.from_numpy(color.YCC2RGB)
-    return m
+    return m.to(device)
 
 
-def colour_centre(channels: int) -> torch.Tensor:
+def colour_centre(channels: int, device: torch.device | str | None = None) -> torch.Tensor:
     c = torch.zeros(channels)
     if channels >= 3:
         c[:3] = torch.from_numpy(color.CENTRE)
-    return c
+    return c.to(device)
 
 
 class LevelSampler:
     """``up(g) = S_y g S_x^T`` and its adjoint for one level, with sparse CSR matrices.
 
     A level of the image's size (level 0 at native size) is sampled by the identity: Keys' kernel is
-    1 at 0 and 0 at the other taps, so every method returns (a copy of) its input there."""
+    1 at 0 and 0 at the other taps, so every method returns (a copy of) its input there.
 
-    def __init__(self, height: int, width: int, shape: tuple[int, int], kernel: str) -> None:
-        self.sy = sampling_matrix(height, shape[0], kernel)
-        self.sx = sampling_matrix(width, shape[1], kernel)
-        self.syt = self.sy.to_sparse_coo().t().coalesce().to_sparse_csr()
-        self.sxt = self.sx.to_sparse_coo().t().coalesce().to_sparse_csr()
-        self.energy = torch.outer(self._col_sq(self.sy, shape[0]), self._col_sq(self.sx, shape[1]))
-        self.native = self.sy.shape[0] == self.sy.shape[1] and self.sx.shape[0] == self.sx.shape[1]
+    ``device``: where the matrices live and the products run (the encoder's torch device; CPU by
+    default).  The matrices are built on the CPU and moved, so they are the same on every device."""
+
+    def __init__(self, height: int, width: int, shape: tuple[int, int], kernel: str,
+                 device: torch.device | str | None = None) -> None:
+        sy = sampling_matrix(height, shape[0], kernel)
+        sx = sampling_matrix(width, shape[1], kernel)
+        self.device = torch.device(device if device is not None else "cpu")
+        self.sy, self.sx = sy.to(self.device), sx.to(self.device)
+        self.syt = sy.to_sparse_coo().t().coalesce().to_sparse_csr().to(self.device)
+        self.sxt = sx.to_sparse_coo().t().coalesce().to_sparse_csr().to(self.device)
+        self.energy = torch.outer(self._col_sq(sy, shape[0]), self._col_sq(sx, shape[1])).to(self.device)
+        self.native = sy.shape[0] == sy.shape[1] and sx.shape[0] == sx.shape[1]
 
     @staticmethod
     def _col_sq(m: torch.Tensor, n: int) -> torch.Tensor:
@@ -89,7 +95,7 @@ class LevelSampler:
     @functools.cached_property
     def axis_grams(self) -> tuple[np.ndarray, np.ndarray]:
         """The per-axis Gram matrices ``G = S^T S`` (float64, dense; banded), ``(G_y, G_x)``."""
-        return tuple((m.to_dense().T.double() @ m.to_dense().double()).numpy() for m in (self.sy, self.sx))
+        return tuple((m.to_dense().T.double() @ m.to_dense().double()).cpu().numpy() for m in (self.sy, self.sx))
 
     @functools.cached_property
     def _sparse_grams(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -180,11 +186,14 @@ class FilteredSampler:
     def __init__(self, base: LevelSampler, kernels: list[np.ndarray | None]) -> None:
         self.base = base
         self.native = base.native
-        self.kernels = [None if k is None else torch.from_numpy(np.asarray(k, dtype=np.float32)) for k in kernels]
+        self.device = base.device
+        self.kernels = [None if k is None else torch.from_numpy(np.asarray(k, dtype=np.float32)).to(self.device)
+                        for k in kernels]
 
     @functools.cached_property
     def energies(self) -> list[torch.Tensor]:
-        return [self.base.energy if k is None else filtered_energy(self.base, k.numpy()) for k in self.kernels]
+        return [self.base.energy if k is None else filtered_energy(self.base, k.cpu().numpy()).to(self.device)
+                for k in self.kernels]
 
     @functools.cached_property
     def energy(self) -> torch.Tensor:
@@ -244,21 +253,22 @@ def _from_wt(t: torch.Tensor, channels: int) -> torch.Tensor:
 def sum_levels(samplers: list, grids: Iterable[torch.Tensor | None], shape: tuple[int, int, int]) -> torch.Tensor:
     """``sum_l up_stack_l(grids[l])`` ``(C, H, W)`` (levels whose grid is ``None`` left out), added in
     level order in the ``(W, C*H)`` layout of :meth:`LevelSampler.up_stack_wt`, which reads memory in
-    order; returned as a (strided) view of that sum."""
+    order; returned as a (strided) view of that sum, on the samplers' device."""
     acc = None
     for smp, g in zip(samplers, grids):
         if g is not None:
             t = smp.up_stack_wt(g)
             acc = t if acc is None else acc.add_(t)
-    return torch.zeros(shape) if acc is None else _from_wt(acc, shape[0])
+    return torch.zeros(shape, device=samplers[0].device) if acc is None else _from_wt(acc, shape[0])
 
 
 def reconstruct(codes: list[list[np.ndarray]], steps: list[float], samplers: list[LevelSampler],
                 shape: tuple[int, int, int]) -> torch.Tensor:
     """The decoder's YCbCr image ``(C, H, W)`` at native size, through the sampling matrices
-    (contiguous: RDOQ updates it in place)."""
+    (contiguous: RDOQ updates it in place; on the samplers' device)."""
     c = shape[0]
-    grids = [torch.stack([torch.from_numpy(codes[lv][ch]).float() * steps[lv * c + ch] for ch in range(c)])
+    dev = samplers[0].device
+    grids = [torch.stack([torch.from_numpy(codes[lv][ch]).float() * steps[lv * c + ch] for ch in range(c)]).to(dev)
              if any(p.any() for p in codes[lv]) else None for lv in range(len(samplers))]
     return sum_levels(samplers, grids, shape).contiguous()
 
@@ -317,9 +327,10 @@ def _joint_move(smp, best_d: torch.Tensor, best_dj: torch.Tensor, hs: torch.Tens
     return None, None
 
 
-def samplers_for(spec: PyramidSpec) -> list[LevelSampler]:
-    """One :class:`LevelSampler` per level of ``spec`` at its native size (they depend on ``spec`` only)."""
-    return [LevelSampler(spec.height, spec.width, s, spec.kernel) for s in spec.level_shapes()]
+def samplers_for(spec: PyramidSpec, device: torch.device | str | None = None) -> list[LevelSampler]:
+    """One :class:`LevelSampler` per level of ``spec`` at its native size (they depend on ``spec``
+    only), on ``device`` (CPU by default)."""
+    return [LevelSampler(spec.height, spec.width, s, spec.kernel, device) for s in spec.level_shapes()]
 
 
 def plane_rate_terms(codes: list[list[np.ndarray]], lv: int, ch: int) -> tuple[torch.Tensor, torch.Tensor, int, np.ndarray]:
@@ -351,10 +362,11 @@ def optimise(image: np.ndarray, spec: PyramidSpec, step_idx: list[int], codes: l
     codes = [[np.array(p, dtype=np.int64) for p in lv] for lv in codes]
     steps = [quant.step_from_index(i) for i in step_idx]
     samplers = samplers if samplers is not None else samplers_for(spec)
-    m = colour_matrix(c)
-    mtm = torch.diagonal(m.T @ m)
-    centre = colour_centre(c)[:, None, None]
-    target = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+    dev = samplers[0].device  # the sweeps run where the samplers are; the context model on the CPU
+    mtm = torch.diagonal(colour_matrix(c).T @ colour_matrix(c))
+    m = colour_matrix(c, dev)
+    centre = colour_centre(c, dev)[:, None, None]
+    target = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().to(dev)
     y = reconstruct(codes, steps, samplers, (c, h, w))
     n_values = spec.num_params()
     changed: list[int] = []
@@ -367,10 +379,11 @@ def optimise(image: np.ndarray, spec: PyramidSpec, step_idx: list[int], codes: l
                 tick(f"RDOQ sweep {sweep + 1}/{sweeps}")
             smp, step = samplers[lv].channel(ch), steps[lv * c + ch]
             q = codes[lv][ch]
-            first, more, weight, sym = plane_rate_terms(codes, lv, ch)
-            pos, neg = _sign_costs(codes, lv, ch, sym)
+            first, more, weight, sym = (t.to(dev) if isinstance(t, torch.Tensor) else t
+                                        for t in plane_rate_terms(codes, lv, ch))
+            pos, neg = (t.to(dev) for t in _sign_costs(codes, lv, ch, sym))
             hdiag = smp.energy * (step * step * float(mtm[ch]))
-            qt = torch.from_numpy(q).float()
+            qt = torch.from_numpy(q).float().to(dev)
             pred_plane = None  # non-anchor predictions; they change only when anchors do
             for pi in (0, 1):
                 for pj in (0, 1):
@@ -387,7 +400,8 @@ def optimise(image: np.ndarray, spec: PyramidSpec, step_idx: list[int], codes: l
                         pred = torch.zeros_like(qs)
                     else:
                         if pred_plane is None:
-                            pred_plane = torch.from_numpy(context.predict(qt.to(torch.int64).numpy(), weight)).float()
+                            pred_plane = torch.from_numpy(
+                                context.predict(qt.to(torch.int64).cpu().numpy(), weight)).float().to(dev)
                         pred = pred_plane[sub]
                     rate = functools.partial(_symbol_bits, pred=pred, first=f_s, more=m_s, pos=pos[sub], neg=neg[sub])
                     r0 = rate(qs)
@@ -411,7 +425,7 @@ def optimise(image: np.ndarray, spec: PyramidSpec, step_idx: list[int], codes: l
                         pred_plane = None
                     qt = qt + delta
                     y[ch] += dy
-            codes[lv][ch] = qt.to(torch.int64).numpy()
+            codes[lv][ch] = qt.to(torch.int64).cpu().numpy()
         changed.append(n_changed)
         if n_changed < 5e-4 * n_values:
             break
