@@ -35,7 +35,7 @@ def machine() -> dict:
             "gpu": gpu, "python": platform.python_version(), "inrc": codec.__version__}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("images", nargs="+")
     ap.add_argument("--presets", default="fast,medium")
@@ -43,7 +43,7 @@ def main() -> int:
     ap.add_argument("--devices", default="cpu,cuda")
     ap.add_argument("--seconds", type=float, default=None, help="budget per encode (default: the preset's cap)")
     ap.add_argument("--out", required=True)
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     records = []
     for path in a.images:
         image = np.asarray(Image.open(path).convert("RGB"))
@@ -62,7 +62,7 @@ def main() -> int:
                     print(json.dumps(rec), flush=True)
     summary = {}
     devices = a.devices.split(",")
-    if len(devices) == 2:
+    if len(devices) == 2 and devices[0] != devices[1]:
         keyed = {(r["image"], r["preset"], r["quality"], r["device"]): r for r in records}
         for preset in a.presets.split(","):
             pairs = [(keyed[k[:3] + (devices[0],)], keyed[k[:3] + (devices[1],)]) for k in keyed

@@ -379,8 +379,8 @@ def optimise(image: np.ndarray, spec: PyramidSpec, step_idx: list[int], codes: l
                 tick(f"RDOQ sweep {sweep + 1}/{sweeps}")
             smp, step = samplers[lv].channel(ch), steps[lv * c + ch]
             q = codes[lv][ch]
-            first, more, weight, sym = (t.to(dev) if isinstance(t, torch.Tensor) else t
-                                        for t in plane_rate_terms(codes, lv, ch))
+            first, more, weight, sym = plane_rate_terms(codes, lv, ch)
+            first, more = first.to(dev), more.to(dev)
             pos, neg = (t.to(dev) for t in _sign_costs(codes, lv, ch, sym))
             hdiag = smp.energy * (step * step * float(mtm[ch]))
             qt = torch.from_numpy(q).float().to(dev)

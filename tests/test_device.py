@@ -3,7 +3,10 @@ CUDA) the same quality as on the CPU.  The CUDA tests are skipped where there is
 on an H100 (README, "GPU")."""
 from __future__ import annotations
 
+import importlib.util
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,3 +112,21 @@ def test_cuda_encode_matches_the_cpu_encode(photo, preset):
 def test_cuda_rate_control_lands_on_the_target(photo):
     r = codec.encode_image(photo, preset="fast", bpp=0.5, device="cuda", quiet=True)
     assert r.device == "cuda" and abs(len(r.data) * 8 / photo.shape[0] / photo.shape[1] / 0.5 - 1) <= 0.10
+
+
+def test_device_timing_script_records_each_encode(tmp_path, cat):
+    """``benchmarks/device_timing.py`` (run on the CPU here): one record per encode with the real
+    bytes and the D + lambda R of the decoded file."""
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "device_timing.py"
+    spec = importlib.util.spec_from_file_location("device_timing", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    src, out = tmp_path / "cat.png", tmp_path / "t.json"
+    Image.fromarray(cat).save(src)
+    assert mod.main([str(src), "--presets", "fast", "--qualities", "60", "--devices", "cpu", "--out", str(out)]) == 0
+    d = json.loads(out.read_text())
+    (rec,) = d["records"]
+    r = codec.encode_image(cat, preset="fast", quality=60, device="cpu", quiet=True)
+    assert rec["device"] == "cpu" and rec["bytes"] == len(r.data) and rec["psnr"] == round(r.psnr, 3)
+    assert rec["cost"] == pytest.approx(_cost(r.data, cat, encoder.hybrid_delta0(60)), rel=1e-9)
+    assert d["summary"] == {} and d["machine"]["inrc"] == codec.__version__
