@@ -739,13 +739,28 @@ def shift_to_size(indices: list[int], target_bytes: float, size_of) -> list[int]
 
 
 def encode_array(image: np.ndarray, opts: EncodeOptions = EncodeOptions()) -> EncodeResult:
-    """Encode a float32 ``(H, W, C)`` image in ``[0, 1]``."""
-    from .decoder import decode_to_array
-
+    """Encode a float32 ``(H, W, C)`` image in ``[0, 1]``.  A GPU that runs out of memory is a
+    :class:`~codec.errors.LimitError` that names the image's size and points to ``--device cpu``
+    (torch's own error is a multi-line ``RuntimeError``)."""
     opts.validate()
     t_start = time.perf_counter()
-    if opts.model == "hybrid":
-        return encode_hybrid(image, opts, t_start)
+    try:
+        if opts.model == "hybrid":
+            return encode_hybrid(image, opts, t_start)
+        return _encode_mlp(image, opts, t_start)
+    except torch.cuda.OutOfMemoryError:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        h, w = image.shape[:2]
+        raise LimitError(f"the GPU ran out of memory encoding a {w}x{h} image with the {opts.model} model; "
+                         "use --device cpu") from None
+
+
+def _encode_mlp(image: np.ndarray, opts: EncodeOptions, t_start: float) -> EncodeResult:
+    """The MLP families' encoder (:func:`encode_array`): fit, choose the quantization steps by
+    rate-distortion, code, and measure the written bytes."""
+    from .decoder import decode_to_array
+
     h, w, c = image.shape
     device = pick_device(opts.device)
     torch.manual_seed(opts.seed)

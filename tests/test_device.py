@@ -71,6 +71,23 @@ def test_exact_cuda_sets_float32_and_determinism_on_cuda_and_restores_the_flags(
             setattr(obj, name, value)
 
 
+@pytest.mark.parametrize("model", ["hybrid", "siren"])
+def test_a_gpu_out_of_memory_is_a_one_line_error(tmp_path, cat, capsys, monkeypatch, model):
+    """torch's CUDA out-of-memory error (a multi-line RuntimeError) becomes a LimitError that names
+    the image and the way out, for every model; raised here by a stand-in for the encoder."""
+    def oom(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\n(more lines)")
+
+    monkeypatch.setattr(encoder, "_encode_hybrid" if model == "hybrid" else "fit", oom)
+    with pytest.raises(encoder.LimitError, match="GPU ran out of memory encoding a 64x48 image"):
+        codec.encode_image(cat, model=model, steps=5, quiet=True)
+    src = tmp_path / "cat.png"
+    Image.fromarray(cat).save(src)
+    code = main(["encode", str(src), "-o", str(tmp_path / "x.inr"), "--model", model, "--steps", "5"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "use --device cpu" in err and not (tmp_path / "x.inr").exists()
+
+
 def test_the_cpu_encode_reports_its_device(cat):
     r = codec.encode_image(cat, preset="fast", quality=60, device="cpu", quiet=True)
     assert r.device == "cpu" and r.stats["preset"] == "fast"
