@@ -52,11 +52,10 @@ def main(argv: list[str] | None = None) -> int:
             for q in (int(x) for x in a.qualities.split(",")):
                 for dev in a.devices.split(","):
                     r = codec.encode_image(image, preset=preset, quality=q, device=dev, seconds=a.seconds, quiet=True)
-                    out = codec.decoder.decode_to_array(r.data).astype(np.float64) / 255.0
                     lam = encoder.RDOQ_LAMBDA * encoder.hybrid_delta0(q) ** 2
                     rec = {"image": Path(path).name, "preset": preset, "quality": q, "device": r.device,
                            "seconds": round(r.seconds, 2), "bytes": len(r.data), "psnr": round(r.psnr, 3),
-                           "cost": float(((out - ref) ** 2).sum()) + lam * 8 * len(r.data),
+                           "cost": encoder.file_cost(r.data, ref, lam)[0],
                            "passes": r.stats["passes"], "post_filter": r.stats["post_filter"]}
                     records.append(rec)
                     print(json.dumps(rec), flush=True)

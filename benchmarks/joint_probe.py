@@ -45,13 +45,6 @@ def plane_rate_terms(codes: list[list[np.ndarray]], lv: int, ch: int) -> tuple[t
     return first, more, torch.from_numpy(context.predict(codes[lv][ch], weight)).float()
 
 
-def file_cost(data: bytes, image: np.ndarray, lam: float) -> tuple[float, float]:
-    """``(SSE + lambda * bits, PSNR)`` of a written file against ``image`` (float32 HWC in [0, 1])."""
-    out = decoder.decode_to_array(data).astype(np.float64) / 255.0
-    sse = float(((out - image) ** 2).sum())
-    return sse + lam * 8 * len(data), 10 * math.log10(image.size / max(sse, 1e-12))
-
-
 def probe(path: Path, quality: int, preset: str, seconds: float, hidden: int, refresh: int,
           lr_latent: float, lr_filter: float, seed: int) -> dict:
     img = imageio.to_array(imageio.open_image(path))
@@ -70,7 +63,7 @@ def probe(path: Path, quality: int, preset: str, seconds: float, hidden: int, re
     m, centre = rdoq.colour_matrix(c), rdoq.colour_centre(c)
     shift = torch.einsum("ij,j->i", m, centre)[:, None, None]
     target = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
-    start_cost, start_psnr = file_cost(r.data, image, lam)
+    start_cost, start_psnr = encoder.file_cost(r.data, image, lam)
 
     torch.manual_seed(seed)
     net = PostFilter(c, hidden)
@@ -115,9 +108,9 @@ def probe(path: Path, quality: int, preset: str, seconds: float, hidden: int, re
     post = postfilter.quantize([prm.detach().numpy() for prm in (net.conv1.weight, net.conv1.bias,
                                                                  net.conv2.weight, net.conv2.bias)])
     joint = encoder.code_hybrid(spec, final, idx, p.filters, post)
-    joint_cost, joint_psnr = file_cost(joint, image, lam)
+    joint_cost, joint_psnr = encoder.file_cost(joint, image, lam)
     bare = encoder.code_hybrid(spec, final, idx, p.filters)  # the trained latents without the filter
-    bare_cost, bare_psnr = file_cost(bare, image, lam)
+    bare_cost, bare_psnr = encoder.file_cost(bare, image, lam)
     changed = sum(int((a != b).sum()) for la, lb in zip(codes, final) for a, b in zip(la, lb))
     row = {"image": path.name, "quality": quality, "preset": preset, "hidden": hidden, "lambda": lam,
            "start": {"bytes": len(r.data), "psnr": round(start_psnr, 3), "cost": round(start_cost, 3),

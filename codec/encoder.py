@@ -318,6 +318,17 @@ def keeps_rate(size: int, target_bytes: float, best_size: int | None = None) -> 
     return off <= BPP_BAND and (best_size is None or off <= max(BPP_AIM, abs(best_size / target_bytes - 1)))
 
 
+def file_cost(data: bytes, image: np.ndarray, lam: float) -> tuple[float, float]:
+    """``(D + lambda R, PSNR)`` of written bytes against ``image`` (``(H, W, C)`` in [0, 1]): ``D`` the
+    squared error of the decoded 8-bit RGB in [0, 1] units (summed in float64), ``R`` the file's bits;
+    the quantity the hybrid encoder minimises, for the probes and benchmarks that measure files."""
+    from .decoder import decode_to_array
+
+    out = decode_to_array(data).astype(np.float64) / 255.0
+    sse = float(((out - image) ** 2).sum())
+    return sse + lam * 8 * len(data), 10 * math.log10(image.size / max(sse, 1e-12))
+
+
 @dataclass
 class _Candidate:
     data: bytes
