@@ -500,10 +500,15 @@ def test_first_pass_leaves_time_for_rdoq(cat, monkeypatch, min_bytes):
     slack = r.seconds + 0.5  # time spent before a call, bounded by the whole encode's
     assert encoder.FIRST_L1_SHARE * span - slack < left["l1"][0] <= encoder.FIRST_L1_SHARE * span
     assert encoder.FIRST_RDOQ_SHARE * span - slack < left["rdoq"][0] <= encoder.FIRST_RDOQ_SHARE * span
-    assert r.stats["passes"] >= 2 and len(left["l1"]) == r.stats["passes"]
-    assert all(end - slack - encoder.TAIL_COST * r.stats["first_pass_seconds"] < x < end
-               for x in left["l1"][1:] + left["rdoq"][1:])
+    passes = r.stats["passes"]
+    assert passes >= 2 and len(left["l1"]) == passes
+    tail = encoder.TAIL_COST * r.stats["first_pass_seconds"]
+    assert all(end - slack - tail < x < end for x in left["l1"][1:] + left["rdoq"][1:passes])
     assert (r.stats["post_filter_steps"] == 0) == bool(min_bytes)
+    # after the filter's fit, its RDOQ rounds stop the tail before the deadline (none without a filter)
+    post = left["rdoq"][passes:]
+    assert len(post) >= len(r.stats.get("post_rdoq_seconds", [])) and (not post) == bool(min_bytes)
+    assert all(100 - slack - tail < x <= 100 - tail for x in post)
 
 
 @pytest.mark.parametrize("min_bytes", [0, 10**9])
@@ -520,13 +525,17 @@ def test_a_small_file_gives_slow_its_post_filter_time(cat, monkeypatch, min_byte
     r = codec.encode_image(cat, preset="slow", quality=60, seconds=100.0)
     first, own = r.stats["stages"]
     assert own["preset"] == "slow" and own["passes"] >= 2
-    later = left["l1"][first["passes"] + 1:] + left["rdoq"][first["passes"] + 1:]
-    assert len(later) >= 2
+    searched = first["passes"] + own["passes"]  # the RDOQ calls after them are the post filter's rounds
+    later = left["l1"][first["passes"] + 1:] + left["rdoq"][first["passes"] + 1:searched]
+    assert len(later) >= 2 and len(left["l1"]) == searched
     post_end = 100 * (1 - slow.post_share)
     if min_bytes:
         assert all(post_end < x <= 100 for x in later) and r.stats["post_filter_steps"] == 0
+        assert len(left["rdoq"]) == searched
     else:
         assert all(x < post_end for x in later) and r.stats["post_filter_steps"] > 0
+        tail, slack = encoder.TAIL_COST * r.stats["first_pass_seconds"], r.seconds + 0.5
+        assert all(100 - slack - tail < x <= 100 - tail for x in left["rdoq"][searched:])
 
 
 def test_default_cap_scales_with_the_image(cat, monkeypatch):

@@ -193,6 +193,85 @@ def test_kept_post_filter_beats_the_same_file_without_it(monkeypatch, always_fit
     assert _cost(r.data, board) + lam * 8 * len(r.data) < _cost(other, board) + lam * 8 * len(other)
 
 
+def test_post_rdoq_target_is_the_image_minus_the_filters_correction(crop):
+    """RDOQ's aim once the filter is fixed, ``x - M P(y)``, against the decoder's own correction of
+    level 0 (the latent planes with and without the filter) carried to RGB."""
+    from codec import rdoq
+
+    data = encoder.with_post_filter(codec.encode(crop, preset="fast", quality=60), _record(8, 3, scale=6))
+    p = decoder.parse(data)
+    image = crop.astype(np.float32) / 255.0
+    idx = [r.step_index for r in p.records]
+    samplers = rdoq.with_filters(rdoq.samplers_for(p.spec), encoder.filter_kernels(p.filters))
+    aim = encoder.post_rdoq_target(image, decoder.hybrid_codes(p), idx, samplers, p.post)
+    corr = decoder.latent_planes(p)[0] - decoder.latent_planes(dataclasses.replace(p, post=PostFilterRecord()))[0]
+    assert np.abs(corr).max() > 1e-3  # the record does correct something
+    rgb = np.einsum("ij,jhw->hwi", rdoq.colour_matrix(3).numpy(), corr)
+    assert aim.shape == image.shape and aim.dtype == np.float32
+    np.testing.assert_allclose(image - aim, rgb, atol=2e-5)
+
+
+def _board() -> np.ndarray:
+    import skimage.data
+
+    return np.repeat(skimage.data.checkerboard()[:, :, None], 3, axis=2)
+
+
+@pytest.fixture
+def fixed_fit(monkeypatch, always_fit):
+    """The post filter fitted in a fixed 300 steps whatever the clock says (reproducible files)."""
+    fit = postfilter.fit
+    monkeypatch.setattr(postfilter, "fit", lambda *a, **k: fit(*a[:5], 300, seed=0))
+
+
+def _without_rounds(monkeypatch) -> None:
+    medium = codec.config.HYBRID_PRESETS["medium"]
+    monkeypatch.setitem(codec.config.HYBRID_PRESETS, "medium", dataclasses.replace(medium, post_rounds=0))
+
+
+def test_post_rdoq_rounds_lower_the_cost_of_the_kept_filter(monkeypatch, fixed_fit):
+    """With the filter kept (the checkerboard of the test above), the rounds of RDOQ through it are
+    reported, and the file costs no more than the one written without rounds from the same search
+    and the same filter; any round kept moved latents, so that file differs."""
+    board = _board()
+    r = codec.encode_image(board, preset="medium", quality=40, seconds=60.0)
+    assert r.stats["post_filter"] > 0
+    rounds = r.stats["post_rdoq_rounds"]
+    assert 0 <= rounds <= codec.config.HYBRID_PRESETS["medium"].post_rounds
+    assert len(r.stats["post_rdoq_seconds"]) >= min(1, rounds)
+    _without_rounds(monkeypatch)
+    plain = codec.encode_image(board, preset="medium", quality=40, seconds=60.0)
+    assert plain.stats["post_rdoq_rounds"] == 0 and plain.stats["post_rdoq_seconds"] == []
+    lam = codec.config.RDOQ_LAMBDA * r.stats["delta0"] ** 2
+    assert _cost(r.data, board) + lam * 8 * len(r.data) <= _cost(plain.data, board) + lam * 8 * len(plain.data)
+    assert (r.data != plain.data) == (rounds > 0)
+
+
+def test_a_post_rdoq_round_that_raises_the_cost_is_dropped(monkeypatch, fixed_fit):
+    """A round whose latents cost more (here RDOQ's answer replaced by all-zero latents) is not
+    kept, and no further round runs: the file is the one written without rounds."""
+    from codec import rdoq
+
+    aims = []
+    target = encoder.post_rdoq_target
+    monkeypatch.setattr(encoder, "post_rdoq_target", lambda *a: aims.append(target(*a)) or aims[-1])
+    optimise = rdoq.optimise
+
+    def zeroing(image, spec, idx, codes, *a, **k):
+        if aims and image is aims[-1]:
+            zero = [[np.zeros_like(q) for q in lv] for lv in codes]
+            return rdoq.RdoqResult(zero, 1, [sum(int(np.count_nonzero(q)) for lv in codes for q in lv)])
+        return optimise(image, spec, idx, codes, *a, **k)
+
+    monkeypatch.setattr(rdoq, "optimise", zeroing)
+    board = _board()
+    r = codec.encode_image(board, preset="medium", quality=40, seconds=60.0)
+    assert len(aims) == 1 and r.stats["post_rdoq_rounds"] == 0 and len(r.stats["post_rdoq_seconds"]) == 1
+    monkeypatch.setattr(rdoq, "optimise", optimise)
+    _without_rounds(monkeypatch)
+    assert codec.encode(board, preset="medium", quality=40, seconds=60.0) == r.data
+
+
 def test_no_post_filter_is_fitted_for_a_small_file(crop, monkeypatch):
     """A first pass under ``post_min_bytes`` (the default's 5000 bytes, more than this crop's file)
     fits no filter, and the search gets the filter's share of the time: the file is then the one
