@@ -150,7 +150,7 @@ _SLOW_SHAPES = _SHAPES + ((1.0, 1.5, 0.8), (0.85, 1.5, 1.0), (1.0, 2.0, 1.0))
 POST_MIN_BYTES = 5000
 # RDOQ rounds against the image minus the fitted post filter's correction (0.13): on kodim01 q85,
 # kodim08 q70 and kodim19 q55 (medium files that kept the filter) three rounds lowered D + lambda R
-# by 0.82-1.30 % (the first 0.63-0.80 %), 1-2 s each; refitting the filter after a round lost it.
+# by 0.82-1.30 % (the first 0.63-0.77 %), 1-2 s each; refitting the filter after a round lost it.
 POST_ROUNDS = 3
 HYBRID_PRESETS: dict[str, HybridPreset] = {
     "fast": HybridPreset("fast", sweeps=4, shapes=_SHAPES, seconds=20.0, l1_iterations=60),
