@@ -671,7 +671,7 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
             aim = post_rdoq_target(image, cand.codes, best.idx, best.filtered, post)
             res = rdoq.optimise(aim, spec, best.idx, cand.codes, lam, preset.sweeps, deadline - tail,
                                 best.filtered, tick=progress.tick)
-            if not any(n for n in res.changed):
+            if not any(res.changed):
                 break
             nxt, nxt_out = written(res.codes)
             round_seconds.append(time.perf_counter() - t_round)
