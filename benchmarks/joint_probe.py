@@ -22,14 +22,13 @@ result is a real file: rounded latents, the filter's weights quantized as the en
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
+import probe_cli
 import torch
 
 import codec
@@ -126,25 +125,12 @@ def probe(path: Path, quality: int, preset: str, seconds: float, hidden: int, re
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("images", nargs="+")
-    ap.add_argument("--quality", default="70", help="comma-separated qualities")
-    ap.add_argument("--preset", default="medium", help="the preset that writes the starting file")
-    ap.add_argument("--seconds", type=float, default=240.0, help="training time per file")
-    ap.add_argument("--hidden", type=int, default=8, help="post-filter hidden channels (format v7: 1..16)")
-    ap.add_argument("--refresh", type=int, default=20, help="steps between refreshes of the rate terms")
-    ap.add_argument("--lr-latent", type=float, default=0.02, help="Adam step on the latents (code units)")
+    ap = probe_cli.parser(__doc__)
+    probe_cli.training_args(ap, 240.0)
     ap.add_argument("--lr-filter", type=float, default=1e-3)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    rows = [probe(Path(im), int(q), args.preset, args.seconds, args.hidden, args.refresh, args.lr_latent,
-                  args.lr_filter, args.seed)
-            for im in args.images for q in args.quality.split(",")]
-    if args.out:
-        meta = {"machine": f"{platform.machine()}, {platform.system()}", "torch_threads": torch.get_num_threads(),
-                "version": codec.__version__, "args": vars(args)}
-        Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    probe_cli.run(args, lambda im, q: probe(im, q, args.preset, args.seconds, args.hidden, args.refresh,
+                                            args.lr_latent, args.lr_filter, args.seed))
 
 
 if __name__ == "__main__":

@@ -84,6 +84,9 @@ class HybridPreset:
     ``post_rounds``: after the filter is fitted, at most this many rounds of RDOQ against the image
     minus the filter's correction of the current latents (the filter fixed), each kept only if it
     lowers ``D + lambda R`` of the written file (:func:`codec.encoder.post_rdoq_target`).
+    ``post_cycles``: then at most this many cycles of a warm refit of the filter (``post_cycle_steps``
+    Adam steps from its current weights, on the latents the rounds moved; kept only if the cost
+    drops) followed by the rounds again; they stop at the first cycle that keeps nothing.
     """
 
     name: str
@@ -100,6 +103,8 @@ class HybridPreset:
     post_share: float = 0.0
     post_min_bytes: int = 0
     post_rounds: int = 0
+    post_cycles: int = 0
+    post_cycle_steps: int = 0
 
     def cap(self, width: int, height: int) -> float:
         """The default wall-clock cap for a ``width x height`` image::
@@ -152,14 +157,22 @@ POST_MIN_BYTES = 5000
 # kodim08 q70 and kodim19 q55 (medium files that kept the filter) three rounds lowered D + lambda R
 # by 0.82-1.30 % (the first 0.63-0.77 %), 1-2 s each; refitting the filter after a round lost it.
 POST_ROUNDS = 3
+# slow's post cycles (0.14): a warm refit of the filter (600 Adam steps from its weights) on the latents
+# the rounds moved, then the rounds again.  From medium's files of kodim08 q70 and kodim01 q85 (filter
+# kept, three rounds run) the first cycle lowered D + lambda R by 0.28 and 0.30 %, three by 0.32 %
+# (benchmarks/post_alternation_probe.py); refitting from zero instead had lost the rounds' gain.
+# slow keeps 20 % of its time for the filter instead of 10 % to fit them.
+POST_CYCLES = 3
+POST_CYCLE_STEPS = 600
 HYBRID_PRESETS: dict[str, HybridPreset] = {
     "fast": HybridPreset("fast", sweeps=4, shapes=_SHAPES, seconds=20.0, l1_iterations=60),
     "medium": HybridPreset("medium", sweeps=8, shapes=_SHAPES, seconds=60.0, l1_iterations=250, refits=3,
                            refit_iterations=100, post_hidden=8, post_steps=1000, post_share=0.2,
                            post_min_bytes=POST_MIN_BYTES, post_rounds=POST_ROUNDS),
     "slow": HybridPreset("slow", sweeps=16, shapes=_SLOW_SHAPES, seconds=300.0, l1_iterations=400, refits=4,
-                         refit_iterations=150, base="medium", post_hidden=8, post_steps=2500, post_share=0.1,
-                         post_min_bytes=POST_MIN_BYTES, post_rounds=POST_ROUNDS),
+                         refit_iterations=150, base="medium", post_hidden=8, post_steps=2500, post_share=0.2,
+                         post_min_bytes=POST_MIN_BYTES, post_rounds=POST_ROUNDS, post_cycles=POST_CYCLES,
+                         post_cycle_steps=POST_CYCLE_STEPS),
 }
 DEFAULT_PRESET = "medium"
 RDOQ_LAMBDA = 0.25  # lambda = RDOQ_LAMBDA * Delta_0^2 (SSE in [0,1] RGB units per bit)

@@ -394,8 +394,11 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
        from its last stage's search, fits the filter on the best latents and keeps it only if the
        cost drops.  Before that decision, up to ``post_rounds`` rounds of RDOQ aim the latents at the
        image minus the filter's correction (:func:`post_rdoq_target`), each kept only if it lowers
-       the cost.  When the encode's first pass writes fewer than ``post_min_bytes`` bytes the filter
-       is not fitted at all and the search runs to the deadline.
+       the cost.  Then, up to ``post_cycles`` times (``slow``), the filter is refitted warm (Adam from
+       its weights, ``post_cycle_steps`` steps) on the latents the rounds moved, kept if the cost
+       drops, and the rounds run again; the cycles stop when one keeps nothing.  When the encode's
+       first pass writes fewer than ``post_min_bytes`` bytes the filter is not fitted at all and the
+       search runs to the deadline.
     """
     device = hybrid_device(opts.device)
     progress = TimeProgress(t_start, opts.quiet)
@@ -616,7 +619,7 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
     # A preset with a base runs the base's whole search first, in the base's share of the time, then
     # its own with the time left, and keeps the better file: so it is never worse than its base.
     stages = ([HYBRID_PRESETS[preset.base]] if preset.base else []) + [preset]
-    best, runs, kept = None, [], 0
+    best, runs, stage_kept = None, [], 0
     for k, p in enumerate(stages):
         # the post filter's share of the time comes off the end of the last stage's search
         search_end = deadline - preset.post_share * (deadline - t_start) if post_steps else deadline
@@ -634,14 +637,14 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
         runs.append(st)
         lam = RDOQ_LAMBDA * (delta0 if best is None else best.delta0) ** 2  # the first stage's
         if best is None or (in_size(cand, best) and cost(cand, lam) < cost(best, lam)):
-            best, kept = cand, k
+            best, stage_kept = cand, k
     lam = RDOQ_LAMBDA * best.delta0 ** 2
     decoded, post_stats = None, {"post_filter": 0, "post_filter_steps": 0}
     if post_steps:
         progress.stage("post filter")
         t_post = time.perf_counter()
         y = rdoq.reconstruct(best.codes, [quant.step_from_index(i) for i in best.idx], best.filtered, (c, h, w))
-        tail = TAIL_COST * runs[kept]["first_pass_seconds"]
+        tail = TAIL_COST * runs[stage_kept]["first_pass_seconds"]
         counter = [0]
 
         def tick(detail: str) -> None:
@@ -652,35 +655,67 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
                                  post_steps, deadline=deadline - tail, tick=tick)
         post = postfilter.quantize(tensors)
 
-        def written(codes: list[list[np.ndarray]]) -> tuple[_Candidate, np.ndarray]:
+        def written(codes: list[list[np.ndarray]], record: bitstream.PostFilterRecord) -> tuple[_Candidate, np.ndarray]:
             progress.tick("coding")
-            data = code_hybrid(spec, codes, best.idx, best.filters, post)
+            data = code_hybrid(spec, codes, best.idx, best.filters, record)
             out = decode_to_array(data)
             sse = float(((out.astype(np.float32) / 255.0 - image) ** 2).sum())
             return _Candidate(data, sse, best.shape, best.delta0, best.sweeps, codes), out
 
-        cand, out = written(best.codes)
+        cand, out = written(best.codes, post)
         post_fit_seconds = time.perf_counter() - t_post
-        # RDOQ through the filter: its correction of the current latents held fixed (step 7)
-        rounds, round_seconds = 0, []
-        for _ in range(preset.post_rounds):
-            if time.perf_counter() + max(round_seconds, default=0.0) > deadline - tail:
+        round_seconds: list[float] = []
+
+        def post_rounds(cand: _Candidate, out: np.ndarray) -> tuple[_Candidate, np.ndarray, int]:
+            """RDOQ through the filter: its correction of the current latents held fixed (step 7);
+            up to ``preset.post_rounds`` rounds, each kept only if the written file's cost drops."""
+            n_kept = 0
+            for _ in range(preset.post_rounds):
+                if time.perf_counter() + max(round_seconds, default=0.0) > deadline - tail:
+                    break
+                t_round = time.perf_counter()
+                progress.stage(f"post filter RDOQ {len(round_seconds) + 1}")
+                aim = post_rdoq_target(image, cand.codes, best.idx, best.filtered, post)
+                res = rdoq.optimise(aim, spec, best.idx, cand.codes, lam, preset.sweeps, deadline - tail,
+                                    best.filtered, tick=progress.tick)
+                if not any(res.changed):
+                    break
+                nxt, nxt_out = written(res.codes, post)
+                round_seconds.append(time.perf_counter() - t_round)
+                if not in_size(nxt, cand) or cost(nxt, lam) >= cost(cand, lam):
+                    break
+                cand, out, n_kept = nxt, nxt_out, n_kept + 1
+            return cand, out, n_kept
+
+        cand, out, rounds = post_rounds(cand, out)
+        # cycles (step 7): the filter refitted warm on the latents the rounds moved, then rounds again
+        cycle_seconds: list[float] = []
+        refits_kept = 0
+        for _ in range(preset.post_cycles):
+            expected = max(cycle_seconds, default=post_fit_seconds * preset.post_cycle_steps / post_steps
+                           + max(round_seconds, default=0.0))
+            if time.perf_counter() + expected > deadline - tail:
                 break
-            t_round = time.perf_counter()
-            progress.stage(f"post filter RDOQ {rounds + 1}")
-            aim = post_rdoq_target(image, cand.codes, best.idx, best.filtered, post)
-            res = rdoq.optimise(aim, spec, best.idx, cand.codes, lam, preset.sweeps, deadline - tail,
-                                best.filtered, tick=progress.tick)
-            if not any(res.changed):
+            t_cycle = time.perf_counter()
+            progress.stage(f"post filter refit {len(cycle_seconds) + 1}")
+            y = rdoq.reconstruct(cand.codes, [quant.step_from_index(i) for i in best.idx], best.filtered, (c, h, w))
+            refit = postfilter.quantize(postfilter.fit(
+                y, target, matrix, centre, preset.post_hidden, preset.post_cycle_steps, deadline=deadline - tail,
+                tick=progress.tick, init=postfilter.weights(post, c), lr=postfilter.WARM_LEARNING_RATE))
+            nxt, nxt_out = written(cand.codes, refit)
+            refit_kept = in_size(nxt, cand) and cost(nxt, lam) < cost(cand, lam)
+            if refit_kept:
+                cand, out, post, refits_kept = nxt, nxt_out, refit, refits_kept + 1
+            cand, out, moved = post_rounds(cand, out)
+            rounds += moved
+            cycle_seconds.append(time.perf_counter() - t_cycle)
+            if not refit_kept and not moved:
                 break
-            nxt, nxt_out = written(res.codes)
-            round_seconds.append(time.perf_counter() - t_round)
-            if not in_size(nxt, cand) or cost(nxt, lam) >= cost(cand, lam):
-                break
-            cand, out, rounds = nxt, nxt_out, rounds + 1
         post_stats = {"post_filter": 0, "post_filter_steps": counter[0],
                       "post_filter_seconds": round(post_fit_seconds, 3),
-                      "post_rdoq_rounds": rounds, "post_rdoq_seconds": [round(t, 3) for t in round_seconds]}
+                      "post_rdoq_rounds": rounds, "post_rdoq_seconds": [round(t, 3) for t in round_seconds],
+                      "post_cycles": len(cycle_seconds), "post_refits_kept": refits_kept,
+                      "post_cycle_seconds": [round(t, 3) for t in cycle_seconds]}
         if in_size(cand, best) and cost(cand, lam) < cost(best, lam):
             best, decoded = cand, out
             post_stats["post_filter"] = preset.post_hidden
@@ -692,9 +727,9 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
                         params=spec.num_params(),
                         stats={"levels": spec.levels, "preset": opts.preset, "step_shape": list(best.shape),
                                "delta0": round(best.delta0, 6), "passes": sum(r["passes"] for r in runs),
-                               "first_pass_seconds": runs[kept]["first_pass_seconds"],
-                               "refit_seconds": runs[kept]["refit_seconds"],
-                               "refits_kept": runs[kept]["refits_kept"], "kept_stage": runs[kept]["preset"],
+                               "first_pass_seconds": runs[stage_kept]["first_pass_seconds"],
+                               "refit_seconds": runs[stage_kept]["refit_seconds"],
+                               "refits_kept": runs[stage_kept]["refits_kept"], "kept_stage": runs[stage_kept]["preset"],
                                "stages": runs, **post_stats})
 
 

@@ -46,6 +46,7 @@ BAND_ROWS = 64  # rows of the native image per band when applying the filter (bo
 WEIGHT_BITS = 6  # coded weights: about 2^(bits-1) - 1 levels each side of zero (6 and 7 were equal on kodim01-23)
 CROP = 256  # training crops (pixels per side)
 LEARNING_RATE = 3e-3
+WARM_LEARNING_RATE = 1e-3  # a refit from the filter's own weights (slow's post cycles)
 
 
 def weights(record: PostFilterRecord, channels: int) -> list[np.ndarray]:
@@ -117,13 +118,15 @@ def quantize(tensors: list[np.ndarray], bits: int = WEIGHT_BITS) -> PostFilterRe
 
 def fit(y: torch.Tensor, target: torch.Tensor, matrix: torch.Tensor, centre: torch.Tensor, hidden: int,
         steps: int, seed: int = 0, deadline: float | None = None,
-        tick: Callable[[str], None] | None = None, features: torch.Tensor | None = None) -> list[np.ndarray]:
+        tick: Callable[[str], None] | None = None, features: torch.Tensor | None = None,
+        init: list[np.ndarray] | None = None, lr: float = LEARNING_RATE) -> list[np.ndarray]:
     """Fit ``P`` to one image: Adam on random ``CROP x CROP`` crops (a cosine learning-rate schedule)
     minimising ``|| M (y + P(y) - centre) - x ||^2`` with ``y`` the native YCbCr rendering ``(C, H, W)``,
     ``x`` the RGB image ``(C, H, W)`` and ``M`` the YCbCr -> RGB matrix.  The last convolution starts
     at zero (``P = 0``).  Stops early at ``deadline`` (``time.perf_counter()``).  ``features``: what
     ``P`` reads instead of ``y``, ``(C_in, H, W)`` (for probes of other inputs; format v7 codes a
-    filter of ``y`` only).  Returns ``[W1, b1, W2, b2]``."""
+    filter of ``y`` only).  ``init``: ``[W1, b1, W2, b2]`` to start from instead (a warm start: a filter
+    refitted to latents that moved); ``lr``: the peak learning rate.  Returns ``[W1, b1, W2, b2]``."""
     import torch
 
     from .models import PostFilter
@@ -132,8 +135,12 @@ def fit(y: torch.Tensor, target: torch.Tensor, matrix: torch.Tensor, centre: tor
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = PostFilter(y.shape[0], hidden, None if features is None else features.shape[0])
+    if init is not None:
+        with torch.no_grad():
+            for prm, t in zip((net.conv1.weight, net.conv1.bias, net.conv2.weight, net.conv2.bias), init):
+                prm.copy_(torch.from_numpy(np.asarray(t, dtype=np.float32)).reshape(prm.shape))
     net.to(y.device)  # initialised on the CPU, so the start is the same on every device
-    opt = torch.optim.Adam(net.parameters(), lr=LEARNING_RATE)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
     _, h, w = y.shape
     ch, cw = min(CROP, h), min(CROP, w)
     shift = (torch.einsum("ij,j->i", matrix, centre))[:, None, None]
@@ -143,7 +150,7 @@ def fit(y: torch.Tensor, target: torch.Tensor, matrix: torch.Tensor, centre: tor
         if tick is not None:
             tick(f"post filter {step + 1}/{steps}")
         for group in opt.param_groups:
-            group["lr"] = LEARNING_RATE * 0.5 * (1.0 + math.cos(math.pi * step / steps))
+            group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * step / steps))
         i = int(torch.randint(0, h - ch + 1, (1,), generator=gen))
         j = int(torch.randint(0, w - cw + 1, (1,), generator=gen))
         crop = y[None, :, i:i + ch, j:j + cw]

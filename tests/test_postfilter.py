@@ -270,6 +270,118 @@ def test_a_post_rdoq_round_that_raises_the_cost_is_dropped(monkeypatch, fixed_fi
     assert codec.encode(board, preset="medium", quality=40, seconds=60.0) == r.data
 
 
+def test_fit_warm_starts_from_given_weights():
+    """``init`` loads the filter's weights: with no step the fit returns them unchanged, and a few
+    steps from them lower the loss they start at (a fresh fit returns a zero last layer)."""
+    from codec import rdoq
+
+    rng = np.random.default_rng(3)
+    y = torch.from_numpy(rng.random((3, 40, 40), dtype=np.float32))
+    target = torch.from_numpy(rng.random((3, 40, 40), dtype=np.float32))
+    m, centre = rdoq.colour_matrix(3), rdoq.colour_centre(3)
+    init = [rng.normal(scale=0.1, size=s).astype(np.float32) for s in post_filter_shapes(4, 3)]
+    for got, want in zip(postfilter.fit(y, target, m, centre, 4, 0, init=init), init):
+        np.testing.assert_array_equal(got.reshape(want.shape), want)
+    assert not postfilter.fit(y, target, m, centre, 4, 0)[2].any()
+
+    def loss(tensors: list[np.ndarray]) -> float:
+        net = PostFilter(3, 4)
+        with torch.no_grad():
+            for prm, t in zip((net.conv1.weight, net.conv1.bias, net.conv2.weight, net.conv2.bias), tensors):
+                prm.copy_(torch.from_numpy(t).reshape(prm.shape))
+            out = torch.einsum("ij,bjhw->bihw", m, y[None] + net(y[None])) - (m @ centre)[:, None, None]
+            return float(((out - target[None]) ** 2).mean())
+
+    assert loss(postfilter.fit(y, target, m, centre, 4, 30, init=init, lr=postfilter.WARM_LEARNING_RATE)) < loss(init)
+
+
+def _with_cycles(monkeypatch, cycles: int) -> None:
+    medium = codec.config.HYBRID_PRESETS["medium"]
+    monkeypatch.setitem(codec.config.HYBRID_PRESETS, "medium",
+                        dataclasses.replace(medium, post_cycles=cycles, post_cycle_steps=100))
+
+
+@pytest.fixture
+def fixed_fits(monkeypatch, always_fit):
+    """The first fit in a fixed 300 steps and the cycles' warm refits in their preset's steps,
+    whatever the clock says (reproducible files)."""
+    fit = postfilter.fit
+
+    def fixed(*a, **k):
+        if k.get("init") is None:
+            return fit(*a[:5], 300, seed=0)
+        return fit(*a[:6], seed=0, init=k["init"], lr=k["lr"])
+
+    monkeypatch.setattr(postfilter, "fit", fixed)
+
+
+def test_post_cycles_cost_no_more_than_the_rounds_alone(monkeypatch, fixed_fits):
+    """Cycles of a warm refit and rounds (``slow``'s) after the first rounds: reported, and the file
+    costs no more than the one written without them from the same search and filter."""
+    board = _board()
+    _with_cycles(monkeypatch, 2)
+    r = codec.encode_image(board, preset="medium", quality=40, seconds=60.0)
+    assert r.stats["post_filter"] > 0
+    assert 1 <= r.stats["post_cycles"] <= 2 and len(r.stats["post_cycle_seconds"]) == r.stats["post_cycles"]
+    assert 0 <= r.stats["post_refits_kept"] <= r.stats["post_cycles"]
+    _with_cycles(monkeypatch, 0)
+    plain = codec.encode_image(board, preset="medium", quality=40, seconds=60.0)
+    assert plain.stats["post_cycles"] == plain.stats["post_refits_kept"] == 0
+    lam = codec.config.RDOQ_LAMBDA * r.stats["delta0"] ** 2
+    assert _cost(r.data, board, lam) <= _cost(plain.data, board, lam)
+
+
+def test_rounds_kept_in_a_cycle_leave_the_stage_statistics_alone(monkeypatch, fixed_fits):
+    """The rounds before the cycles move nothing here (RDOQ's answer replaced by the codes it was
+    given), so the cycle's rounds are the first that can pay; when they do, the encode still reports
+    the stage whose search it kept (0.14's first cut reused that index for the rounds' count and
+    failed with an IndexError)."""
+    from codec import rdoq
+
+    aims, calls = [], []
+    target = encoder.post_rdoq_target
+    monkeypatch.setattr(encoder, "post_rdoq_target", lambda *a: aims.append(target(*a)) or aims[-1])
+    optimise = rdoq.optimise
+
+    def first_round_idle(image, spec, idx, codes, *a, **k):
+        if aims and image is aims[-1]:
+            calls.append(len(aims))
+            if len(calls) == 1:
+                return rdoq.RdoqResult([[np.array(q) for q in lv] for lv in codes], 1, [0])
+        return optimise(image, spec, idx, codes, *a, **k)
+
+    monkeypatch.setattr(rdoq, "optimise", first_round_idle)
+    _with_cycles(monkeypatch, 2)
+    r = codec.encode_image(_board(), preset="medium", quality=40, seconds=60.0)
+    assert r.stats["post_filter"] > 0 and r.stats["post_cycles"] >= 1 and len(calls) >= 2
+    assert r.stats["post_rdoq_rounds"] >= 1  # the cycle's rounds paid
+    assert r.stats["kept_stage"] == "medium" and r.stats["stages"][0]["preset"] == "medium"
+
+
+def test_a_warm_refit_that_raises_the_cost_is_dropped(monkeypatch, fixed_fits):
+    """A refit whose filter decodes worse (here: large random weights) is not kept; the cycle's
+    rounds then run through the filter as it was, and the file costs no more than without cycles."""
+    fit = postfilter.fit
+
+    def harmful(*a, **k):
+        if k.get("init") is None:
+            return fit(*a, **k)
+        rng = np.random.default_rng(0)
+        return [rng.normal(scale=0.5, size=t.shape).astype(np.float32) for t in k["init"]]
+
+    monkeypatch.setattr(postfilter, "fit", harmful)
+    board = _board()
+    _with_cycles(monkeypatch, 2)
+    r = codec.encode_image(board, preset="medium", quality=40, seconds=60.0)
+    assert r.stats["post_filter"] > 0 and r.stats["post_cycles"] >= 1 and r.stats["post_refits_kept"] == 0
+    kept = decoder.parse(r.data).post
+    _with_cycles(monkeypatch, 0)
+    plain = codec.encode_image(board, preset="medium", quality=40, seconds=60.0)
+    lam = codec.config.RDOQ_LAMBDA * r.stats["delta0"] ** 2
+    assert _cost(r.data, board, lam) <= _cost(plain.data, board, lam)
+    assert decoder.parse(plain.data).post == kept  # the first fit's filter, not the random one
+
+
 def test_no_post_filter_is_fitted_for_a_small_file(crop, monkeypatch):
     """A first pass under ``post_min_bytes`` (the default's 5000 bytes, more than this crop's file)
     fits no filter, and the search gets the filter's share of the time: the file is then the one
