@@ -67,9 +67,7 @@ def probe(path: Path, quality: int, preset: str, seconds: float, hidden: int, re
     torch.manual_seed(seed)
     net = PostFilter(c, hidden)
     if p.post.hidden == hidden:  # start from the file's own filter
-        for param, t in zip((net.conv1.weight, net.conv1.bias, net.conv2.weight, net.conv2.bias),
-                            postfilter.weights(p.post, c)):
-            param.data.copy_(torch.from_numpy(np.asarray(t, dtype=np.float32)).reshape(param.shape))
+        net.load_coded_tensors(postfilter.weights(p.post, c))
     latents = [[torch.tensor(codes[lv][ch], dtype=torch.float32, requires_grad=True) for ch in range(c)]
                for lv in range(spec.levels)]
     opt = torch.optim.Adam([{"params": [v for lv in latents for v in lv], "lr": lr_latent},
@@ -104,8 +102,7 @@ def probe(path: Path, quality: int, preset: str, seconds: float, hidden: int, re
         step += 1
     train_seconds = time.perf_counter() - t_train
     final = [[v.detach().round().to(torch.int64).numpy() for v in lv] for lv in latents]
-    post = postfilter.quantize([prm.detach().numpy() for prm in (net.conv1.weight, net.conv1.bias,
-                                                                 net.conv2.weight, net.conv2.bias)])
+    post = postfilter.quantize([prm.detach().numpy() for prm in net.coded_tensors()])
     joint = encoder.code_hybrid(spec, final, idx, p.filters, post)
     joint_cost, joint_psnr = encoder.file_cost(joint, image, lam)
     bare = encoder.code_hybrid(spec, final, idx, p.filters)  # the trained latents without the filter

@@ -61,9 +61,8 @@ def quantized(tensors: list[np.ndarray], inputs: int) -> tuple[int, PostFilter]:
     bits = 1 + bitstream.POST_HIDDEN_BITS + sum(8 + bitstream.POST_ORDER_BITS + bitstream.post_value_bits(c, k)
                                                for c, k in zip(rec.codes, rec.orders))
     net = PostFilter(3, rec.hidden, inputs)
-    with torch.no_grad():
-        for p, c, s in zip((net.conv1.weight, net.conv1.bias, net.conv2.weight, net.conv2.bias), rec.codes, rec.steps):
-            p.copy_(torch.tensor(c, dtype=torch.float32).reshape(p.shape) * quant.step_from_index(s))
+    net.load_coded_tensors(np.asarray(c, dtype=np.float32) * np.float32(quant.step_from_index(s))
+                           for c, s in zip(rec.codes, rec.steps))
     return math.ceil(bits / 8), net
 
 

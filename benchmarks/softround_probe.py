@@ -136,7 +136,7 @@ def probe(path: Path, quality: int, preset: str, args: argparse.Namespace) -> di
 
     final = [[lt.detach()[ch].round().to(torch.int64).numpy() for ch in range(c)] for lt in latents]
     lat_data = encoder.code_hybrid(spec, final, idx, p.filters)
-    tensors = [prm.detach().numpy().copy() for prm in (net.conv1.weight, net.conv1.bias, net.conv2.weight, net.conv2.bias)]
+    tensors = [prm.detach().numpy().copy() for prm in net.coded_tensors()]
     net_bytes, qnet = quantized(tensors, c * len(GROUPS))
 
     def cost(vals: list[torch.Tensor], with_net: bool, nbytes: int) -> tuple[float, float]:

@@ -643,7 +643,8 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
     if post_steps:
         progress.stage("post filter")
         t_post = time.perf_counter()
-        y = rdoq.reconstruct(best.codes, [quant.step_from_index(i) for i in best.idx], best.filtered, (c, h, w))
+        best_steps = [quant.step_from_index(i) for i in best.idx]
+        y = rdoq.reconstruct(best.codes, best_steps, best.filtered, (c, h, w))
         tail = TAIL_COST * runs[stage_kept]["first_pass_seconds"]
         counter = [0]
 
@@ -698,7 +699,7 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
                 break
             t_cycle = time.perf_counter()
             progress.stage(f"post filter refit {len(cycle_seconds) + 1}")
-            y = rdoq.reconstruct(cand.codes, [quant.step_from_index(i) for i in best.idx], best.filtered, (c, h, w))
+            y = rdoq.reconstruct(cand.codes, best_steps, best.filtered, (c, h, w))
             refit = postfilter.quantize(postfilter.fit(
                 y, target, matrix, centre, preset.post_hidden, preset.post_cycle_steps, deadline=deadline - tail,
                 tick=progress.tick, init=postfilter.weights(post, c), lr=postfilter.WARM_LEARNING_RATE))

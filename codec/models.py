@@ -200,3 +200,14 @@ class PostFilter(nn.Module):
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         return self.conv2(torch.relu(self.conv1(y)))
+
+    def coded_tensors(self) -> list[torch.Tensor]:
+        """The parameters in the order format v7 codes them: ``[W1, b1, W2, b2]``."""
+        return [self.conv1.weight, self.conv1.bias, self.conv2.weight, self.conv2.bias]
+
+    def load_coded_tensors(self, tensors) -> None:
+        """Inverse of :meth:`coded_tensors`: each of ``tensors`` (arrays, tensors or flat sequences of
+        the same sizes, e.g. :func:`codec.postfilter.weights`) copied in as float32."""
+        with torch.no_grad():
+            for prm, t in zip(self.coded_tensors(), tensors):
+                prm.copy_(torch.as_tensor(np.asarray(t, dtype=np.float32)).reshape(prm.shape))

@@ -136,9 +136,7 @@ def fit(y: torch.Tensor, target: torch.Tensor, matrix: torch.Tensor, centre: tor
         torch.manual_seed(seed)
         net = PostFilter(y.shape[0], hidden, None if features is None else features.shape[0])
     if init is not None:
-        with torch.no_grad():
-            for prm, t in zip((net.conv1.weight, net.conv1.bias, net.conv2.weight, net.conv2.bias), init):
-                prm.copy_(torch.from_numpy(np.asarray(t, dtype=np.float32)).reshape(prm.shape))
+        net.load_coded_tensors(init)
     net.to(y.device)  # initialised on the CPU, so the start is the same on every device
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     _, h, w = y.shape
@@ -160,4 +158,4 @@ def fit(y: torch.Tensor, target: torch.Tensor, matrix: torch.Tensor, centre: tor
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return [p.detach().cpu().numpy().copy() for p in (net.conv1.weight, net.conv1.bias, net.conv2.weight, net.conv2.bias)]
+    return [p.detach().cpu().numpy().copy() for p in net.coded_tensors()]

@@ -91,10 +91,8 @@ def test_numpy_correction_matches_the_torch_module(band, monkeypatch):
     y = np.random.default_rng(band).normal(size=(c, h, w)).astype(np.float32)
     got = postfilter.correction(lambda r0, r1: y[:, r0:r1], h, w, rec, c)
     net = PostFilter(c, 6)
+    net.load_coded_tensors(postfilter.weights(rec, c))
     with torch.no_grad():
-        for p, t in zip((net.conv1.weight, net.conv1.bias, net.conv2.weight, net.conv2.bias),
-                        postfilter.weights(rec, c)):
-            p.copy_(torch.from_numpy(t))
         want = net(torch.from_numpy(y)[None])[0].numpy()
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
@@ -286,9 +284,8 @@ def test_fit_warm_starts_from_given_weights():
 
     def loss(tensors: list[np.ndarray]) -> float:
         net = PostFilter(3, 4)
+        net.load_coded_tensors(tensors)
         with torch.no_grad():
-            for prm, t in zip((net.conv1.weight, net.conv1.bias, net.conv2.weight, net.conv2.bias), tensors):
-                prm.copy_(torch.from_numpy(t).reshape(prm.shape))
             out = torch.einsum("ij,bjhw->bihw", m, y[None] + net(y[None])) - (m @ centre)[:, None, None]
             return float(((out - target[None]) ** 2).mean())
 
