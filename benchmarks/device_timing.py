@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             for q in (int(x) for x in a.qualities.split(",")):
                 for dev in a.devices.split(","):
                     r = codec.encode_image(image, preset=preset, quality=q, device=dev, seconds=a.seconds, quiet=True)
-                    lam = encoder.RDOQ_LAMBDA * encoder.hybrid_delta0(q) ** 2
+                    lam = r.stats["lambda"]
                     rec = {"image": Path(path).name, "preset": preset, "quality": q, "device": r.device,
                            "seconds": round(r.seconds, 2), "bytes": len(r.data), "psnr": round(r.psnr, 3),
                            "cost": encoder.file_cost(r.data, ref, lam)[0],

@@ -11,7 +11,7 @@ preset's file, Adam moves the latents (straight-through rounding in the distorti
 uses the rounded values, the gradient passes through; the rate term reads the unrounded values, so a
 zero feels the pull of its ``first`` bits as an L1 penalty) and the post filter's weights to minimise
 
-    SSE(M (y + P(y) - c) - x) + lambda * sum_v bits(v),    lambda = RDOQ_LAMBDA * Delta_0^2
+    SSE(M (y + P(y) - c) - x) + lambda * sum_v bits(v),    lambda = the encode's (rdoq_lambda Delta_0^2)
 
 where ``y`` is the linear rendering through the file's level filters and ``bits`` the rate of the
 file's own context model, as RDOQ prices it (:func:`codec.rdoq.optimise`): per value
@@ -33,7 +33,6 @@ import torch
 
 import codec
 from codec import context, decoder, encoder, imageio, postfilter, quant, rdoq
-from codec.config import RDOQ_LAMBDA
 from codec.models import PostFilter
 
 
@@ -51,7 +50,7 @@ def probe(path: Path, quality: int, preset: str, seconds: float, hidden: int, re
     t0 = time.perf_counter()
     r = codec.encode_image(img, quality=quality, preset=preset)
     start_seconds = time.perf_counter() - t0
-    lam = RDOQ_LAMBDA * r.stats["delta0"] ** 2
+    lam = r.stats["lambda"]
     p = decoder.parse(r.data)
     spec, c = p.spec, p.spec.channels
     h, w = spec.height, spec.width

@@ -30,7 +30,7 @@ import torch
 
 import codec
 from codec import decoder, encoder, imageio, postfilter, quant, rdoq
-from codec.config import HYBRID_PRESETS, RDOQ_LAMBDA
+from codec.config import HYBRID_PRESETS
 
 
 def probe(path: Path, quality: int, args: argparse.Namespace) -> dict:
@@ -38,7 +38,7 @@ def probe(path: Path, quality: int, args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     r = codec.encode_image(img, quality=quality, preset=args.preset, quiet=True)
     start_seconds = time.perf_counter() - t0
-    lam = RDOQ_LAMBDA * r.stats["delta0"] ** 2
+    lam = r.stats["lambda"]
     sweeps = HYBRID_PRESETS[args.preset].sweeps
     p = decoder.parse(r.data)
     spec, c = p.spec, p.spec.channels

@@ -33,7 +33,6 @@ import torch
 
 import codec
 from codec import bitstream, color, decoder, encoder, imageio, postfilter, quant, rdoq
-from codec.config import RDOQ_LAMBDA
 from codec.models import PostFilter
 from codec.synthesis import LatentRenderer
 
@@ -90,7 +89,7 @@ def main() -> None:
             data = r.data  # the latents alone: a post filter the preset fitted is taken out
             if decoder.parse(data).post.hidden:
                 data = encoder.with_post_filter(data, bitstream.PostFilterRecord())
-            lam = RDOQ_LAMBDA * r.stats["delta0"] ** 2
+            lam = r.stats["lambda"]
             parts = [torch.from_numpy(c) for c in contributions(data)]
             y = sum(parts)
             n = target.numel()

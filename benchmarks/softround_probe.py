@@ -45,7 +45,6 @@ from postfilter_inputs import quantized
 
 import codec
 from codec import bitstream, color, context, decoder, encoder, imageio, quant, rdoq
-from codec.config import RDOQ_LAMBDA
 from codec.models import PostFilter
 
 GROUPS = ((0,), (1,), (2,), None)  # None: level 3 and coarser together
@@ -64,7 +63,7 @@ def probe(path: Path, quality: int, preset: str, args: argparse.Namespace) -> di
     t0 = time.perf_counter()
     r = codec.encode_image(img, quality=quality, preset=preset, quiet=True)
     start_seconds = time.perf_counter() - t0
-    lam = RDOQ_LAMBDA * r.stats["delta0"] ** 2
+    lam = r.stats["lambda"]
     start_cost, start_psnr = encoder.file_cost(r.data, img, lam)
     p = decoder.parse(r.data)
     bare_data = r.data if not p.post.hidden else encoder.with_post_filter(r.data, bitstream.PostFilterRecord())

@@ -26,7 +26,6 @@ from .config import (
     DEFAULT_STEPS,
     FAMILIES,
     HYBRID_PRESETS,
-    RDOQ_LAMBDA,
     FitConfig,
     HybridPreset,
     base_budget,
@@ -370,7 +369,7 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
        ``Delta_{l,c} = Delta_0 2^(-gamma l) (kappa if chroma)``.
     2. Refit them by L1-regularised least squares (:mod:`codec.l1fit`).
     3. Fit each channel's filters on the three finest levels (:func:`fit_filters`,
-       :mod:`codec.finefilter`), run RDOQ sweeps (:mod:`codec.rdoq`) through them with ``lambda = RDOQ_LAMBDA * Delta_0^2``, and refit
+       :mod:`codec.finefilter`), run RDOQ sweeps (:mod:`codec.rdoq`) through them with ``lambda = preset.rdoq_lambda * Delta_0^2``, and refit
        the filter on the final latents.
     4. For every step shape of the preset, keep the file with the lowest ``SSE + lambda * bits``
        (bits of the written file).
@@ -532,7 +531,7 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
                                 p.l1_bits, deadline=stop, tick=progress.tick)
             return finish(codes, cand.idx, lam, cand.shape, cand.delta0, sweeps, stop)
 
-        lam = RDOQ_LAMBDA * delta0 * delta0
+        lam = p.rdoq_lambda * delta0 * delta0
         t_pass = time.perf_counter()
         passes = 0  # passes run: the first, rate-control corrections, further shapes, refits
         best = run(delta0, p.shapes[0], lam)
@@ -563,13 +562,13 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
                     if best.delta0 != prev.delta0 else -1.3)
                 slope = min(-0.3, max(-4.0, slope))
                 prev, d0 = best, best.delta0 * math.exp(-err / slope)
-                cand = run(d0, p.shapes[0], RDOQ_LAMBDA * d0 * d0)
+                cand = run(d0, p.shapes[0], p.rdoq_lambda * d0 * d0)
                 passes += 1
                 if abs(math.log(len(cand.data) / target_bytes)) < abs(err):
                     best = cand
                 else:
                     break
-            lam = RDOQ_LAMBDA * best.delta0 ** 2
+            lam = p.rdoq_lambda * best.delta0 ** 2
         # a shape pass leaves time for one refit pass (a refit saves more than a shape: README, Presets)
         reserve = REFIT_COST * first_seconds if p.refits else 0.0
         for shape in p.shapes[1:]:
@@ -635,10 +634,10 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
                 break
         cand, st = search(p, delta0 if best is None else best.delta0, end, k == len(stages) - 1)
         runs.append(st)
-        lam = RDOQ_LAMBDA * (delta0 if best is None else best.delta0) ** 2  # the first stage's
+        lam = preset.rdoq_lambda * (delta0 if best is None else best.delta0) ** 2  # the first stage's
         if best is None or (in_size(cand, best) and cost(cand, lam) < cost(best, lam)):
             best, stage_kept = cand, k
-    lam = RDOQ_LAMBDA * best.delta0 ** 2
+    lam = preset.rdoq_lambda * best.delta0 ** 2
     decoded, post_stats = None, {"post_filter": 0, "post_filter_steps": 0}
     if post_steps:
         progress.stage("post filter")
@@ -727,7 +726,7 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
                         seconds=time.perf_counter() - t_start, steps=best.sweeps, psnr=psnr,
                         params=spec.num_params(),
                         stats={"levels": spec.levels, "preset": opts.preset, "step_shape": list(best.shape),
-                               "delta0": round(best.delta0, 6), "passes": sum(r["passes"] for r in runs),
+                               "delta0": round(best.delta0, 6), "lambda": lam, "passes": sum(r["passes"] for r in runs),
                                "first_pass_seconds": runs[stage_kept]["first_pass_seconds"],
                                "refit_seconds": runs[stage_kept]["refit_seconds"],
                                "refits_kept": runs[stage_kept]["refits_kept"], "kept_stage": runs[stage_kept]["preset"],

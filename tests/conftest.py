@@ -1,7 +1,10 @@
 """Shared fixtures: small images from scikit-image and small encoded files (few steps)."""
 from __future__ import annotations
 
+import importlib.util
 import struct
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -12,6 +15,17 @@ import codec
 
 MODELS = ("relu", "pe", "fourier", "siren", "hybrid")
 ADOBE_RGB_D50 = ((0.6097, 0.3111, 0.0195), (0.2053, 0.6257, 0.0609), (0.1492, 0.0632, 0.7446))
+
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """``benchmarks/<name>.py`` (a script, not a package) imported as a module, for its tests."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def matrix_trc_profile(name: str, gamma: float, colorants=ADOBE_RGB_D50) -> bytes:

@@ -2,25 +2,20 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_benchmark
 
 from codec import bench
 from codec.bdrate import bd_rate
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "compare_runs.py"
-
 
 @pytest.fixture(scope="module")
 def compare():
-    spec = importlib.util.spec_from_file_location("compare_runs", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("compare_runs")
 
 
 def _write_run(d: Path, curves: dict[str, dict[str, list[tuple[float, float]]]], pixels: int = 768 * 512) -> None:

@@ -3,10 +3,8 @@ CUDA) the same quality as on the CPU.  The CUDA tests are skipped where there is
 on an H100 (README, "GPU")."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -99,11 +97,11 @@ def photo() -> np.ndarray:
     return np.ascontiguousarray(skimage.data.chelsea()[20:212, 100:356])
 
 
-def _cost(data: bytes, image: np.ndarray, delta0: float) -> float:
+def _cost(data: bytes, image: np.ndarray, lam: float) -> float:
     """``D + lambda R`` as the encoder measures it (8-bit RGB error in [0, 1] units, real bytes)."""
     out = decoder.decode_to_array(data).astype(np.float64) / 255.0
     sse = float(((out - image.astype(np.float64) / 255.0) ** 2).sum())
-    return sse + encoder.RDOQ_LAMBDA * delta0 ** 2 * 8 * len(data)
+    return sse + lam * 8 * len(data)
 
 
 @needs_cuda
@@ -119,9 +117,9 @@ def test_cuda_encode_matches_the_cpu_encode(photo, preset):
     cpu = codec.encode_image(photo, device="cpu", **opts)
     gpu = codec.encode_image(photo, device="cuda", **opts)
     assert gpu.device == "cuda" and cpu.device == "cpu"
-    d0 = cpu.stats["delta0"]
-    assert gpu.stats["delta0"] == d0
-    assert math.isclose(_cost(gpu.data, photo, d0), _cost(cpu.data, photo, d0), rel_tol=0.01)
+    lam = cpu.stats["lambda"]
+    assert gpu.stats["delta0"] == cpu.stats["delta0"] and gpu.stats["lambda"] == lam
+    assert math.isclose(_cost(gpu.data, photo, lam), _cost(cpu.data, photo, lam), rel_tol=0.01)
     assert _flags() == flags  # left as found
 
 
@@ -134,10 +132,9 @@ def test_cuda_rate_control_lands_on_the_target(photo):
 def test_device_timing_script_records_each_encode(tmp_path, cat):
     """``benchmarks/device_timing.py`` (run on the CPU here): one record per encode with the real
     bytes and the D + lambda R of the decoded file."""
-    script = Path(__file__).resolve().parent.parent / "benchmarks" / "device_timing.py"
-    spec = importlib.util.spec_from_file_location("device_timing", script)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    from conftest import load_benchmark
+
+    mod = load_benchmark("device_timing")
     src, out = tmp_path / "cat.png", tmp_path / "t.json"
     Image.fromarray(cat).save(src)
     assert mod.main([str(src), "--presets", "fast", "--qualities", "60", "--devices", "cpu", "--out", str(out)]) == 0
@@ -145,5 +142,5 @@ def test_device_timing_script_records_each_encode(tmp_path, cat):
     (rec,) = d["records"]
     r = codec.encode_image(cat, preset="fast", quality=60, device="cpu", quiet=True)
     assert rec["device"] == "cpu" and rec["bytes"] == len(r.data) and rec["psnr"] == round(r.psnr, 3)
-    assert rec["cost"] == pytest.approx(_cost(r.data, cat, encoder.hybrid_delta0(60)), rel=1e-9)
+    assert rec["cost"] == pytest.approx(_cost(r.data, cat, r.stats["lambda"]), rel=1e-9)
     assert d["summary"] == {} and d["machine"]["inrc"] == codec.__version__

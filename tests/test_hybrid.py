@@ -274,11 +274,13 @@ def test_presets_include_the_faster_ones():
     assert fast.refits <= medium.refits <= slow.refits
 
 
-def _file_cost(r, img: np.ndarray) -> float:
+def _file_cost(r, img: np.ndarray, lam: float | None = None) -> float:
     """``D + lambda R`` of an encode's written file as the hybrid encoder minimises it: squared error of
-    the decoded 8-bit RGB in [0, 1] units plus ``lambda = RDOQ_LAMBDA Delta_0^2`` times its bits."""
+    the decoded 8-bit RGB in [0, 1] units plus ``lambda`` (default the encode's own,
+    ``rdoq_lambda Delta_0^2``) times its bits."""
     out = decoder.decode_to_array(r.data).astype(np.float64) / 255.0
-    return float(((out - img.astype(np.float64) / 255.0) ** 2).sum()) + RDOQ_LAMBDA * r.stats["delta0"] ** 2 * 8 * r.bytes
+    lam = r.stats["lambda"] if lam is None else lam
+    return float(((out - img.astype(np.float64) / 255.0) ** 2).sum()) + lam * 8 * r.bytes
 
 
 def test_refit_pass_never_does_worse(cat, monkeypatch):
@@ -431,8 +433,29 @@ def test_refit_passes_run_the_presets_refit_iterations(cat, monkeypatch):
 
 def test_more_effort_is_not_worse(cat):
     # the same Delta_0, so the same lambda, for both presets at one quality
-    js = {preset: _file_cost(codec.encode_image(cat, preset=preset, quality=80), cat) for preset in ("fast", "medium")}
-    assert js["medium"] <= js["fast"] * 1.005
+    rs = {preset: codec.encode_image(cat, preset=preset, quality=80) for preset in ("fast", "medium")}
+    assert rs["fast"].stats["lambda"] == rs["medium"].stats["lambda"]
+    assert _file_cost(rs["medium"], cat) <= _file_cost(rs["fast"], cat) * 1.005
+
+
+def test_preset_lambda_is_the_encodes_multiplier(cat, monkeypatch):
+    """``HybridPreset.rdoq_lambda`` is the factor of every rate-distortion decision of the encode:
+    ``lambda = rdoq_lambda Delta_0^2`` is reported, and a larger factor at the same quality (the same
+    ``Delta_0``) trades distortion for rate, so the file is smaller and its error larger."""
+    import dataclasses
+
+    from codec import config
+
+    assert all(p.rdoq_lambda == RDOQ_LAMBDA for p in HYBRID_PRESETS.values())
+    rs = {}
+    for factor in (0.1, 0.6):
+        monkeypatch.setitem(config.HYBRID_PRESETS, "fast",
+                            dataclasses.replace(config.HYBRID_PRESETS["fast"], rdoq_lambda=factor))
+        rs[factor] = codec.encode_image(cat, preset="fast", quality=70)
+        # delta0 is reported rounded to 6 decimals
+        assert rs[factor].stats["lambda"] == pytest.approx(factor * rs[factor].stats["delta0"] ** 2, rel=1e-4)
+    assert rs[0.1].stats["delta0"] == rs[0.6].stats["delta0"]
+    assert len(rs[0.6].data) < len(rs[0.1].data) and rs[0.6].psnr < rs[0.1].psnr
 
 
 def test_default_caps_grow_with_the_pixel_count():

@@ -185,7 +185,7 @@ def test_kept_post_filter_beats_the_same_file_without_it(monkeypatch, always_fit
     assert r.stats["post_filter"] == decoder.parse(r.data).post.hidden == hidden
     other = encoder.with_post_filter(r.data, PostFilterRecord())
     assert decoder.parse(other).post.hidden == 0 and len(other) < len(r.data)
-    lam = codec.config.RDOQ_LAMBDA * r.stats["delta0"] ** 2
+    lam = r.stats["lambda"]
     assert _cost(r.data, board, lam) < _cost(other, board, lam)
 
 
@@ -238,7 +238,7 @@ def test_post_rdoq_rounds_lower_the_cost_of_the_kept_filter(monkeypatch, fixed_f
     _without_rounds(monkeypatch)
     plain = codec.encode_image(board, preset="medium", quality=40, seconds=60.0)
     assert plain.stats["post_rdoq_rounds"] == 0 and plain.stats["post_rdoq_seconds"] == []
-    lam = codec.config.RDOQ_LAMBDA * r.stats["delta0"] ** 2
+    lam = r.stats["lambda"]
     assert _cost(r.data, board, lam) <= _cost(plain.data, board, lam)
     assert (r.data != plain.data) == (rounds > 0)
 
@@ -324,7 +324,7 @@ def test_post_cycles_cost_no_more_than_the_rounds_alone(monkeypatch, fixed_fits)
     _with_cycles(monkeypatch, 0)
     plain = codec.encode_image(board, preset="medium", quality=40, seconds=60.0)
     assert plain.stats["post_cycles"] == plain.stats["post_refits_kept"] == 0
-    lam = codec.config.RDOQ_LAMBDA * r.stats["delta0"] ** 2
+    lam = r.stats["lambda"]
     assert _cost(r.data, board, lam) <= _cost(plain.data, board, lam)
 
 
@@ -374,7 +374,7 @@ def test_a_warm_refit_that_raises_the_cost_is_dropped(monkeypatch, fixed_fits):
     kept = decoder.parse(r.data).post
     _with_cycles(monkeypatch, 0)
     plain = codec.encode_image(board, preset="medium", quality=40, seconds=60.0)
-    lam = codec.config.RDOQ_LAMBDA * r.stats["delta0"] ** 2
+    lam = r.stats["lambda"]
     assert _cost(r.data, board, lam) <= _cost(plain.data, board, lam)
     assert decoder.parse(plain.data).post == kept  # the first fit's filter, not the random one
 
