@@ -22,7 +22,6 @@ result is a real file: rounded latents, the filter's weights quantized as the en
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -31,8 +30,7 @@ import numpy as np
 import probe_cli
 import torch
 
-import codec
-from codec import context, decoder, encoder, imageio, postfilter, quant, rdoq
+from codec import context, encoder, postfilter, rdoq
 from codec.models import PostFilter
 
 
@@ -45,23 +43,13 @@ def plane_rate_terms(codes: list[list[np.ndarray]], lv: int, ch: int) -> tuple[t
 
 def probe(path: Path, quality: int, preset: str, seconds: float, hidden: int, refresh: int,
           lr_latent: float, lr_filter: float, seed: int) -> dict:
-    img = imageio.to_array(imageio.open_image(path))
-    image = img  # float32 (H, W, C) in [0, 1]
-    t0 = time.perf_counter()
-    r = codec.encode_image(img, quality=quality, preset=preset)
-    start_seconds = time.perf_counter() - t0
-    lam = r.stats["lambda"]
-    p = decoder.parse(r.data)
+    st = probe_cli.start(path, quality, preset)
+    image, r, start_seconds, lam, start_cost, start_psnr = st.image, st.result, st.seconds, st.lam, st.cost, st.psnr
+    p = st.parsed
     spec, c = p.spec, p.spec.channels
     h, w = spec.height, spec.width
-    codes = decoder.hybrid_codes(p)
-    idx = [rec.step_index for rec in p.records]
-    steps = [quant.step_from_index(i) for i in idx]
-    samplers = rdoq.with_filters(rdoq.samplers_for(spec), encoder.filter_kernels(p.filters))
-    m, centre = rdoq.colour_matrix(c), rdoq.colour_centre(c)
-    shift = torch.einsum("ij,j->i", m, centre)[:, None, None]
-    target = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
-    start_cost, start_psnr = encoder.file_cost(r.data, image, lam)
+    codes, idx, steps, samplers = st.codes, st.idx, st.steps, st.samplers
+    m, shift, target = st.matrix, st.shift, st.target
 
     torch.manual_seed(seed)
     net = PostFilter(c, hidden)
@@ -106,18 +94,16 @@ def probe(path: Path, quality: int, preset: str, seconds: float, hidden: int, re
     joint_cost, joint_psnr = encoder.file_cost(joint, image, lam)
     bare = encoder.code_hybrid(spec, final, idx, p.filters)  # the trained latents without the filter
     bare_cost, bare_psnr = encoder.file_cost(bare, image, lam)
-    changed = sum(int((a != b).sum()) for la, lb in zip(codes, final) for a, b in zip(la, lb))
+    changed = probe_cli.latents_changed(codes, final)
     row = {"image": path.name, "quality": quality, "preset": preset, "hidden": hidden, "lambda": lam,
-           "start": {"bytes": len(r.data), "psnr": round(start_psnr, 3), "cost": round(start_cost, 3),
-                     "seconds": round(start_seconds, 1), "post_filter": p.post.hidden},
+           "start": probe_cli.start_record(r.data, start_psnr, start_cost, start_seconds, p.post.hidden),
            "joint": {"bytes": len(joint), "psnr": round(joint_psnr, 3), "cost": round(joint_cost, 3),
                      "delta_cost_percent": round(100 * (joint_cost / start_cost - 1), 2),
                      "steps": step, "seconds": round(train_seconds, 1), "latents_changed": changed},
            "joint_without_filter": {"bytes": len(bare), "psnr": round(bare_psnr, 3), "cost": round(bare_cost, 3),
                                     "delta_cost_percent": round(100 * (bare_cost / start_cost - 1), 2)},
            "history": history}
-    print(json.dumps({k: v for k, v in row.items() if k != "history"}), flush=True)
-    return row
+    return probe_cli.emit(row)
 
 
 def main() -> None:

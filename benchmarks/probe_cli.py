@@ -1,17 +1,22 @@
 """The command line the file probes share (``joint_probe.py``, ``softround_probe.py``,
 ``post_alternation_probe.py``): images, qualities and the preset that writes the starting file in;
-one JSON row per (image, quality) out, with the machine and the arguments."""
+one JSON row per (image, quality) out, with the machine and the arguments; for the two training
+probes also their common start (:func:`start`: the preset's file unpacked for training) and row parts."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import codec
+from codec import decoder, encoder, imageio, quant, rdoq
 
 
 def parser(doc: str) -> argparse.ArgumentParser:
@@ -32,6 +37,62 @@ def training_args(ap: argparse.ArgumentParser, seconds: float) -> None:
     ap.add_argument("--refresh", type=int, default=20, help="steps between refreshes of the rate terms")
     ap.add_argument("--lr-latent", type=float, default=0.02, help="Adam step on the latents (code units)")
     ap.add_argument("--seed", type=int, default=0)
+
+
+@dataclasses.dataclass
+class Start:
+    """A training probe's starting point: the preset's file for an image and what training reads of it."""
+
+    image: np.ndarray  # float32 (H, W, C) in [0, 1]
+    result: codec.EncodeResult
+    seconds: float  # the encode's
+    lam: float  # the encode's lambda
+    cost: float  # D + lambda R of the file as written
+    psnr: float
+    parsed: decoder.Parsed
+    codes: list[list[np.ndarray]]
+    idx: list[int]  # step indices, one per plane
+    steps: list[float]
+    samplers: list  # the levels' samplers through the file's level filters
+    matrix: torch.Tensor  # YCbCr -> RGB
+    shift: torch.Tensor  # matrix @ centre, (C, 1, 1)
+    target: torch.Tensor  # the image, (C, H, W)
+
+
+def start(path: Path, quality: int, preset: str) -> Start:
+    """Encode ``path`` with ``preset`` at ``quality`` and unpack the file for training."""
+    img = imageio.as_array(path)
+    t0 = time.perf_counter()
+    r = codec.encode_image(img, quality=quality, preset=preset, quiet=True)
+    seconds = time.perf_counter() - t0
+    lam = r.stats["lambda"]
+    cost, psnr = encoder.file_cost(r.data, img, lam)
+    p = decoder.parse(r.data)
+    c = p.spec.channels
+    idx = [rec.step_index for rec in p.records]
+    m, centre = rdoq.colour_matrix(c), rdoq.colour_centre(c)
+    return Start(img, r, seconds, lam, cost, psnr, p, decoder.hybrid_codes(p), idx,
+                 [quant.step_from_index(i) for i in idx],
+                 rdoq.with_filters(rdoq.samplers_for(p.spec), encoder.filter_kernels(p.filters)),
+                 m, torch.einsum("ij,j->i", m, centre)[:, None, None],
+                 torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32)).permute(2, 0, 1))
+
+
+def start_record(data: bytes, psnr: float, cost: float, seconds: float, post_hidden: int) -> dict:
+    """The ``start`` entry of a training probe's row: the preset's file it started from."""
+    return {"bytes": len(data), "psnr": round(psnr, 3), "cost": round(cost, 3), "seconds": round(seconds, 1),
+            "post_filter": post_hidden}
+
+
+def latents_changed(codes: list[list[np.ndarray]], final: list[list[np.ndarray]]) -> int:
+    """How many integer latents differ between two ``codes[level][channel]`` sets."""
+    return sum(int((a != b).sum()) for la, lb in zip(codes, final) for a, b in zip(la, lb))
+
+
+def emit(row: dict) -> dict:
+    """Print a probe's row as one JSON line, without its (long) ``history``; return it."""
+    print(json.dumps({k: v for k, v in row.items() if k != "history"}), flush=True)
+    return row
 
 
 def run(args: argparse.Namespace, probe: Callable[[Path, int], dict]) -> list[dict]:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import time
 from pathlib import Path
@@ -43,8 +42,7 @@ import probe_cli
 import torch
 from postfilter_inputs import quantized
 
-import codec
-from codec import bitstream, color, context, decoder, encoder, imageio, quant, rdoq
+from codec import bitstream, color, context, decoder, encoder, rdoq
 from codec.models import PostFilter
 
 GROUPS = ((0,), (1,), (2,), None)  # None: level 3 and coarser together
@@ -59,25 +57,16 @@ def soft_round(v: torch.Tensor, t: float) -> torch.Tensor:
 
 
 def probe(path: Path, quality: int, preset: str, args: argparse.Namespace) -> dict:
-    img = imageio.as_array(path)
-    t0 = time.perf_counter()
-    r = codec.encode_image(img, quality=quality, preset=preset, quiet=True)
-    start_seconds = time.perf_counter() - t0
-    lam = r.stats["lambda"]
-    start_cost, start_psnr = encoder.file_cost(r.data, img, lam)
-    p = decoder.parse(r.data)
+    st = probe_cli.start(path, quality, preset)
+    img, r, start_seconds, lam, start_cost, start_psnr = st.image, st.result, st.seconds, st.lam, st.cost, st.psnr
+    p = st.parsed
     bare_data = r.data if not p.post.hidden else encoder.with_post_filter(r.data, bitstream.PostFilterRecord())
     bare_cost, bare_psnr = encoder.file_cost(bare_data, img, lam)
     p = dataclasses.replace(p, post=bitstream.PostFilterRecord())
     spec, c = p.spec, p.spec.channels
     h, w = spec.height, spec.width
-    codes = decoder.hybrid_codes(p)
-    idx = [rec.step_index for rec in p.records]
-    steps = [quant.step_from_index(i) for i in idx]
-    samplers = rdoq.with_filters(rdoq.samplers_for(spec), encoder.filter_kernels(p.filters))
-    m, centre = rdoq.colour_matrix(c), rdoq.colour_centre(c)
-    shift = torch.einsum("ij,j->i", m, centre)[:, None, None]
-    target = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32)).permute(2, 0, 1)
+    codes, idx, steps, samplers = st.codes, st.idx, st.steps, st.samplers
+    m, shift, target = st.matrix, st.shift, st.target
     groups = [set(g) if g is not None else set(range(3, spec.levels)) for g in GROUPS]
 
     def parts_of(vals: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -151,19 +140,17 @@ def probe(path: Path, quality: int, preset: str, args: argparse.Namespace) -> di
     final_t = [torch.tensor(np.stack(f), dtype=torch.float32) for f in final]
     j_net, psnr_net = cost(final_t, True, len(lat_data) + net_bytes)
     j_lat, psnr_lat = cost(final_t, False, len(lat_data))
-    changed = sum(int((a != b).sum()) for la, lb in zip(codes, final) for a, b in zip(la, lb))
+    changed = probe_cli.latents_changed(codes, final)
     pct = lambda j: round(100 * (j / start_cost - 1), 2)
     row = {"image": path.name, "quality": quality, "preset": preset, "lambda": lam,
-           "start": {"bytes": len(r.data), "psnr": round(start_psnr, 3), "cost": round(start_cost, 3),
-                     "seconds": round(start_seconds, 1), "post_filter": decoder.parse(r.data).post.hidden},
+           "start": probe_cli.start_record(r.data, start_psnr, start_cost, start_seconds, decoder.parse(r.data).post.hidden),
            "start_without_post": {"bytes": len(bare_data), "psnr": round(bare_psnr, 3), "dJ_percent": pct(bare_cost)},
            "trained": {"bytes": len(lat_data) + net_bytes, "latent_bytes": len(lat_data), "net_bytes": net_bytes,
                        "psnr": round(psnr_net, 3), "cost": round(j_net, 3), "dJ_percent": pct(j_net),
                        "steps": step, "seconds": round(train_seconds, 1), "latents_changed": changed},
            "trained_latents_only": {"bytes": len(lat_data), "psnr": round(psnr_lat, 3), "dJ_percent": pct(j_lat)},
            "history": history}
-    print(json.dumps({k: v for k, v in row.items() if k != "history"}), flush=True)
-    return row
+    return probe_cli.emit(row)
 
 
 def main() -> None:
