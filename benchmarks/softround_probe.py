@@ -42,7 +42,7 @@ import probe_cli
 import torch
 from postfilter_inputs import quantized
 
-from codec import bitstream, color, context, decoder, encoder, rdoq
+from codec import bitstream, color, context, encoder, rdoq
 from codec.models import PostFilter
 
 GROUPS = ((0,), (1,), (2,), None)  # None: level 3 and coarser together
@@ -143,7 +143,7 @@ def probe(path: Path, quality: int, preset: str, args: argparse.Namespace) -> di
     changed = probe_cli.latents_changed(codes, final)
     pct = lambda j: round(100 * (j / start_cost - 1), 2)
     row = {"image": path.name, "quality": quality, "preset": preset, "lambda": lam,
-           "start": probe_cli.start_record(r.data, start_psnr, start_cost, start_seconds, decoder.parse(r.data).post.hidden),
+           "start": probe_cli.start_record(r.data, start_psnr, start_cost, start_seconds, st.parsed.post.hidden),
            "start_without_post": {"bytes": len(bare_data), "psnr": round(bare_psnr, 3), "dJ_percent": pct(bare_cost)},
            "trained": {"bytes": len(lat_data) + net_bytes, "latent_bytes": len(lat_data), "net_bytes": net_bytes,
                        "psnr": round(psnr_net, 3), "cost": round(j_net, 3), "dJ_percent": pct(j_net),
