@@ -190,7 +190,7 @@ def export(input, output) -> None:
 @click.option("--inrc-settings", "inrc_settings", multiple=True,
               help="inrc curve: NAME or NAME:key=value,... (model, preset, steps, seconds, batch, lr, seed, device); repeatable [default: default].")
 @click.option("--inrc-qualities", default=",".join(str(q) for q in (40, 60, 75, 90)), show_default=True,
-              help="The inrc rate points (--quality values).")
+              help="The inrc rate points (--quality values); BD-rates need 4 or more, fewer add points to merge with other runs.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="bench-output", show_default=True)
 @click.option("--jobs", type=int, default=1, show_default=True, help="Parallel processes (torch threads are split between them).")
 @click.option("--limit", type=int, default=None, help="Use only the first N images.")
@@ -204,12 +204,18 @@ def bench(images_dir, codecs, inrc_settings, inrc_qualities, out_dir, jobs, limi
         points = [int(q) for q in inrc_qualities.split(",") if q.strip()]
     except ValueError:
         raise OptionError(f"--inrc-qualities must be integers, got {inrc_qualities!r}") from None
-    if any(not 1 <= q <= 100 for q in points) or ("inrc" in codecs.split(",") and len(points) < 4):
-        raise OptionError("--inrc-qualities needs at least 4 values in 1..100 (BD-rates need 4 points)")
-    summary = b.run(images_dir, [c.strip() for c in codecs.split(",") if c.strip()], list(inrc_settings), points,
+    if not points or any(not 1 <= q <= 100 for q in points):
+        raise OptionError(f"--inrc-qualities needs values in 1..100, got {inrc_qualities!r}")
+    if len(set(points)) != len(points):
+        raise OptionError(f"--inrc-qualities has a value twice: {inrc_qualities!r}")
+    names = [c.strip() for c in codecs.split(",") if c.strip()]
+    summary = b.run(images_dir, names, list(inrc_settings), points,
                     out_dir, jobs=jobs, limit=limit, anchors=anchors, progress=not quiet)
     ref = "jpeg" if "jpeg" in summary["bd_rate_percent"] else None
     click.echo(f"{len(summary['images'])} images -> {out_dir} ({summary['wall_seconds_this_run']} s this run)")
+    if "inrc" in names and len(points) < 4:
+        click.echo(f"  inrc curves have {len(points)} point(s): no BD-rates (they need 4); per-image results in per_image.csv,"
+                   " to merge with other runs (benchmarks/compare_runs.py)")
     if ref:
         for name, row in summary["bd_rate_percent"].items():
             v = row.get(ref)

@@ -59,6 +59,12 @@ TAIL_COST = 0.2
 # (which took 9 s).
 FIRST_L1_SHARE = 0.5
 FIRST_RDOQ_SHARE = 0.85
+# A pass's RDOQ sweeps also stop FILTER_TAIL times the pass's level-filter fit before the end of the
+# search: what follows them (the filters refitted, the coding, the final decode) takes about that
+# long, and on a large image under a short --seconds it is most of the budget (a 12 Mpixel image
+# under `fast --seconds 60`: a 21 s fit, then 12 s coding and a 10 s decode).  On a Kodak image the
+# fit takes well under a second, so the shares above bind first.
+FILTER_TAIL = 1.5
 # --bpp X: the written file lands within BPP_BAND of X (the promise), and the secant corrections stop
 # within BPP_AIM of it.  A later candidate (a further shape, a refit pass, a later stage, the post
 # filter) replaces the best file only if it is also within BPP_AIM of X, or no further from X than the
@@ -476,12 +482,15 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
         return idx, pyramid.codes_of(pyramid.fill(image, spec, idx, cfg.deadzone), idx)
 
     def finish(codes: list[list[np.ndarray]], idx: list[int], lam: float, shape: tuple[float, float, float],
-               delta0: float, sweeps: int, stop: float) -> _Candidate:
-        """Level filters, RDOQ through them, filters refitted on the final codes, the written file."""
+               delta0: float, sweeps: int, stop: float, end: float) -> _Candidate:
+        """Level filters, RDOQ through them (until ``stop``, and ``FILTER_TAIL`` filter fits before
+        ``end``), filters refitted on the final codes, the written file."""
         nonlocal shown_cost
         steps = [quant.step_from_index(i) for i in idx]
         progress.tick("level filters")
+        t_fit = time.perf_counter()
         filters = fit_filters(target_ycc, codes, steps, samplers, lam)
+        stop = min(stop, end - FILTER_TAIL * (time.perf_counter() - t_fit))
         res = rdoq.optimise(image, spec, idx, codes, lam, sweeps, stop,
                             rdoq.with_filters(samplers, filter_kernels(filters)), tick=progress.tick)
         if any(not np.array_equal(a, b) for la, lb in zip(codes, res.codes) for a, b in zip(la, lb)):
@@ -521,7 +530,7 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
             idx, codes = start(delta0, shape)
             codes = l1fit.solve(image, codes, idx, lam, p.l1_iterations, l1_operator, p.l1_bits, deadline=l1_stop,
                                 tick=progress.tick)
-            return finish(codes, idx, lam, shape, delta0, sweeps, stop)
+            return finish(codes, idx, lam, shape, delta0, sweeps, stop, end)
 
         def refit(cand: _Candidate, lam: float) -> _Candidate:
             """Another pass from ``cand``: L1 refit through its level filters, warm-started from its codes."""
@@ -529,7 +538,7 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
             progress.stage(f"{p.name} pass {passes + 1} (refit)")
             codes = l1fit.solve(image, cand.codes, cand.idx, lam, iterations, l1fit.Operator(cand.filtered, c),
                                 p.l1_bits, deadline=stop, tick=progress.tick)
-            return finish(codes, cand.idx, lam, cand.shape, cand.delta0, sweeps, stop)
+            return finish(codes, cand.idx, lam, cand.shape, cand.delta0, sweeps, stop, end)
 
         lam = p.rdoq_lambda * delta0 * delta0
         t_pass = time.perf_counter()

@@ -35,6 +35,11 @@ from .rdoq import LevelSampler, colour_centre, colour_matrix, sum_levels
 MIN_BITS, MAX_BITS = 1.0, 16.0
 POWER_ITERATIONS = 10
 LIPSCHITZ_MARGIN = 1.1  # power iteration under-estimates ||A||; FISTA needs an upper bound
+# A refit that cannot run at least this many FISTA iterations before its deadline, after the power
+# iteration for the operator's norm (each step of which costs about one FISTA iteration), is not
+# started: on a 12 Mpixel image under `fast --seconds 60` the norm alone took 22 s, leaving one
+# iteration before the L1 deadline, and the encode took 85 s (0.14.1).
+MIN_ITERATIONS = 5
 
 
 def bits_per_unit(codes: list[list[np.ndarray]], scale: float) -> np.ndarray:
@@ -77,17 +82,26 @@ class Operator:
         rows = r.permute(1, 0, 2).reshape(r.shape[1], -1)  # shared by every level's adjoint_stack
         return [s.adjoint_stack(r, rows) * k for s, k in zip(self.samplers, self.scale)]
 
-    def norm_sq(self) -> float:
-        """``||A||^2`` by power iteration from a seeded start (deterministic; computed once)."""
+    def norm_sq(self, deadline: float | None = None, reserve: int = 0) -> float | None:
+        """``||A||^2`` by power iteration from a seeded start (deterministic; computed once).
+
+        With a ``deadline`` (``time.perf_counter()``), ``None`` instead when, timed by its first
+        step, the rest of the power iteration and ``reserve`` more steps of the same cost (the
+        caller's iterations) would not end before it; a later call starts again."""
         if self._norm_sq is not None:
             return self._norm_sq
         gen = torch.Generator().manual_seed(0)
         v = [torch.randn((self.channels,) + tuple(s.energy.shape), generator=gen).to(self.device) for s in self.samplers]
         est = 1.0
-        for _ in range(POWER_ITERATIONS):
+        for k in range(POWER_ITERATIONS):
+            t0 = time.perf_counter()
             w = self.adjoint(self.forward(v))
             est = math.sqrt(sum(float((x * x).sum()) for x in w))
             v = [x / est for x in w]
+            if k == 0 and deadline is not None:
+                now = time.perf_counter()
+                if now + (POWER_ITERATIONS - 1 + reserve) * (now - t0) > deadline:
+                    return None
         self._norm_sq = est
         return est
 
@@ -99,15 +113,23 @@ def solve(image: np.ndarray, codes: list[list[np.ndarray]], step_idx: list[int],
     """FISTA on the problem above, warm-started from ``codes`` (``codes[level][channel]``, integer
     latents with steps ``step_idx``); returns the deadzone-quantized solution.  Stops early at
     ``deadline`` (``time.perf_counter()``).  ``tick`` (a progress display) is called once per
-    iteration with its position, ``"L1 12/60"``."""
+    iteration with its position, ``"L1 12/60"``.  Returns ``codes`` itself, unchanged, when fewer
+    than ``MIN_ITERATIONS`` iterations (or ``iterations``, if fewer) would fit before ``deadline``
+    after the operator's norm is known (:meth:`Operator.norm_sq`): a budget that short is better
+    spent on RDOQ and the level filters."""
     if iterations <= 0:
+        return codes
+    if deadline is not None and time.perf_counter() > deadline:
+        return codes
+    norm_sq = op.norm_sq(deadline, min(iterations, MIN_ITERATIONS))
+    if norm_sq is None:
         return codes
     c = image.shape[2]
     levels = len(codes)
     dev = op.device
     steps = torch.tensor([quant.step_from_index(i) for i in step_idx], dtype=torch.float32).reshape(levels, c).to(dev)
     b = torch.from_numpy(bits_per_unit(codes, bits_scale)).float().to(dev)
-    lip = 2.0 * op.norm_sq() * LIPSCHITZ_MARGIN
+    lip = 2.0 * norm_sq * LIPSCHITZ_MARGIN
     # soft threshold per value of u: (mu / L) * d v / d u
     thr = [(lam * b[lv] / steps[lv] * op.scale[lv] / lip)[:, None, None] for lv in range(levels)]
     target = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().to(dev)

@@ -110,7 +110,9 @@ def test_bench_on_the_kodak_names_reports_published_curves(tmp_path, capsys, mon
 
 @pytest.mark.parametrize("args,msg", [
     (["--codecs", "gif"], "unknown codec"),
-    (["--inrc-qualities", "50,60"], "at least 4"),
+    (["--inrc-qualities", "50,101"], "values in 1..100"),
+    (["--inrc-qualities", ","], "values in 1..100"),
+    (["--inrc-qualities", "50,60,50"], "a value twice"),
     (["--inrc-settings", "x:colour=red"], "unknown inrc option"),
 ])
 def test_bench_errors(folder, tmp_path, capsys, args, msg):
@@ -183,3 +185,25 @@ def test_bench_prints_inrc_curves_against_published_ones(folder, tmp_path, monke
     published = [ln for ln in out if "published" in ln]
     assert len(published) == 1 and "inrc-x" in published[0]
     assert published[0].endswith("VTM +92.0 %, Cool-chic n/a")
+
+
+def test_bench_with_one_quality_adds_points_and_says_bd_is_missing(folder, tmp_path, capsys):
+    """Fewer than four inrc qualities run (to add a point to earlier runs) with the BD-rates left
+    out, and a later run into the same folder takes those encodes from the cache."""
+    out = tmp_path / "one"
+    base = ["bench", str(folder), "--codecs", "inrc,jpeg", "--inrc-settings", "t:preset=fast,steps=1",
+            "--out", str(out), "--quiet"]
+    assert main([*base, "--inrc-qualities", "50"]) == 0
+    printed = capsys.readouterr().out
+    assert "inrc curves have 1 point(s): no BD-rates" in printed and "inrc-t           BD-rate vs JPEG n/a" in printed
+    s = json.loads((out / "summary.json").read_text())
+    assert s["bd_rate_percent"]["inrc-t"]["jpeg"] is None and s["inrc_qualities"] == [50]
+    rows = [r for r in csv.DictReader((out / "per_image.csv").open()) if r["codec"] == "inrc-t"]
+    assert sorted((r["image"], r["setting"]) for r in rows) == [("a.png", "50"), ("b.png", "50")]
+    cached = {p.name for p in (out / "cache").iterdir()}
+    assert main([*base, "--inrc-qualities", "30,50,70,90"]) == 0
+    new = {p.name for p in (out / "cache").iterdir()} - cached
+    assert len(new) == 2 * 3  # q50 came from the cache
+    s = json.loads((out / "summary.json").read_text())
+    assert isinstance(s["bd_rate_percent"]["inrc-t"]["jpeg"], float)
+    assert "no BD-rates" not in capsys.readouterr().out

@@ -534,6 +534,24 @@ def test_first_pass_leaves_time_for_rdoq(cat, monkeypatch, min_bytes):
     assert all(100 - slack - tail < x <= 100 - tail for x in post)
 
 
+def test_rdoq_leaves_the_level_filters_time_before_the_end(cat, monkeypatch):
+    """A pass's RDOQ sweeps stop ``FILTER_TAIL`` times its level-filter fit before the end of the
+    search, for the refit, the coding and the final decode that follow them (on a large image under
+    a short ``--seconds`` these took most of the budget).  Here the fit is made to take 1 s of a 4 s
+    ``fast`` budget: the 85 % share alone would leave RDOQ about 2.4 s, the bound 1.5 s at most."""
+    left = _deadline_spy(monkeypatch)
+    fit = encoder.fit_filters
+
+    def slow_fit(*args, **kwargs):
+        time.sleep(1.0)
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(encoder, "fit_filters", slow_fit)
+    r = codec.encode_image(cat, preset="fast", quality=60, seconds=4.0)
+    assert left["rdoq"][0] <= 4.0 - (1.0 + encoder.FILTER_TAIL * 1.0) + 1e-3
+    assert r.seconds < 4.0 + 1.0 + 0.5  # at most the one refit after RDOQ beyond the budget on a tiny image
+
+
 @pytest.mark.parametrize("min_bytes", [0, 10**9])
 def test_a_small_file_gives_slow_its_post_filter_time(cat, monkeypatch, min_bytes):
     """``slow``: the size is known after its ``medium`` stage's first pass; under ``post_min_bytes``

@@ -107,3 +107,18 @@ def test_deadline_in_the_past_stops_at_the_start(filled):
     out = l1fit.solve(image, codes, idx, 0.01, 50, l1fit.Operator(samplers, 3), deadline=0.0)
     # no FISTA step: the warm start is re-quantized unchanged (values are exact multiples of their steps)
     assert all(np.array_equal(a, b) for la, lb in zip(out, codes) for a, b in zip(la, lb))
+
+
+def test_a_refit_without_room_for_its_iterations_is_not_started(filled):
+    """When the power iteration's first step shows that the norm and ``MIN_ITERATIONS`` FISTA steps
+    cannot end before the deadline, ``solve`` returns its start unchanged (the very object) and the
+    operator keeps no norm, so a later call with time computes the same norm as a fresh operator."""
+    import time
+
+    image, _, idx, codes, samplers = _setup(filled, 0.1)
+    op = l1fit.Operator(samplers, 3)
+    assert op.norm_sq(time.perf_counter() + 1e-5, l1fit.MIN_ITERATIONS) is None
+    assert l1fit.solve(image, codes, idx, 0.01, 60, op, deadline=time.perf_counter() + 1e-5) is codes
+    assert op.norm_sq() == l1fit.Operator(samplers, 3).norm_sq() > 0
+    out = l1fit.solve(image, codes, idx, 0.01, 60, op, deadline=time.perf_counter() + 600)
+    assert out is not codes and any(not np.array_equal(a, b) for la, lb in zip(out, codes) for a, b in zip(la, lb))
