@@ -85,9 +85,10 @@ class Operator:
     def norm_sq(self, deadline: float | None = None, reserve: int = 0) -> float | None:
         """``||A||^2`` by power iteration from a seeded start (deterministic; computed once).
 
-        With a ``deadline`` (``time.perf_counter()``), ``None`` instead when, timed by its first
-        step, the rest of the power iteration and ``reserve`` more steps of the same cost (the
-        caller's iterations) would not end before it; a later call starts again."""
+        With a ``deadline`` (``time.perf_counter()``), ``None`` instead when, timed by its second
+        step (the first also pays one-off costs: allocations, a GPU's library set-up), the rest of
+        the power iteration and ``reserve`` more steps of the same cost (the caller's iterations)
+        would not end before it; a later call starts again."""
         if self._norm_sq is not None:
             return self._norm_sq
         gen = torch.Generator().manual_seed(0)
@@ -98,9 +99,9 @@ class Operator:
             w = self.adjoint(self.forward(v))
             est = math.sqrt(sum(float((x * x).sum()) for x in w))
             v = [x / est for x in w]
-            if k == 0 and deadline is not None:
+            if k == 1 and deadline is not None:
                 now = time.perf_counter()
-                if now + (POWER_ITERATIONS - 1 + reserve) * (now - t0) > deadline:
+                if now + (POWER_ITERATIONS - 2 + reserve) * (now - t0) > deadline:
                     return None
         self._norm_sq = est
         return est

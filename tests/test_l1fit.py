@@ -110,7 +110,7 @@ def test_deadline_in_the_past_stops_at_the_start(filled):
 
 
 def test_a_refit_without_room_for_its_iterations_is_not_started(filled):
-    """When the power iteration's first step shows that the norm and ``MIN_ITERATIONS`` FISTA steps
+    """When the power iteration's second step shows that the norm and ``MIN_ITERATIONS`` FISTA steps
     cannot end before the deadline, ``solve`` returns its start unchanged (the very object) and the
     operator keeps no norm, so a later call with time computes the same norm as a fresh operator."""
     import time
