@@ -395,6 +395,38 @@ def test_no_post_filter_is_fitted_for_a_small_file(crop, monkeypatch):
     assert codec.encode(crop, preset="medium", quality=70, seconds=60.0) == r.data
 
 
+def test_no_post_filter_stage_without_time_or_without_a_trained_layer(crop, monkeypatch, always_fit):
+    """When the search ends after the filter's own deadline (the tail before the end; here forced by
+    a huge ``TAIL_COST``) no filter is fitted; and a fit whose last layer codes to zeros (as one that
+    ran no step: ``P = 0``) is not written and decoded, since that file could only add bytes.  Either
+    way the file carries no filter and the stats say none was fitted (a 12 Mpixel ``medium --seconds
+    60`` spent 29 s coding and decoding such a file in 0.14.1)."""
+    import dataclasses as dc
+
+    called, coded = [], []
+    fit = postfilter.fit
+    monkeypatch.setattr(postfilter, "fit", lambda *a, **k: called.append(1) or fit(*a, **k))
+    monkeypatch.setattr(encoder, "TAIL_COST", 1e6)
+    r = codec.encode_image(crop, preset="medium", quality=70, seconds=6.0)
+    assert not called and r.stats["post_filter"] == r.stats["post_filter_steps"] == 0
+    assert "post_filter_seconds" not in r.stats and decoder.parse(r.data).post.hidden == 0
+    monkeypatch.undo()
+    monkeypatch.setitem(codec.config.HYBRID_PRESETS, "medium",
+                        dc.replace(codec.config.HYBRID_PRESETS["medium"], post_min_bytes=0))
+
+    def untrained(y, target, matrix, centre, hidden, steps, **kwargs):
+        return [np.ones(s, dtype=np.float32) if k < 2 else np.zeros(s, dtype=np.float32)
+                for k, s in enumerate(post_filter_shapes(hidden, y.shape[0]))]
+
+    monkeypatch.setattr(postfilter, "fit", untrained)
+    code = encoder.code_hybrid
+    monkeypatch.setattr(encoder, "code_hybrid", lambda *a, **k: coded.append(len(a) > 4) or code(*a, **k))
+    r = codec.encode_image(crop, preset="medium", quality=70, seconds=6.0)
+    assert coded and not any(coded)  # no file was coded with a post filter
+    assert r.stats["post_filter"] == 0 and "post_filter_seconds" not in r.stats
+    assert decoder.parse(r.data).post.hidden == 0
+
+
 def test_post_filter_keeps_any_size_decoding(crop, monkeypatch):
     """Any ``--size`` decodes (the corrected level 0 is sampled like the others), the same in small tiles."""
     data = encoder.add_post_filter(codec.encode(crop, preset="fast", quality=50), crop.astype(np.float32) / 255.0, 4, 100)
