@@ -665,74 +665,76 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
         tensors = postfilter.fit(y, target, matrix, centre, preset.post_hidden,
                                  post_steps, deadline=deadline - tail, tick=tick)
         post = postfilter.quantize(tensors)
+        post_stats["post_filter_steps"] = counter[0]
         # a last layer that codes to zeros is the identity (P = 0; so is a fit that ran no step
-        # before its deadline): its file would only add bytes, so it is not written and decoded
-        if any(post.codes[2]) or any(post.codes[3]):
+        # before its deadline): a file with it would only add bytes, so none is written and decoded
+        if not (any(post.codes[2]) or any(post.codes[3])):
+            post_steps = 0
+    if post_steps:
+        def written(codes: list[list[np.ndarray]], record: bitstream.PostFilterRecord) -> tuple[_Candidate, np.ndarray]:
+            progress.tick("coding")
+            data = code_hybrid(spec, codes, best.idx, best.filters, record)
+            out = decode_to_array(data)
+            sse = float(((out.astype(np.float32) / 255.0 - image) ** 2).sum())
+            return _Candidate(data, sse, best.shape, best.delta0, best.sweeps, codes), out
 
-            def written(codes: list[list[np.ndarray]], record: bitstream.PostFilterRecord) -> tuple[_Candidate, np.ndarray]:
-                progress.tick("coding")
-                data = code_hybrid(spec, codes, best.idx, best.filters, record)
-                out = decode_to_array(data)
-                sse = float(((out.astype(np.float32) / 255.0 - image) ** 2).sum())
-                return _Candidate(data, sse, best.shape, best.delta0, best.sweeps, codes), out
+        cand, out = written(best.codes, post)
+        post_fit_seconds = time.perf_counter() - t_post
+        round_seconds: list[float] = []
 
-            cand, out = written(best.codes, post)
-            post_fit_seconds = time.perf_counter() - t_post
-            round_seconds: list[float] = []
-
-            def post_rounds(cand: _Candidate, out: np.ndarray) -> tuple[_Candidate, np.ndarray, int]:
-                """RDOQ through the filter: its correction of the current latents held fixed (step 7);
-                up to ``preset.post_rounds`` rounds, each kept only if the written file's cost drops."""
-                n_kept = 0
-                for _ in range(preset.post_rounds):
-                    if time.perf_counter() + max(round_seconds, default=0.0) > deadline - tail:
-                        break
-                    t_round = time.perf_counter()
-                    progress.stage(f"post filter RDOQ {len(round_seconds) + 1}")
-                    aim = post_rdoq_target(image, cand.codes, best.idx, best.filtered, post)
-                    res = rdoq.optimise(aim, spec, best.idx, cand.codes, lam, preset.sweeps, deadline - tail,
-                                        best.filtered, tick=progress.tick)
-                    if not any(res.changed):
-                        break
-                    nxt, nxt_out = written(res.codes, post)
-                    round_seconds.append(time.perf_counter() - t_round)
-                    if not in_size(nxt, cand) or cost(nxt, lam) >= cost(cand, lam):
-                        break
-                    cand, out, n_kept = nxt, nxt_out, n_kept + 1
-                return cand, out, n_kept
-
-            cand, out, rounds = post_rounds(cand, out)
-            # cycles (step 7): the filter refitted warm on the latents the rounds moved, then rounds again
-            cycle_seconds: list[float] = []
-            refits_kept = 0
-            for _ in range(preset.post_cycles):
-                expected = max(cycle_seconds, default=post_fit_seconds * preset.post_cycle_steps / post_steps
-                               + max(round_seconds, default=0.0))
-                if time.perf_counter() + expected > deadline - tail:
+        def post_rounds(cand: _Candidate, out: np.ndarray) -> tuple[_Candidate, np.ndarray, int]:
+            """RDOQ through the filter: its correction of the current latents held fixed (step 7);
+            up to ``preset.post_rounds`` rounds, each kept only if the written file's cost drops."""
+            n_kept = 0
+            for _ in range(preset.post_rounds):
+                if time.perf_counter() + max(round_seconds, default=0.0) > deadline - tail:
                     break
-                t_cycle = time.perf_counter()
-                progress.stage(f"post filter refit {len(cycle_seconds) + 1}")
-                y = rdoq.reconstruct(cand.codes, best_steps, best.filtered, (c, h, w))
-                refit = postfilter.quantize(postfilter.fit(
-                    y, target, matrix, centre, preset.post_hidden, preset.post_cycle_steps, deadline=deadline - tail,
-                    tick=progress.tick, init=postfilter.weights(post, c), lr=postfilter.WARM_LEARNING_RATE))
-                nxt, nxt_out = written(cand.codes, refit)
-                refit_kept = in_size(nxt, cand) and cost(nxt, lam) < cost(cand, lam)
-                if refit_kept:
-                    cand, out, post, refits_kept = nxt, nxt_out, refit, refits_kept + 1
-                cand, out, moved = post_rounds(cand, out)
-                rounds += moved
-                cycle_seconds.append(time.perf_counter() - t_cycle)
-                if not refit_kept and not moved:
+                t_round = time.perf_counter()
+                progress.stage(f"post filter RDOQ {len(round_seconds) + 1}")
+                aim = post_rdoq_target(image, cand.codes, best.idx, best.filtered, post)
+                res = rdoq.optimise(aim, spec, best.idx, cand.codes, lam, preset.sweeps, deadline - tail,
+                                    best.filtered, tick=progress.tick)
+                if not any(res.changed):
                     break
-            post_stats = {"post_filter": 0, "post_filter_steps": counter[0],
-                          "post_filter_seconds": round(post_fit_seconds, 3),
-                          "post_rdoq_rounds": rounds, "post_rdoq_seconds": [round(t, 3) for t in round_seconds],
-                          "post_cycles": len(cycle_seconds), "post_refits_kept": refits_kept,
-                          "post_cycle_seconds": [round(t, 3) for t in cycle_seconds]}
-            if in_size(cand, best) and cost(cand, lam) < cost(best, lam):
-                best, decoded = cand, out
-                post_stats["post_filter"] = preset.post_hidden
+                nxt, nxt_out = written(res.codes, post)
+                round_seconds.append(time.perf_counter() - t_round)
+                if not in_size(nxt, cand) or cost(nxt, lam) >= cost(cand, lam):
+                    break
+                cand, out, n_kept = nxt, nxt_out, n_kept + 1
+            return cand, out, n_kept
+
+        cand, out, rounds = post_rounds(cand, out)
+        # cycles (step 7): the filter refitted warm on the latents the rounds moved, then rounds again
+        cycle_seconds: list[float] = []
+        refits_kept = 0
+        for _ in range(preset.post_cycles):
+            expected = max(cycle_seconds, default=post_fit_seconds * preset.post_cycle_steps / post_steps
+                           + max(round_seconds, default=0.0))
+            if time.perf_counter() + expected > deadline - tail:
+                break
+            t_cycle = time.perf_counter()
+            progress.stage(f"post filter refit {len(cycle_seconds) + 1}")
+            y = rdoq.reconstruct(cand.codes, best_steps, best.filtered, (c, h, w))
+            refit = postfilter.quantize(postfilter.fit(
+                y, target, matrix, centre, preset.post_hidden, preset.post_cycle_steps, deadline=deadline - tail,
+                tick=progress.tick, init=postfilter.weights(post, c), lr=postfilter.WARM_LEARNING_RATE))
+            nxt, nxt_out = written(cand.codes, refit)
+            refit_kept = in_size(nxt, cand) and cost(nxt, lam) < cost(cand, lam)
+            if refit_kept:
+                cand, out, post, refits_kept = nxt, nxt_out, refit, refits_kept + 1
+            cand, out, moved = post_rounds(cand, out)
+            rounds += moved
+            cycle_seconds.append(time.perf_counter() - t_cycle)
+            if not refit_kept and not moved:
+                break
+        post_stats = {"post_filter": 0, "post_filter_steps": counter[0],
+                      "post_filter_seconds": round(post_fit_seconds, 3),
+                      "post_rdoq_rounds": rounds, "post_rdoq_seconds": [round(t, 3) for t in round_seconds],
+                      "post_cycles": len(cycle_seconds), "post_refits_kept": refits_kept,
+                      "post_cycle_seconds": [round(t, 3) for t in cycle_seconds]}
+        if in_size(cand, best) and cost(cand, lam) < cost(best, lam):
+            best, decoded = cand, out
+            post_stats["post_filter"] = preset.post_hidden
     data = best.data
     progress.stage("verifying")
     psnr = _psnr_vs_source(decode_to_array(data) if decoded is None else decoded, image)
