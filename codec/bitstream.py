@@ -570,6 +570,12 @@ class PostFilterRecord:
     orders: tuple[int, ...] = ()
     codes: tuple[tuple[int, ...], ...] = ()
 
+    @property
+    def is_identity(self) -> bool:
+        """Whether the filter changes nothing: none, or a last layer (``W2``, ``b2``: tensors 2 and 3
+        of ``[W1, b1, W2, b2]``) that codes to zeros, so that ``P = 0``."""
+        return self.hidden == 0 or not any(any(t) for t in self.codes[2:])
+
     def validate(self, channels: int) -> None:
         if self.hidden == 0:
             if self.steps or self.orders or self.codes:

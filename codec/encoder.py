@@ -668,7 +668,7 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
         post_stats["post_filter_steps"] = counter[0]
         # a last layer that codes to zeros is the identity (P = 0; so is a fit that ran no step
         # before its deadline): a file with it would only add bytes, so none is written and decoded
-        if not (any(post.codes[2]) or any(post.codes[3])):
+        if post.is_identity:
             post_steps = 0
     if post_steps:
         def written(codes: list[list[np.ndarray]], record: bitstream.PostFilterRecord) -> tuple[_Candidate, np.ndarray]:

@@ -44,6 +44,14 @@ def test_no_post_filter_is_one_byte():
     assert unpack_post_filter(b"\x00abc", 3) == (PostFilterRecord(), b"abc")
 
 
+def test_a_record_is_the_identity_when_its_last_layer_codes_to_zeros():
+    shapes = post_filter_shapes(4, 3)
+    zero_last = [np.ones(s, dtype=np.float32) if k < 2 else np.zeros(s, dtype=np.float32) for k, s in enumerate(shapes)]
+    assert PostFilterRecord().is_identity and postfilter.quantize(zero_last).is_identity
+    zero_last[3] = zero_last[3] + 0.1  # a bias alone changes the image
+    assert not postfilter.quantize(zero_last).is_identity
+
+
 def test_truncated_post_filter_block_is_refused():
     block = pack_post_filter(_record(4, 3), 3)
     for n in range(len(block)):
