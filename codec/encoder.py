@@ -65,6 +65,14 @@ FIRST_RDOQ_SHARE = 0.85
 # under `fast --seconds 60`: a 21 s fit, then 12 s coding and a 10 s decode).  On a Kodak image the
 # fit takes well under a second, so the shares above bind first.
 FILTER_TAIL = 1.5
+# The post filter's stage (step 7 of encode_hybrid) ends its fit and its RDOQ rounds, and is not
+# started, WRITE_COST codings of the search's file before the deadline when that is longer than the
+# search's tail: after them come the filter's file coded and decoded and, if the filter is dropped,
+# the verifying decode of the search's file, each about as long as a coding (a 12 Mpixel image: 12 s
+# coding, 10 s decode).  Before 0.14.3 only the tail counted, and `medium --seconds 60` on a
+# 4000x3000 image whose search ended just before that took 85 s.  On a Kodak image a coding takes
+# a fraction of a second and the tail (a fifth of a first pass, 2-5 s) binds.
+WRITE_COST = 3.0
 # --bpp X: the written file lands within BPP_BAND of X (the promise), and the secant corrections stop
 # within BPP_AIM of it.  A later candidate (a further shape, a refit pass, a later stage, the post
 # filter) replaces the best file only if it is also within BPP_AIM of X, or no further from X than the
@@ -499,7 +507,9 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
             progress.tick("level filters")
             filters = fit_filters(target_ycc, res.codes, steps, samplers, lam)
         progress.tick("coding")
+        t_code = time.perf_counter()
         data = code_hybrid(spec, res.codes, idx, filters)
+        coding_seconds.append(time.perf_counter() - t_code)
         filtered = rdoq.with_filters(samplers, filter_kernels(filters))
         y = rdoq.reconstruct(res.codes, steps, filtered, (c, h, w))
         rgb = torch.einsum("ij,jhw->ihw", matrix, y - centre[:, None, None])
@@ -511,6 +521,7 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
         return cand
 
     post_steps = preset.post_steps  # 0 once the first pass shows a file too small for the filter to pay
+    coding_seconds: list[float] = []  # each pass's coding of its file (the post stage's tail, WRITE_COST)
 
     def search(p: HybridPreset, delta0: float, end: float, last: bool) -> tuple[_Candidate, dict]:
         """One preset's passes before ``end`` (steps 2-5 of the docstring): its first pass, the
@@ -648,7 +659,9 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
             best, stage_kept = cand, k
     lam = preset.rdoq_lambda * best.delta0 ** 2
     decoded, post_stats = None, {"post_filter": 0, "post_filter_steps": 0}
-    tail = TAIL_COST * runs[stage_kept]["first_pass_seconds"]
+    # the post stage stops this long before the deadline: the search's tail, or the writing and
+    # decoding of its files where that is longer (a large image, WRITE_COST)
+    tail = max(TAIL_COST * runs[stage_kept]["first_pass_seconds"], WRITE_COST * max(coding_seconds))
     if post_steps and time.perf_counter() >= deadline - tail:
         post_steps = 0  # no time left for the filter (its fit stops the tail before the deadline)
     if post_steps:
