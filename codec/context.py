@@ -66,35 +66,69 @@ def coding_order(levels: int, channels: int) -> list[tuple[int, int]]:
 
 
 def _box3(a: np.ndarray) -> np.ndarray:
-    """3x3 box sum with zero padding (exact integer arithmetic)."""
-    p = np.pad(a, 1)
-    h, w = a.shape
-    return sum(p[di : di + h, dj : dj + w] for di in range(3) for dj in range(3))
+    """3x3 box sum with zero padding (exact integer arithmetic), as a column pass then a row pass."""
+    r = a.copy()
+    r[1:] += a[:-1]
+    r[:-1] += a[1:]
+    s = r.copy()
+    s[:, 1:] += r[:, :-1]
+    s[:, :-1] += r[:, 1:]
+    return s
+
+
+def _cross4(a: np.ndarray) -> np.ndarray:
+    """Sum over the four edge neighbours with zero padding (exact integer arithmetic)."""
+    s = np.zeros_like(a)
+    s[1:] += a[:-1]
+    s[:-1] += a[1:]
+    s[:, 1:] += a[:, :-1]
+    s[:, :-1] += a[:, 1:]
+    return s
+
+
+def _up2(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Each value of a parent plane repeated over its 2x2 children, cut to ``shape`` (the children
+    of ``(i, j)`` are ``(2i..2i+1, 2j..2j+1)``)."""
+    hp, wp = a.shape
+    return np.broadcast_to(a[:, None, :, None], (hp, 2, wp, 2)).reshape(2 * hp, 2 * wp)[: shape[0], : shape[1]]
+
+
+def class_groups(cls: np.ndarray, n: int) -> list[np.ndarray]:
+    """For each class ``b < n``, the flat indices of the values of ``cls`` in class ``b``, in raster
+    order (the order of ``np.flatnonzero(cls == b)``, in one stable counting sort instead of ``n``
+    passes over the plane); values outside ``0..n-1`` (a FULL plane's non-anchors before their
+    classes are known) belong to no group."""
+    key = cls.ravel().astype(np.int16)
+    if key.size and (key.min() < 0 or key.max() > n):
+        key = np.where((key >= 0) & (key < n), key, np.int16(n))
+    order = np.argsort(key, kind="stable")
+    ends = np.cumsum(np.bincount(key, minlength=n + 1))
+    return [order[(ends[b - 1] if b else 0) : ends[b]] for b in range(n)]
 
 
 def activity(shape: tuple[int, int], parent: np.ndarray | None, luma: np.ndarray | None) -> np.ndarray:
     """The integer activity ``a`` of every value of a plane of ``shape`` (see the module docstring)."""
-    a = np.zeros(shape, dtype=np.int64)
+    # int32: |q| <= entropy.MAX_K, so a < 11 MAX_K
+    a = np.zeros(shape, dtype=np.int32)
     if parent is not None:
-        s = _box3(np.abs(parent.astype(np.int64)))
-        a += np.repeat(np.repeat(s, 2, axis=0), 2, axis=1)[: shape[0], : shape[1]]
+        a += _up2(_box3(np.abs(parent.astype(np.int32))), shape)
     if luma is not None:
-        a += 2 * np.abs(luma.astype(np.int64))
+        a += 2 * np.abs(luma.astype(np.int32))
     return a
 
 
 @functools.lru_cache(maxsize=64)
 def anchors(shape: tuple[int, int]) -> np.ndarray:
     """The anchor checkerboard: ``True`` where ``i + j`` is even (cached per shape, read-only)."""
-    i, j = np.indices(shape)
-    a = (i + j) % 2 == 0
+    a = np.zeros(shape, dtype=bool)
+    a[0::2, 0::2] = True
+    a[1::2, 1::2] = True
     a.flags.writeable = False
     return a
 
 
 def _neighbours(q: np.ndarray) -> np.ndarray:
-    p = np.pad(np.abs(q.astype(np.int64)), 1)
-    return p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:]
+    return _cross4(np.abs(q.astype(np.int32)))  # int32: at most 4 MAX_K
 
 
 def anchor_classes(shape: tuple[int, int], parent: np.ndarray | None, luma: np.ndarray | None) -> np.ndarray:
@@ -133,8 +167,7 @@ def _weighted(s: np.ndarray, weight: np.ndarray | int) -> np.ndarray:
 
 
 def _anchor_sum(plane: np.ndarray, anc: np.ndarray) -> np.ndarray:
-    p = np.pad(np.where(anc, plane, 0).astype(np.int64), 1)
-    return p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:]
+    return _cross4(np.where(anc, plane, 0).astype(np.int32))  # int32: at most 4 MAX_K in size
 
 
 def choose_weight(plane: np.ndarray) -> int:
@@ -180,19 +213,19 @@ def sign_classes(codes: list[list[np.ndarray]], level: int, channel: int, mode: 
     parent and luma planes in ``codes`` and, for the FULL non-anchors, the plane's own anchors."""
     plane = codes[level][channel]
     h, w = plane.shape
+    # int8 throughout: the contexts are below 36
     if level + 1 < len(codes):
-        ps = np.sign(codes[level + 1][channel].astype(np.int64))
-        s = np.repeat(np.repeat(ps, 2, axis=0), 2, axis=1)[:h, :w] + 1
+        s = _up2(np.sign(codes[level + 1][channel]).astype(np.int8), (h, w)) + np.int8(1)
     else:
-        s = np.ones((h, w), dtype=np.int64)
+        s = np.ones((h, w), dtype=np.int8)
     n = 3
     if channel > 0:
-        s = s + 3 * (np.sign(codes[level][0].astype(np.int64)) + 1)
+        s = s + np.int8(3) * (np.sign(codes[level][0]).astype(np.int8) + np.int8(1))
         n = 9
     if mode != FULL:
         return s
     anc = anchors(plane.shape)
-    return np.where(anc, s, n + n * (np.sign(_anchor_sum(plane, anc)) + 1) + s)
+    return np.where(anc, s, np.int8(n) + np.int8(n) * (np.sign(_anchor_sum(plane, anc)).astype(np.int8) + np.int8(1)) + s)
 
 
 def choose_signs(sym: np.ndarray, scls: np.ndarray, n_classes: int) -> tuple[tuple[int, ...], float]:
@@ -213,21 +246,31 @@ def choose_signs(sym: np.ndarray, scls: np.ndarray, n_classes: int) -> tuple[tup
 
 def _code_signs(enc, sym: np.ndarray, scls: np.ndarray, where: np.ndarray, signs: tuple[int, ...]) -> None:
     """Encode the signs of the non-zero ``sym`` at ``where``, one batch per sign context in order."""
-    sel = where & (sym != 0)
-    for k_ctx in np.unique(scls[sel]):
-        here = sel & (scls == k_ctx)
+    sel = np.flatnonzero(where & (sym != 0))
+    flat = sym.ravel()
+    for k_ctx, idx in _sign_groups(scls, sel):
         k = signs[k_ctx] if signs else entropy.SIGN_MID
-        enc.encode((sym[here] > 0).astype(np.int32), entropy.sign_model(int(k)))
+        enc.encode((flat[idx] > 0).astype(np.int32), entropy.sign_model(int(k)))
+
+
+def _sign_groups(scls: np.ndarray, sel: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """The flat indices ``sel`` (raster order) grouped by their sign context, contexts in increasing
+    order and each group in raster order (as ``np.unique`` and one boolean mask per context)."""
+    ctx = scls.ravel()[sel]
+    if not ctx.size:
+        return []
+    n = int(ctx.max()) + 1
+    return [(k, sel[g]) for k, g in enumerate(class_groups(ctx, n)) if g.size]
 
 
 def _decode_signs(dec, mag: np.ndarray, scls: np.ndarray, where: np.ndarray, signs: tuple[int, ...]) -> None:
     """Inverse of :func:`_code_signs`: negate ``mag`` in place where a decoded sign is negative."""
-    sel = where & (mag != 0)
-    for k_ctx in np.unique(scls[sel]):
-        here = sel & (scls == k_ctx)
+    sel = np.flatnonzero(where & (mag != 0))
+    flat = mag.reshape(-1)  # a view: mag is a whole plane
+    for k_ctx, idx in _sign_groups(scls, sel):
         k = signs[k_ctx] if signs else entropy.SIGN_MID
-        bits = dec.decode(entropy.sign_model(int(k)), int(here.sum()))
-        mag[here] = np.where(bits.astype(bool), mag[here], -mag[here])
+        bits = dec.decode(entropy.sign_model(int(k)), int(idx.size))
+        flat[idx[bits == 0]] *= -1
 
 
 _N = len(entropy.THETAS)
@@ -249,13 +292,17 @@ def fit_dists(x: np.ndarray, cls: np.ndarray, kmax: int, n_classes: int = N_CONT
     bits = 0.0
     if kmax == 0:
         return dists, bits
-    mags_all = np.abs(x)
+    # every class's histogram of magnitudes in one pass: row b counts |x| over class b
+    mags, c = np.abs(x).ravel(), cls.ravel()
+    if c.size and (c.min() < 0 or c.max() >= n_classes):
+        keep = (c >= 0) & (c < n_classes)
+        mags, c = mags[keep], c[keep]
+    hist = np.bincount(c.astype(np.int64) * (kmax + 1) + mags, minlength=n_classes * (kmax + 1)).reshape(n_classes, kmax + 1)
     for b in range(n_classes):
         bits += 1
-        sel = mags_all[cls == b]
-        if not sel.size:
+        if not hist[b].any():
             continue
-        cost = (entropy.two_ratio_bits(np.bincount(sel, minlength=kmax + 1).astype(np.float64))
+        cost = (entropy.two_ratio_bits(hist[b].astype(np.float64))
                 + _SE[np.arange(_N) - pred + _N][None, :] + _SE_PAIR)
         i, j = np.unravel_index(int(np.argmin(cost)), cost.shape)
         dists[b] = (int(i), int(j))
@@ -308,11 +355,12 @@ def encode_planes(codes: list[list[np.ndarray]], steps: list[list[int]]) -> tupl
                                                    weight if mode == FULL else 0, signs)
         pred = first_theta(dists, pred)
         anc = anchors(x.shape)
+        flat_sym, groups = sym.ravel(), class_groups(cls, MODE_CLASSES[mode])
         for b, d in enumerate(dists):
             if mode == FULL and b == N_ANCHOR:
                 _code_signs(enc, sym, scls, anc, signs)
             if d is not None:
-                sel = np.abs(sym[cls == b])
+                sel = np.abs(flat_sym[groups[b]])
                 enc.encode(sel.astype(np.int32), entropy.magnitude_model(int(entropy.THETAS[d[1]]), kmax,
                                                                          int(entropy.THETAS[d[0]])))
         _code_signs(enc, sym, scls, ~anc if mode == FULL else np.ones(x.shape, dtype=bool), signs)
@@ -339,10 +387,13 @@ def decode_planes(words: bytes, shapes: list[tuple[int, int]], channels: int,
             plane = codes[lv][c]
             base = plane_base(codes, lv, c)
             anc = anchors(plane.shape)
-            # in FULL mode only the anchors' classes are known until the anchors are decoded
-            cls = np.where(anc, base, -1) if mode == FULL else mode_classes(base, plane, mode)
+            # in FULL mode only the anchors' classes are known until the anchors are decoded (the
+            # others are in no group until then)
+            cls = np.where(anc, base, N_CONTEXTS) if mode == FULL else mode_classes(base, plane, mode)
             offset = np.zeros(plane.shape, dtype=np.int64)
             sym_all = np.zeros(plane.shape, dtype=np.int64)  # version 5: magnitudes until the signs come
+            flat_sym, flat_plane = sym_all.reshape(-1), plane.reshape(-1)
+            groups = class_groups(cls, MODE_CLASSES[mode])
             for b in range(MODE_CLASSES[mode]):
                 if mode == FULL and b == N_ANCHOR:  # anchors done: the others' classes and predictions are known
                     if signed:
@@ -350,8 +401,9 @@ def decode_planes(words: bytes, shapes: list[tuple[int, int]], channels: int,
                         plane[anc] = sym_all[anc]
                     cls = full_classes(base, plane)
                     offset = predict(plane, r.weight)
-                where = cls == b
-                count = int(where.sum())
+                    groups = class_groups(cls, MODE_CLASSES[mode])
+                where = groups[b]
+                count = int(where.size)
                 if count == 0:
                     continue
                 d = r.dists[b]
@@ -360,10 +412,10 @@ def decode_planes(words: bytes, shapes: list[tuple[int, int]], channels: int,
                                       "which has no distribution")
                 rho, theta = int(entropy.THETAS[d[0]]), int(entropy.THETAS[d[1]])
                 if signed:
-                    sym_all[where] = dec.decode(entropy.magnitude_model(theta, kmax, rho), count).astype(np.int64)
+                    flat_sym[where] = dec.decode(entropy.magnitude_model(theta, kmax, rho), count)
                 else:
                     sym = dec.decode(entropy.model(theta, kmax, rho), count)
-                    plane[where] = sym.astype(np.int64) - kmax + offset[where]
+                    flat_plane[where] = sym.astype(np.int64) - kmax + offset.reshape(-1)[where]
             if signed:
                 rest = ~anc if mode == FULL else np.ones(plane.shape, dtype=bool)
                 _decode_signs(dec, sym_all, sign_classes(codes, lv, c, mode), rest, r.signs)

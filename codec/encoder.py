@@ -68,8 +68,8 @@ FILTER_TAIL = 1.5
 # The post filter's stage (step 7 of encode_hybrid) ends its fit and its RDOQ rounds, and is not
 # started, WRITE_COST codings of the search's file before the deadline when that is longer than the
 # search's tail: after them come the filter's file coded and decoded and, if the filter is dropped,
-# the verifying decode of the search's file, each about as long as a coding (a 12 Mpixel image: 12 s
-# coding, 10 s decode).  Before 0.14.3 only the tail counted, and `medium --seconds 60` on a
+# the verifying decode of the search's file, each about as long as a coding (a 12 Mpixel image in
+# 0.14.2: 12 s coding, 10 s decode).  Before 0.14.3 only the tail counted, and `medium --seconds 60` on a
 # 4000x3000 image whose search ended just before that took 85 s.  On a Kodak image a coding takes
 # a fraction of a second and the tail (a fifth of a first pass, 2-5 s) binds.
 WRITE_COST = 3.0

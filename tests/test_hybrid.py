@@ -78,6 +78,47 @@ def test_context_coding_roundtrip(seed):
             np.testing.assert_array_equal(back[lv][ch], codes[lv][ch])
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (6, 1), (7, 9), (16, 16), (33, 20)])
+def test_context_helpers_match_their_definitions(shape):
+    """The context helpers (vectorised in 0.14.3 for large images: no padding copies, no per-class
+    passes) against the definitions in the module docstring, written out plainly: the 3x3 parent
+    box sum, the four edge neighbours, the anchor checkerboard, the parent repeated over its 2x2
+    children, and one group of flat indices per class, in raster order."""
+    rng = np.random.default_rng(shape[0] * 100 + shape[1])
+    h, w = shape
+    q = rng.integers(-9, 10, shape) * (rng.random(shape) < 0.5)
+    parent = rng.integers(-9, 10, ((h + 1) // 2, (w + 1) // 2))
+    p = np.pad(np.abs(parent), 1)
+    box = sum(p[di:di + parent.shape[0], dj:dj + parent.shape[1]] for di in range(3) for dj in range(3))
+    np.testing.assert_array_equal(context._box3(np.abs(parent)), box)
+    up = np.array([[box[y // 2, x // 2] for x in range(w)] for y in range(h)]).reshape(shape)
+    luma = rng.integers(-5, 6, shape)
+    np.testing.assert_array_equal(context.activity(shape, parent, luma), up + 2 * np.abs(luma))
+    pq = np.pad(np.abs(q), 1)
+    np.testing.assert_array_equal(context._neighbours(q), pq[:-2, 1:-1] + pq[2:, 1:-1] + pq[1:-1, :-2] + pq[1:-1, 2:])
+    i, j = np.indices(shape)
+    np.testing.assert_array_equal(context.anchors(shape), (i + j) % 2 == 0)
+    cls = rng.integers(-1, 12, shape)
+    groups = context.class_groups(cls, 10)
+    assert len(groups) == 10
+    for b, g in enumerate(groups):
+        np.testing.assert_array_equal(g, np.flatnonzero(cls == b))
+    codes = [[q, luma, q], [parent, parent, parent]]
+    parent_up = np.array([[parent[y // 2, x // 2] for x in range(w)] for y in range(h)]).reshape(shape)
+    for ch in range(3):
+        for mode in (context.ACTIVITY, context.FULL):
+            s = context.sign_classes(codes, 0, ch, mode)
+            ref = np.sign(parent_up) + 1
+            if ch:
+                ref = ref + 3 * (np.sign(q) + 1)
+            if mode == context.FULL:
+                n = 9 if ch else 3
+                anc = (i + j) % 2 == 0
+                a = np.pad(np.where(anc, codes[0][ch], 0), 1)
+                ref = np.where(anc, ref, n + n * (np.sign(a[:-2, 1:-1] + a[2:, 1:-1] + a[1:-1, :-2] + a[1:-1, 2:]) + 1) + ref)
+            np.testing.assert_array_equal(s, ref)
+
+
 def test_context_modes_are_chosen_by_cost_and_beat_one_distribution():
     """Sparse fine planes whose non-zeros sit under active parents: the context rule must pay off."""
     rng = np.random.default_rng(0)
