@@ -60,11 +60,19 @@ TAIL_COST = 0.2
 FIRST_L1_SHARE = 0.5
 FIRST_RDOQ_SHARE = 0.85
 # A pass's RDOQ sweeps also stop FILTER_TAIL times the pass's level-filter fit before the end of the
-# search: what follows them (the filters refitted, the coding, the final decode) takes about that
-# long, and on a large image under a short --seconds it is most of the budget (a 12 Mpixel image
-# under `fast --seconds 60`: a 21 s fit, then 12 s coding and a 10 s decode).  On a Kodak image the
-# fit takes well under a second, so the shares above bind first.
+# search: what follows them (the coding, the final decode, and the filters refitted where that
+# still fits: REFIT_TAIL) takes about that long, and on a large image under a short --seconds it is
+# most of the budget (a 12 Mpixel image under `fast --seconds 60` in 0.14.1: a 21 s fit, then 12 s
+# coding and a 10 s decode).  On a Kodak image the fit takes well under a second, so the shares
+# above bind first.
 FILTER_TAIL = 1.5
+# After RDOQ the filters are refitted on the final codes only if REFIT_TAIL fits (the refit, then
+# about as long again for the coding and the final decode) still end before the end of the search.
+# RDOQ optimised the codes through the filters fitted before it, so a file without the refit is
+# consistent, only a little less good.  On a 12 Mpixel image under `fast --seconds 60` a partial
+# RDOQ sweep (+0.001 dB) otherwise cost a 15-20 s refit and the encode took 68-69 s (0.14.2 and the
+# first 0.14.3); on a Kodak image a fit takes well under a second and the refit always runs.
+REFIT_TAIL = 2.0
 # The post filter's stage (step 7 of encode_hybrid) ends its fit and its RDOQ rounds, and is not
 # started, WRITE_COST codings of the search's file before the deadline when that is longer than the
 # search's tail: after them come the filter's file coded and decoded and, if the filter is dropped,
@@ -492,18 +500,22 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
     def finish(codes: list[list[np.ndarray]], idx: list[int], lam: float, shape: tuple[float, float, float],
                delta0: float, sweeps: int, stop: float, end: float) -> _Candidate:
         """Level filters, RDOQ through them (until ``stop``, and ``FILTER_TAIL`` filter fits before
-        ``end``), filters refitted on the final codes, the written file."""
+        ``end``), filters refitted on the final codes (if ``REFIT_TAIL`` fits still end before
+        ``end``), the written file."""
         nonlocal shown_cost
         steps = [quant.step_from_index(i) for i in idx]
         progress.tick("level filters")
         t_fit = time.perf_counter()
         filters = fit_filters(target_ycc, codes, steps, samplers, lam)
-        stop = min(stop, end - FILTER_TAIL * (time.perf_counter() - t_fit))
+        fit_seconds = time.perf_counter() - t_fit
+        stop = min(stop, end - FILTER_TAIL * fit_seconds)
         res = rdoq.optimise(image, spec, idx, codes, lam, sweeps, stop,
                             rdoq.with_filters(samplers, filter_kernels(filters)), tick=progress.tick)
-        if any(not np.array_equal(a, b) for la, lb in zip(codes, res.codes) for a, b in zip(la, lb)):
+        if (any(not np.array_equal(a, b) for la, lb in zip(codes, res.codes) for a, b in zip(la, lb))
+                and time.perf_counter() + REFIT_TAIL * fit_seconds <= end):
             # the filters for the final codes (the same as before when RDOQ changed nothing, as when
-            # its deadline came before its first sweep: 16 s of a 12-Mpixel `fast --seconds 60`)
+            # its deadline came before its first sweep: 16 s of a 12-Mpixel `fast --seconds 60`),
+            # if they still fit before the end (REFIT_TAIL)
             progress.tick("level filters")
             filters = fit_filters(target_ycc, res.codes, steps, samplers, lam)
         progress.tick("coding")

@@ -578,19 +578,49 @@ def test_first_pass_leaves_time_for_rdoq(cat, monkeypatch, min_bytes):
 def test_rdoq_leaves_the_level_filters_time_before_the_end(cat, monkeypatch):
     """A pass's RDOQ sweeps stop ``FILTER_TAIL`` times its level-filter fit before the end of the
     search, for the refit, the coding and the final decode that follow them (on a large image under
-    a short ``--seconds`` these took most of the budget).  Here the fit is made to take 1 s of a 4 s
-    ``fast`` budget: the 85 % share alone would leave RDOQ about 2.4 s, the bound 1.5 s at most."""
+    a short ``--seconds`` these took most of the budget).  Here the fit is made to take 1.5 s of a 4 s
+    ``fast`` budget: the 85 % share alone would leave RDOQ about 1.9 s, the bound 0.25 s at most; and
+    the refit after RDOQ (``REFIT_TAIL`` fits, 3 s) no longer fits, so it is left out."""
     left = _deadline_spy(monkeypatch)
     fit = encoder.fit_filters
+    fits = []
 
     def slow_fit(*args, **kwargs):
-        time.sleep(1.0)
+        fits.append(1)
+        time.sleep(1.5)
         return fit(*args, **kwargs)
 
     monkeypatch.setattr(encoder, "fit_filters", slow_fit)
+    changed = _changed_spy(monkeypatch)
     r = codec.encode_image(cat, preset="fast", quality=60, seconds=4.0)
-    assert left["rdoq"][0] <= 4.0 - (1.0 + encoder.FILTER_TAIL * 1.0) + 1e-3
-    assert r.seconds < 4.0 + 1.0 + 0.5  # at most the one refit after RDOQ beyond the budget on a tiny image
+    assert left["rdoq"][0] <= 4.0 - (1.5 + encoder.FILTER_TAIL * 1.5) + 1e-3
+    # RDOQ ran up to its bound and changed the codes, and the refit after it (REFIT_TAIL fits
+    # before the end) did not fit: one fit, and the budget kept (0.14.2 refitted and ran over by it)
+    assert changed == [True] and len(fits) == 1
+    assert r.seconds < 4.0 + 0.5
+
+
+def _changed_spy(monkeypatch) -> list[bool]:
+    """Record, for every RDOQ run of an encode, whether it changed any code."""
+    optimise, changed = rdoq.optimise, []
+
+    def spy(*args, **kwargs):
+        res = optimise(*args, **kwargs)
+        changed.append(any(res.changed))
+        return res
+
+    monkeypatch.setattr(rdoq, "optimise", spy)
+    return changed
+
+
+def test_filters_are_refitted_after_rdoq_when_there_is_time(cat, monkeypatch):
+    """With time to spare the level filters are fitted again on the codes RDOQ moved."""
+    fit = encoder.fit_filters
+    fits = []
+    monkeypatch.setattr(encoder, "fit_filters", lambda *a, **k: fits.append(1) or fit(*a, **k))
+    changed = _changed_spy(monkeypatch)
+    codec.encode_image(cat, preset="fast", quality=60, seconds=60.0)
+    assert changed == [True] and len(fits) == 2
 
 
 @pytest.mark.parametrize("min_bytes", [0, 10**9])
