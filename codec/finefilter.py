@@ -86,11 +86,18 @@ def _columns(plane: np.ndarray, radius: int, rows: tuple[int, int] | None = None
         yield shifted(dy, dx) + shifted(-dy, -dx)
 
 
-def design(plane: np.ndarray, radius: int, rows: tuple[int, int] | None = None) -> np.ndarray:
-    """The regressors of :func:`fit`: float32 ``(h * w, n_taps)``, column ``j`` the plane shifted by
-    the ``j``-th offset plus (for ``j > 0``) by its mirror; ``rows = (r0, r1)``: those rows of the
-    plane only (``((r1 - r0) * w, n_taps)``)."""
-    return np.stack([col.reshape(-1) for col in _columns(plane, radius, rows)], axis=1)
+def design(plane: np.ndarray, radius: int, rows: tuple[int, int] | None = None,
+           dtype: type = np.float32) -> np.ndarray:
+    """The regressors of :func:`fit`: ``(h * w, n_taps)``, column ``j`` the plane shifted by the
+    ``j``-th offset plus (for ``j > 0``) by its mirror; ``rows = (r0, r1)``: those rows of the
+    plane only (``((r1 - r0) * w, n_taps)``).  The columns are summed in float32; ``dtype``
+    float64 widens them (exactly) as they are written, without a float32 copy of the whole."""
+    h, w = plane.shape
+    r0, r1 = (0, h) if rows is None else rows
+    out = np.empty(((r1 - r0) * w, len(offsets(radius))), dtype=dtype)
+    for j, col in enumerate(_columns(plane, radius, rows)):
+        out[:, j] = col.reshape(-1)
+    return out
 
 
 def fit_all(plane: np.ndarray, target: np.ndarray, max_radius: int,
@@ -122,7 +129,7 @@ def fit_all(plane: np.ndarray, target: np.ndarray, max_radius: int,
     step = max(1, DESIGN_BLOCK // w)
     for r0 in range(0, h, step):
         r1 = min(h, r0 + step)
-        x64 = design(plane, max_radius, (r0, r1)).astype(np.float64)
+        x64 = design(plane, max_radius, (r0, r1), np.float64)
         xtx += x64.T @ (x64 if gx is None else gx[r0 * w : r1 * w].astype(np.float64))
         xty += x64.T @ y[r0 * w : r1 * w].astype(np.float64)
     xtx = 0.5 * (xtx + xtx.T)
