@@ -13,6 +13,14 @@ bytes, bpp and PSNR (8-bit RGB); then the BD-rate of each factor's curve against
 per image and on the mean curve (mean bpp and mean per-image PSNR per quality, as ``inrc bench``).
 Encodes under a time cap (``medium``, ``slow``) depend on the machine's speed; run two factors side
 by side (two processes) rather than one after the other on a loaded machine.
+
+``--shapes G,K,S;G,K,S;...`` sweeps the preset's step-size shape instead (one shape per run, at the
+preset's factor; ``HybridPreset.shapes``: level decay gamma, chroma factor kappa, Delta_0 scale), the
+first shape being the reference::
+
+    .venv/bin/python benchmarks/lambda_sweep.py ../shared/data/kodak/kodim{01,08,19,23,09,12}.png \
+        --preset fast --shapes "1,1.5,1;0.85,1.5,1;0.7,1.5,1;1,1.25,1;0.85,1.25,1;1,1,1" \
+        --out benchmarks/results/lambda_sweep/fast-shapes.json
 """
 from __future__ import annotations
 
@@ -30,10 +38,13 @@ from codec import config, imageio
 from codec.bdrate import bd_rate
 
 
-def encode_all(paths: list[Path], preset: str, factor: float, qualities: list[int]) -> list[dict]:
-    """One record per image and quality for ``preset`` with ``rdoq_lambda = factor``."""
+def encode_all(paths: list[Path], preset: str, factor: float, qualities: list[int],
+               shape: tuple[float, float, float] | None = None) -> list[dict]:
+    """One record per image and quality for ``preset`` with ``rdoq_lambda = factor`` (and, given a
+    ``shape``, that step-size shape alone)."""
     saved = config.HYBRID_PRESETS[preset]
-    config.HYBRID_PRESETS[preset] = dataclasses.replace(saved, rdoq_lambda=factor)
+    change = {"rdoq_lambda": factor} if shape is None else {"rdoq_lambda": factor, "shapes": (shape,)}
+    config.HYBRID_PRESETS[preset] = dataclasses.replace(saved, **change)
     try:
         out = []
         for path in paths:
@@ -45,7 +56,7 @@ def encode_all(paths: list[Path], preset: str, factor: float, qualities: list[in
                        "bpp": len(r.data) * 8 / (img.shape[0] * img.shape[1]), "psnr": r.psnr,
                        "seconds": round(time.perf_counter() - t0, 2)}
                 out.append(rec)
-                print(json.dumps({"factor": factor, **rec}), flush=True)
+                print(json.dumps({"factor": factor, "shape": shape, **rec}), flush=True)
         return out
     finally:
         config.HYBRID_PRESETS[preset] = saved
@@ -74,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--preset", default="fast", choices=sorted(config.HYBRID_PRESETS))
     ap.add_argument("--factors", default="0.18,0.25", help="comma-separated factors a of lambda = a Delta_0^2")
     ap.add_argument("--reference", type=float, default=config.RDOQ_LAMBDA, help="the factor the others are compared with")
+    ap.add_argument("--shapes", help="sweep step-size shapes G,K,S separated by ';' instead (the first is the reference)")
     ap.add_argument("--qualities", default="40,55,70,85,95")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, required=True)
@@ -83,6 +95,20 @@ def main(argv: list[str] | None = None) -> int:
     if a.reference not in factors:
         factors.append(a.reference)
     qualities = [int(x) for x in a.qualities.split(",")]
+    if a.shapes:
+        shapes = [tuple(float(v) for v in sh.split(",")) for sh in a.shapes.split(";")]
+        lam = config.HYBRID_PRESETS[a.preset].rdoq_lambda
+        runs = {sh: encode_all(a.images, a.preset, lam, qualities, sh) for sh in shapes}
+        key = {sh: ",".join(f"{v:g}" for v in sh) for sh in shapes}
+        result = {"preset": a.preset, "qualities": qualities, "reference": key[shapes[0]], "threads": a.threads,
+                  "rdoq_lambda": lam, "inrc": codec.__version__, "records": {key[sh]: v for sh, v in runs.items()},
+                  "bd_rate_vs_reference": {key[sh]: compare(runs[shapes[0]], v) for sh, v in runs.items() if sh != shapes[0]}}
+        for k, d in result["bd_rate_vs_reference"].items():
+            print(f"shape {k}: BD-rate vs {key[shapes[0]]}: mean per image {d['mean_per_image']} %, "
+                  f"mean curve {d['mean_curve']} %, per image {d['per_image']}")
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps(result, indent=1))
+        return 0
     runs = {f: encode_all(a.images, a.preset, f, qualities) for f in factors}
     result = {"preset": a.preset, "qualities": qualities, "reference": a.reference, "threads": a.threads,
               "inrc": codec.__version__, "records": {str(f): v for f, v in runs.items()},
