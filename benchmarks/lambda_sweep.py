@@ -95,26 +95,19 @@ def main(argv: list[str] | None = None) -> int:
     if a.reference not in factors:
         factors.append(a.reference)
     qualities = [int(x) for x in a.qualities.split(",")]
-    if a.shapes:
+    lam = config.HYBRID_PRESETS[a.preset].rdoq_lambda
+    if a.shapes:  # one run per shape at the preset's factor, keyed "G,K,S"; the first is the reference
         shapes = [tuple(float(v) for v in sh.split(",")) for sh in a.shapes.split(";")]
-        lam = config.HYBRID_PRESETS[a.preset].rdoq_lambda
-        runs = {sh: encode_all(a.images, a.preset, lam, qualities, sh) for sh in shapes}
-        key = {sh: ",".join(f"{v:g}" for v in sh) for sh in shapes}
-        result = {"preset": a.preset, "qualities": qualities, "reference": key[shapes[0]], "threads": a.threads,
-                  "rdoq_lambda": lam, "inrc": codec.__version__, "records": {key[sh]: v for sh, v in runs.items()},
-                  "bd_rate_vs_reference": {key[sh]: compare(runs[shapes[0]], v) for sh, v in runs.items() if sh != shapes[0]}}
-        for k, d in result["bd_rate_vs_reference"].items():
-            print(f"shape {k}: BD-rate vs {key[shapes[0]]}: mean per image {d['mean_per_image']} %, "
-                  f"mean curve {d['mean_curve']} %, per image {d['per_image']}")
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps(result, indent=1))
-        return 0
-    runs = {f: encode_all(a.images, a.preset, f, qualities) for f in factors}
-    result = {"preset": a.preset, "qualities": qualities, "reference": a.reference, "threads": a.threads,
-              "inrc": codec.__version__, "records": {str(f): v for f, v in runs.items()},
-              "bd_rate_vs_reference": {str(f): compare(runs[a.reference], v) for f, v in runs.items() if f != a.reference}}
-    for f, d in result["bd_rate_vs_reference"].items():
-        print(f"a = {f}: BD-rate vs a = {a.reference}: mean per image {d['mean_per_image']} %, "
+        runs = {",".join(f"{v:g}" for v in sh): encode_all(a.images, a.preset, lam, qualities, sh) for sh in shapes}
+        ref, reference, label, extra = next(iter(runs)), next(iter(runs)), "shape", {"rdoq_lambda": lam}
+    else:
+        runs = {str(f): encode_all(a.images, a.preset, f, qualities) for f in factors}
+        ref, reference, label, extra = str(a.reference), a.reference, "a =", {}
+    result = {"preset": a.preset, "qualities": qualities, "reference": reference, "threads": a.threads, **extra,
+              "inrc": codec.__version__, "records": runs,
+              "bd_rate_vs_reference": {k: compare(runs[ref], v) for k, v in runs.items() if k != ref}}
+    for k, d in result["bd_rate_vs_reference"].items():
+        print(f"{label} {k}: BD-rate vs {label} {ref}: mean per image {d['mean_per_image']} %, "
               f"mean curve {d['mean_curve']} %, per image {d['per_image']}")
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=1))
