@@ -45,7 +45,7 @@ def directional(x: np.ndarray) -> tuple[np.ndarray, int]:
     pair = 2 * np.where(np.abs(n - s) <= np.abs(e - w), n + s, e + w)
     best = None
     for weight in range(1 << context.WEIGHT_BITS):
-        sym = x - np.where(anc, 0, np.sign(pair) * ((np.abs(pair) * weight + 16) // 32))
+        sym = x - np.where(anc, 0, context._weighted(pair, weight))
         cost = int(np.abs(sym[~anc]).sum())
         if best is None or cost < best[0]:
             best = (cost, sym, weight)

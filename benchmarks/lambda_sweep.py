@@ -19,8 +19,8 @@ preset's factor; ``HybridPreset.shapes``: level decay gamma, chroma factor kappa
 first shape being the reference::
 
     .venv/bin/python benchmarks/lambda_sweep.py ../shared/data/kodak/kodim{01,08,19,23,09,12}.png \
-        --preset fast --shapes "1,1.5,1;0.85,1.5,1;0.7,1.5,1;1,1.25,1;0.85,1.25,1;1,1,1" \
-        --out benchmarks/results/lambda_sweep/fast-shapes.json
+        --preset fast --shapes "1,1.5,1;0.85,1.5,1;0.7,1.5,1" \
+        --out benchmarks/results/lambda_sweep/fast-shapes-gamma.json
 """
 from __future__ import annotations
 
