@@ -37,11 +37,11 @@ def seeds() -> list[bytes]:
     out.append(codec.encode(img, model="hybrid", quality=95))
     out.append(codec.encode(img[:, :, 0], steps=10))
     out.append(codec.encode(np.dstack([img, img[:, :, :1]]), steps=10))
-    # older format versions (inrc 0.1 to 0.7), which the decoder still reads, and a version-7 file
-    # with a post filter (the encoder fits none on an image this small)
+    # older format versions (inrc 0.1 to 0.14), which the decoder still reads, and version-7 and -8
+    # files with a post filter (the encoder fits none on an image this small)
     data = Path(__file__).parents[1] / "tests" / "data"
-    out += [(data / f"golden_v{v}{m}.inr").read_bytes() for v in (1, 2, 3, 4, 5, 6) for m in ("", "_hybrid")]
-    out.append((data / "golden_v7_post.inr").read_bytes())
+    out += [(data / f"golden_v{v}{m}.inr").read_bytes() for v in (1, 2, 3, 4, 5, 6, 7) for m in ("", "_hybrid")]
+    out += [(data / f"golden_v{v}_post.inr").read_bytes() for v in (7, 8)]
     return out
 
 

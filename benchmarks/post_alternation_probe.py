@@ -46,7 +46,7 @@ def probe(path: Path, quality: int, args: argparse.Namespace) -> dict:
     idx = [rec.step_index for rec in p.records]
     steps = [quant.step_from_index(i) for i in idx]
     samplers = rdoq.with_filters(rdoq.samplers_for(spec), encoder.filter_kernels(p.filters))
-    matrix, centre = rdoq.colour_matrix(c), rdoq.colour_centre(c)
+    matrix, centre = rdoq.colour_matrix(c, None, spec.colour), rdoq.colour_centre(c, None, spec.colour)
     target = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32)).permute(2, 0, 1)
     cost0, psnr0 = encoder.file_cost(r.data, img, lam)
 
@@ -58,7 +58,7 @@ def probe(path: Path, quality: int, args: argparse.Namespace) -> dict:
     def rounds(codes, post, cost) -> tuple[list, float, int]:
         kept = 0
         for _ in range(3):
-            aim = encoder.post_rdoq_target(img, codes, idx, samplers, post)
+            aim = encoder.post_rdoq_target(img, codes, idx, samplers, post, spec.colour)
             res = rdoq.optimise(aim, spec, idx, codes, lam, sweeps, None, samplers)
             if not any(res.changed):
                 break

@@ -46,8 +46,8 @@ def probe(path: Path, quality: int, preset: str, iterations: int) -> dict:
 
     pct = lambda j: round(100 * (j / st.cost - 1), 3)
     t0 = time.perf_counter()
-    aim = encoder.post_rdoq_target(img, st.codes, st.idx, st.samplers, p.post)
-    refit = l1fit.solve(aim, st.codes, st.idx, lam, iterations, l1fit.Operator(st.samplers, c), pre.l1_bits)
+    aim = encoder.post_rdoq_target(img, st.codes, st.idx, st.samplers, p.post, spec.colour)
+    refit = l1fit.solve(aim, st.codes, st.idx, lam, iterations, l1fit.Operator(st.samplers, c, spec.colour), pre.l1_bits)
     j, ps, n = write(refit)
     row["l1"] = {"cost_change_percent": pct(j), "psnr": round(ps, 3), "bytes": n,
                  "latents_changed": probe_cli.latents_changed(st.codes, refit)}
@@ -57,7 +57,7 @@ def probe(path: Path, quality: int, preset: str, iterations: int) -> dict:
     row["l1_rdoq"] = {"cost_change_percent": pct(cost), "psnr": round(ps, 3), "bytes": n}
     kept = 0
     for _ in range(3):
-        aim = encoder.post_rdoq_target(img, codes, st.idx, st.samplers, p.post)
+        aim = encoder.post_rdoq_target(img, codes, st.idx, st.samplers, p.post, spec.colour)
         res = rdoq.optimise(aim, spec, st.idx, codes, lam, pre.sweeps, None, st.samplers)
         j, ps2, n2 = write(res.codes)
         if not any(res.changed) or j >= cost:

@@ -65,9 +65,9 @@ def quantized(tensors: list[np.ndarray], inputs: int) -> tuple[int, PostFilter]:
     return math.ceil(bits / 8), net
 
 
-def sse(ycc: torch.Tensor, target: torch.Tensor) -> float:
-    """Squared error of the 8-bit RGB output, in [0, 1] units."""
-    rgb = torch.einsum("ij,jhw->ihw", rdoq.colour_matrix(3), ycc - rdoq.colour_centre(3)[:, None, None])
+def sse(ycc: torch.Tensor, target: torch.Tensor, colour: int) -> float:
+    """Squared error of the 8-bit RGB output, in [0, 1] units (``colour``: the file's colour word)."""
+    rgb = torch.einsum("ij,jhw->ihw", rdoq.colour_matrix(3, None, colour), ycc - rdoq.colour_centre(3, None, colour)[:, None, None])
     return float(((color.quantize_uint8(rgb) - target) ** 2).sum())
 
 
@@ -93,17 +93,18 @@ def main() -> None:
             parts = [torch.from_numpy(c) for c in contributions(data)]
             y = sum(parts)
             n = target.numel()
-            d0 = sse(y, target)
+            colour = decoder.parse(data).spec.colour
+            d0 = sse(y, target, colour)
             j0 = d0 + lam * 8 * len(data)
             row = {"image": Path(path).name, "quality": q, "bytes": len(data),
                    "psnr": round(10 * math.log10(n / d0), 3)}
             for name, feat in (("sum", y), ("levels", torch.cat(parts))):
                 t = time.perf_counter()
-                tensors = postfilter.fit(y, target, rdoq.colour_matrix(3), rdoq.colour_centre(3), HIDDEN,
+                tensors = postfilter.fit(y, target, rdoq.colour_matrix(3, None, colour), rdoq.colour_centre(3, None, colour), HIDDEN,
                                          args.steps, features=feat)
                 nbytes, net = quantized(tensors, feat.shape[0])
                 with torch.no_grad():
-                    d = sse(y + net(feat[None])[0], target)
+                    d = sse(y + net(feat[None])[0], target, colour)
                 row[name] = {"filter_bytes": nbytes, "dpsnr": round(10 * math.log10(d0 / d), 3),
                              "dJ_percent": round(100 * (d + lam * 8 * (len(data) + nbytes) - j0) / j0, 3),
                              "fit_seconds": round(time.perf_counter() - t, 1)}

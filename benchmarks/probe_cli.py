@@ -70,7 +70,7 @@ def start(path: Path, quality: int, preset: str) -> Start:
     p = decoder.parse(r.data)
     c = p.spec.channels
     idx = [rec.step_index for rec in p.records]
-    m, centre = rdoq.colour_matrix(c), rdoq.colour_centre(c)
+    m, centre = rdoq.colour_matrix(c, None, p.spec.colour), rdoq.colour_centre(c, None, p.spec.colour)
     return Start(img, r, seconds, lam, cost, psnr, p, decoder.hybrid_codes(p), idx,
                  [quant.step_from_index(i) for i in idx],
                  rdoq.with_filters(rdoq.samplers_for(p.spec), encoder.filter_kernels(p.filters)),

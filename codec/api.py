@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from . import bitstream, decoder, finefilter, imageio, postfilter
+from . import bitstream, color, decoder, finefilter, imageio, postfilter
 from .bitstream import Header
 from .errors import OptionError
+from .specs import PyramidSpec
 
 if TYPE_CHECKING:
     from .encoder import EncodeResult
@@ -66,6 +67,8 @@ def info(data: bytes) -> dict:
         "enc_b": h.enc_b,
         "seed": h.seed,
         "params": p.spec.num_params(),
+        # the latent models' coded colour space (version 8: JFIF YCbCr or the image's rotation of RGB)
+        "colour": color.describe(p.spec.colour) if isinstance(p.spec, PyramidSpec) and h.channels >= 3 else "RGB",
         "bytes": len(data),
         "bpp": round(len(data) * 8.0 / (h.width * h.height), 5),
         "header_bytes": bitstream.OVERHEAD,
@@ -92,9 +95,14 @@ def export(data: bytes, path: str | os.PathLike) -> dict:
     meta = {k: str(v) for k, v in info(data).items() if k != "quant_steps"}
     config = {k: v for k, v in dataclasses.asdict(p.spec).items()}
     config["coords"] = "pixel centres, longer side spans [-1, 1] (codec.coords)"
+    if isinstance(p.spec, PyramidSpec) and p.spec.channels >= 3:
+        _, m, centre = color.matrices(p.spec.colour)
+        config["colour_matrix"] = m.tolist()
+        config["colour_centre"] = centre.tolist()
     if p.spec.name in bitstream.LATENT_MODELS:
         config["output"] = (f"sum over levels of {p.spec.kernel} samples (grid_sample, align_corners=False, border) "
-                            "of latents.<level> at (x/ax, y/ay); then JFIF YCbCr -> RGB; clip to [0, 1]; "
+                            "of latents.<level> at (x/ax, y/ay); then rgb = colour_matrix (t - colour_centre) "
+                            "on the first three channels (JFIF YCbCr, or the image's rotation: colour); clip to [0, 1]; "
                             "latents.<level> of the finest levels are stored after their level filters "
                             "(codec.finefilter), latents.0 with the post filter's correction added (codec.postfilter)")
     else:

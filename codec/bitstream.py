@@ -1,21 +1,22 @@
-"""The ``.inr`` container, format version 7 (bytes only: no torch, no numpy).
+"""The ``.inr`` container, format version 8 (bytes only: no torch, no numpy).
 
 Layout (all integers big-endian)::
 
     offset size field
     0      3    magic  b"INR"
-    3      1    version (7; versions 1 to 6 are still read)
+    3      1    version (8; versions 1 to 7 are still read)
     4      1    flags  (no flag is defined: must be 0)
     5      2    width  (1..65535)
     7      2    height (1..65535)
     9      1    channels (1 = L, 2 = LA, 3 = RGB, 4 = RGBA)
-    10     1    model id (0 relu, 1 pe, 2 fourier, 3 siren; 5 hybrid in versions 2 to 7,
+    10     1    model id (0 relu, 1 pe, 2 fourier, 3 siren; 5 hybrid in versions 2 to 8,
                 4 the bilinear pyramid in version 1)
     11     1    hidden layers (1..MAX_LAYERS); hybrid: latent levels (1..MAX_LEVELS)
     12     2    hidden width (1..MAX_HIDDEN); hybrid: 0
     14     1    enc_a: pe -> frequencies L; fourier -> number of frequencies; else 0
     15     1    enc_b: fourier -> sigma * 4; siren -> w0; else 0
-    16     4    seed of the Fourier-feature matrix (codec.rng), else 0
+    16     4    seed of the Fourier-feature matrix (codec.rng); hybrid from version 8: the colour
+                word (0: JFIF YCbCr; else 0b01 and three 10-bit angles of a rotation, codec.color); else 0
     20     4    payload length P
     24     P    payload
     24+P   4    CRC-32 (zlib) of bytes [0, 24+P)
@@ -33,6 +34,8 @@ probabilities that follow the filter records in the same bit string (:mod:`codec
 Version 6 sends filter records for the :func:`filter_levels` finest levels (three), level by level,
 where versions 4 and 5 send level 0's only.  Version 7 puts a post-filter block
 (:class:`PostFilterRecord`, :func:`pack_post_filter`) in front of a hybrid file's side information.
+Version 8 lets a hybrid file name its colour space in the header's seed field (the *colour word*:
+JFIF YCbCr or an image-adaptive rotation of RGB, :mod:`codec.color`); the payload is version 7's.
 """
 from __future__ import annotations
 
@@ -52,8 +55,8 @@ from .errors import (
 )
 
 MAGIC = b"INR"
-VERSION = 7
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
+VERSION = 8
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8)
 KNOWN_FLAGS = 0x00
 _FIXED = struct.Struct(">3sBBHHBBBHBBII")
 HEADER_SIZE = _FIXED.size  # 24
@@ -66,7 +69,7 @@ MODEL_IDS = {"relu": 0, "pe": 1, "fourier": 2, "siren": 3, "pyramid": 4, "hybrid
 MODEL_NAMES = {v: k for k, v in MODEL_IDS.items()}
 # Which model ids each format version may carry.
 VERSION_MODELS = {1: (0, 1, 2, 3, 4), 2: (0, 1, 2, 3, 5), 3: (0, 1, 2, 3, 5), 4: (0, 1, 2, 3, 5), 5: (0, 1, 2, 3, 5),
-                  6: (0, 1, 2, 3, 5), 7: (0, 1, 2, 3, 5)}
+                  6: (0, 1, 2, 3, 5), 7: (0, 1, 2, 3, 5), 8: (0, 1, 2, 3, 5)}
 LATENT_MODELS = ("pyramid", "hybrid")
 MAX_CONTEXTS = 28
 MODE_CLASSES = {0: 1, 1: 8, 2: 28}  # context mode -> classes (mirrors codec.context)
@@ -82,6 +85,9 @@ POST_HIDDEN_BITS = 4
 POST_KERNEL = 3  # the post filter's convolutions are 3x3
 POST_MAX_CODE = 1 << 12  # |coded post-filter weight| bound
 POST_ORDER_BITS = 4  # Exp-Golomb order of a post-filter tensor, 0..15
+COLOUR_VERSION = 8  # from version 8 a hybrid's seed field is its colour word (codec.color.matrices):
+COLOUR_ANGLE_BITS = 10  # 0 (JFIF YCbCr), or bit 30 set and three 10-bit rotation angle indices
+COLOUR_ROTATION = 1  # the word's bits 30-31: 01
 
 
 @dataclass(frozen=True)
@@ -132,8 +138,13 @@ class Header:
         if name in LATENT_MODELS:
             if self.layers > MAX_LEVELS:
                 raise FieldRangeError(f"header field levels = {self.layers} out of range [1, {MAX_LEVELS}]")
-            if self.hidden or self.enc_a or self.enc_b or self.seed:
-                raise FieldRangeError(f"header fields hidden/enc_a/enc_b/seed must be 0 for the {name} model")
+            if self.hidden or self.enc_a or self.enc_b:
+                raise FieldRangeError(f"header fields hidden/enc_a/enc_b must be 0 for the {name} model")
+            if self.seed and (name != "hybrid" or self.version < COLOUR_VERSION):
+                raise FieldRangeError(f"header field seed must be 0 for the {name} model in format version {self.version}")
+            if self.seed and not (self.seed >> COLOUR_ANGLE_BITS * 3 == COLOUR_ROTATION and self.channels >= 3):
+                raise FieldRangeError(f"header field colour word = {self.seed:#x} is not a colour transform"
+                                      f"{'' if self.channels >= 3 else f' (or the image has {self.channels} channels)'}")
             return
         if self.hidden < 1:
             raise FieldRangeError(f"header field hidden width = {self.hidden} out of range [1, {MAX_HIDDEN}]")

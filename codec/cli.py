@@ -154,6 +154,7 @@ def info(input, as_json) -> None:
          f"model           {d['model']}: {d['layers']} hidden layers x {d['hidden']}"
          + (f", enc {d['enc_a']}/{d['enc_b']}" if d["enc_a"] or d["enc_b"] else "")),
         f"{'latent values' if latent else 'parameters':16s}{d['params']}",
+        *([f"colour space    {d['colour']}"] if latent and d["channels"] >= 3 else []),
         f"size            {d['bytes']} bytes, {d['bpp']:.4f} bpp",
         f"  header+CRC    {d['header_bytes']} bytes",
         f"  side info     {d['side_info_bytes']} bytes",

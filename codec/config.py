@@ -92,7 +92,9 @@ class HybridPreset:
     drops) followed by the rounds again; they stop at the first cycle that keeps nothing.
     ``rdoq_lambda``: the factor ``a`` of the rate-distortion multiplier ``lambda = a Delta_0^2`` that
     the L1 refit, RDOQ and every keep-or-drop decision of the encode use (:data:`RDOQ_LAMBDA` for
-    every preset; ``benchmarks/lambda_sweep.py`` varies it).
+    every preset; ``benchmarks/lambda_sweep.py`` varies it).  ``adaptive_colour``: code an RGB image in
+    its own rotation of RGB (:func:`codec.color.adaptive_word`, format version 8) rather than in
+    JFIF YCbCr (``False``: YCbCr, as before 0.15; for side-by-side measurements).
     """
 
     name: str
@@ -112,6 +114,7 @@ class HybridPreset:
     post_cycles: int = 0
     post_cycle_steps: int = 0
     rdoq_lambda: float = RDOQ_LAMBDA
+    adaptive_colour: bool = True
 
     def cap(self, width: int, height: int) -> float:
         """The default wall-clock cap for a ``width x height`` image::

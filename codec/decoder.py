@@ -137,7 +137,8 @@ class Renderer:
         self.parsed = parsed if parsed is not None else parse(data)
         self.header = self.parsed.header
         if isinstance(self.parsed.spec, PyramidSpec):
-            self.latent: LatentRenderer | None = LatentRenderer(latent_planes(self.parsed), self.parsed.spec.kernel)
+            self.latent: LatentRenderer | None = LatentRenderer(latent_planes(self.parsed), self.parsed.spec.kernel,
+                                                                self.parsed.spec.colour)
             self.model = None
         else:
             from .fit import pick_device

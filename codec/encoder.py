@@ -255,7 +255,7 @@ def _hybrid_v7(data: bytes) -> decoder.Parsed:
     """``data`` parsed (:func:`codec.decoder.parse`), refused unless a hybrid file of version 7."""
     p = decoder.parse(data)
     if p.spec.name != "hybrid" or p.header.version < 7:
-        raise OptionError("a post filter needs a hybrid file of format version 7")
+        raise OptionError("a post filter needs a hybrid file of format version 7 or later")
     return p
 
 
@@ -280,21 +280,23 @@ def add_post_filter(data: bytes, image: np.ndarray, hidden: int, steps: int, see
     plain = decoder.latent_planes(replace(p, post=bitstream.PostFilterRecord()))
     y = torch.from_numpy(LatentRenderer(plain, spec.kernel).ycc_rows(0, h, w, h))
     target = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
-    tensors = postfilter.fit(y, target, rdoq.colour_matrix(c), rdoq.colour_centre(c), hidden, steps, seed=seed)
+    tensors = postfilter.fit(y, target, rdoq.colour_matrix(c, None, spec.colour), rdoq.colour_centre(c, None, spec.colour),
+                             hidden, steps, seed=seed)
     return _recode(p, postfilter.quantize(tensors))
 
 
 def fit_filters(target_ycc: torch.Tensor, codes: list[list[np.ndarray]], steps: list[float],
-                samplers: list[rdoq.LevelSampler], lam: float) -> list[list[bitstream.FilterRecord]]:
+                samplers: list[rdoq.LevelSampler], lam: float, colour: int = 0) -> list[list[bitstream.FilterRecord]]:
     """The level filters (:mod:`codec.finefilter`) of the :func:`codec.bitstream.filter_levels` finest
     levels for fixed ``codes``: level by level, finest first, each channel's least-squares filter on
     what the other levels (with the filters chosen so far) leave, through the level's sampling
     (:func:`codec.finefilter.fit_all`), at the radius 0..3 with the lowest ``w_c dSSE + lam * bits``;
-    ``w_c`` is the channel's weight in the RGB error (the diagonal of ``M^T M``, as in :mod:`codec.rdoq`)."""
+    ``w_c`` is the channel's weight in the RGB error (the diagonal of ``M^T M``, as in :mod:`codec.rdoq`;
+    ``M`` that of the colour word ``colour``)."""
     c, h, w = target_ycc.shape
     dev = samplers[0].device  # the renderings run there, the least-squares solves on the CPU
     y = rdoq.reconstruct(codes, steps, samplers, (c, h, w))
-    weight = torch.diagonal(rdoq.colour_matrix(c).T @ rdoq.colour_matrix(c))
+    weight = torch.diagonal(rdoq.colour_matrix(c, None, colour).T @ rdoq.colour_matrix(c, None, colour))
     out = []
     for lv in range(bitstream.filter_levels(bitstream.VERSION, len(samplers))):
         smp = samplers[lv]
@@ -327,12 +329,13 @@ def fit_filters(target_ycc: torch.Tensor, codes: list[list[np.ndarray]], steps: 
 
 
 def post_rdoq_target(image: np.ndarray, codes: list[list[np.ndarray]], idx: list[int], samplers: list,
-                     record: bitstream.PostFilterRecord) -> np.ndarray:
+                     record: bitstream.PostFilterRecord, colour: int = 0) -> np.ndarray:
     """What RDOQ aims the latents at once the post filter ``record`` is fixed: the RGB image minus
     the filter's correction of the latents ``codes`` (step indices ``idx``, rendered through the
     level-filtered ``samplers``), float32 ``(H, W, C)``::
 
-        x' = x - M P(y)        (y: the native YCbCr rendering of ``codes``; M: YCbCr -> RGB)
+        x' = x - M P(y)        (y: the native YCbCr rendering of ``codes``; M: YCbCr -> RGB, or the
+                            colour word ``colour``'s matrix)
 
     The decoder's output is ``M (y + P(y) - centre)``, so with ``P(y)`` held fixed the squared
     error is RDOQ's exact quadratic in the latents against ``x'``.  ``P`` does change with the
@@ -342,7 +345,7 @@ def post_rdoq_target(image: np.ndarray, codes: list[list[np.ndarray]], idx: list
     h, w, c = image.shape
     y = rdoq.reconstruct(codes, [quant.step_from_index(i) for i in idx], samplers, (c, h, w)).cpu().numpy()
     corr = postfilter.correction(lambda r0, r1: y[:, r0:r1], h, w, record, c)
-    rgb = np.einsum("ij,jhw->hwi", rdoq.colour_matrix(c).numpy(), corr)
+    rgb = np.einsum("ij,jhw->hwi", rdoq.colour_matrix(c, None, colour).numpy(), corr)
     return np.ascontiguousarray(image - rgb, dtype=np.float32)
 
 
@@ -480,16 +483,16 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
     h, w, c = image.shape
     preset = HYBRID_PRESETS[opts.preset]
     deadline = t_start + (opts.seconds if opts.seconds is not None else preset.cap(w, h))
-    spec = PyramidSpec(pyramid.levels_for(w, h), c, w, h)
+    spec = PyramidSpec(pyramid.levels_for(w, h), c, w, h, colour=color.adaptive_word(image) if preset.adaptive_colour else 0)
     if spec.num_params() > MAX_LATENTS:
         raise LimitError(f"image of {w}x{h} pixels is too large for the hybrid model "
                          f"({spec.num_params()} latent values, limit {MAX_LATENTS}); use an MLP model")
     progress.start(deadline - t_start)
     target = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).to(device)
-    target_ycc = color.rgb_to_ycbcr(torch.from_numpy(np.ascontiguousarray(image))).permute(2, 0, 1).float().to(device)
+    target_ycc = color.rgb_to_ycbcr(torch.from_numpy(np.ascontiguousarray(image)), spec.colour).permute(2, 0, 1).float().to(device)
     samplers = rdoq.samplers_for(spec, device)
-    matrix, centre = rdoq.colour_matrix(c, device), rdoq.colour_centre(c, device)
-    l1_operator = l1fit.Operator(samplers, c)
+    matrix, centre = rdoq.colour_matrix(c, device, spec.colour), rdoq.colour_centre(c, device, spec.colour)
+    l1_operator = l1fit.Operator(samplers, c, spec.colour)
     shown_cost = math.inf  # the cost of the best file shown on the progress display
 
     def start(delta0: float, shape: tuple[float, float, float]) -> tuple[list[int], list[list[np.ndarray]]]:
@@ -506,7 +509,7 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
         steps = [quant.step_from_index(i) for i in idx]
         progress.tick("level filters")
         t_fit = time.perf_counter()
-        filters = fit_filters(target_ycc, codes, steps, samplers, lam)
+        filters = fit_filters(target_ycc, codes, steps, samplers, lam, spec.colour)
         fit_seconds = time.perf_counter() - t_fit
         stop = min(stop, end - FILTER_TAIL * fit_seconds)
         res = rdoq.optimise(image, spec, idx, codes, lam, sweeps, stop,
@@ -517,7 +520,7 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
             # its deadline came before its first sweep: 16 s of a 12-Mpixel `fast --seconds 60`),
             # if they still fit before the end (REFIT_TAIL)
             progress.tick("level filters")
-            filters = fit_filters(target_ycc, res.codes, steps, samplers, lam)
+            filters = fit_filters(target_ycc, res.codes, steps, samplers, lam, spec.colour)
         progress.tick("coding")
         t_code = time.perf_counter()
         data = code_hybrid(spec, res.codes, idx, filters)
@@ -559,7 +562,7 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
             """Another pass from ``cand``: L1 refit through its level filters, warm-started from its codes."""
             iterations = p.l1_iterations if p.refit_iterations is None else p.refit_iterations
             progress.stage(f"{p.name} pass {passes + 1} (refit)")
-            codes = l1fit.solve(image, cand.codes, cand.idx, lam, iterations, l1fit.Operator(cand.filtered, c),
+            codes = l1fit.solve(image, cand.codes, cand.idx, lam, iterations, l1fit.Operator(cand.filtered, c, spec.colour),
                                 p.l1_bits, deadline=stop, tick=progress.tick)
             return finish(codes, cand.idx, lam, cand.shape, cand.delta0, sweeps, stop, end)
 
@@ -716,7 +719,7 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
                     break
                 t_round = time.perf_counter()
                 progress.stage(f"post filter RDOQ {len(round_seconds) + 1}")
-                aim = post_rdoq_target(image, cand.codes, best.idx, best.filtered, post)
+                aim = post_rdoq_target(image, cand.codes, best.idx, best.filtered, post, spec.colour)
                 res = rdoq.optimise(aim, spec, best.idx, cand.codes, lam, preset.sweeps, deadline - tail,
                                     best.filtered, tick=progress.tick)
                 if not any(res.changed):

@@ -64,11 +64,12 @@ class Operator:
     It depends on the image size only, so the encoder builds it once and every candidate reuses
     it (and its power-iteration norm).  It runs on the samplers' device."""
 
-    def __init__(self, samplers: list[LevelSampler], channels: int) -> None:
+    def __init__(self, samplers: list[LevelSampler], channels: int, colour: int = 0) -> None:
         self.samplers = samplers
         self.channels = channels
+        self.colour = colour  # the colour word (codec.color.matrices)
         self.device = samplers[0].device
-        self.m = colour_matrix(channels, self.device)
+        self.m = colour_matrix(channels, self.device, colour)
         self.scale = [1.0 / math.sqrt(float(s.energy.max())) for s in samplers]
         self._norm_sq: float | None = None
 
@@ -134,7 +135,7 @@ def solve(image: np.ndarray, codes: list[list[np.ndarray]], step_idx: list[int],
     # soft threshold per value of u: (mu / L) * d v / d u
     thr = [(lam * b[lv] / steps[lv] * op.scale[lv] / lip)[:, None, None] for lv in range(levels)]
     target = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().to(dev)
-    target = target + torch.einsum("ij,j->i", op.m, colour_centre(c, dev))[:, None, None]
+    target = target + torch.einsum("ij,j->i", op.m, colour_centre(c, dev, op.colour))[:, None, None]
     u = [torch.stack([torch.from_numpy(codes[lv][ch]).float().to(dev) * steps[lv, ch] for ch in range(c)]) / op.scale[lv]
          for lv in range(levels)]
     z, t = [x.clone() for x in u], 1.0

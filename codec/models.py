@@ -138,8 +138,8 @@ class LatentPyramid(nn.Module):
     ``f(v) = T(sum_l sample(G_l, v))``: every level ``G_l`` is interpolated at the continuous
     position ``v`` (``grid_sample``, ``align_corners=False``: grid values sit at cell centres, the grid
     spans the image's domain, borders are clamped; bicubic for ``hybrid``, bilinear for the
-    format-1 ``pyramid``), the samples are summed, and ``T`` maps YCbCr to RGB (JFIF; alpha passes
-    through).  Because sampling is continuous, any output size is possible.
+    format-1 ``pyramid``), the samples are summed, and ``T`` maps the coded colour space to RGB
+    (JFIF YCbCr, or the image's rotation of format version 8: ``spec.colour``; alpha passes through).  Because sampling is continuous, any output size is possible.
     Ladune et al., "COOL-CHIC" (ICCV 2023); Kim et al., "C3" (CVPR 2024).
     """
 
@@ -163,7 +163,7 @@ class LatentPyramid(nn.Module):
         s = self.sample_level(0, uv)
         for lv in range(1, self.spec.levels):
             s = s + self.sample_level(lv, uv)
-        return ycbcr_to_rgb(s)
+        return ycbcr_to_rgb(s, self.spec.colour)
 
     def coded_tensors(self) -> list[torch.Tensor]:
         return [g[c] for g in self.latents for c in range(self.spec.channels)]

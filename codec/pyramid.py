@@ -69,7 +69,7 @@ def fill(image: np.ndarray, spec: PyramidSpec, idx: list[int], deadzone: float) 
     """Closed-loop fill of a :class:`LatentPyramid` (values are ``q * Delta``, exactly as decoded)."""
     h, w, c = image.shape
     model = LatentPyramid(spec)
-    target = color.rgb_to_ycbcr(torch.from_numpy(np.ascontiguousarray(image)).reshape(-1, c))
+    target = color.rgb_to_ycbcr(torch.from_numpy(np.ascontiguousarray(image)).reshape(-1, c), spec.colour)
     uv = coords.grid(w, h, w, h) * model.inv_extent
     recon = torch.zeros_like(target)
     with torch.no_grad():

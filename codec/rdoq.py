@@ -42,18 +42,19 @@ class RdoqResult:
     changed: list[int]  # values changed per sweep
 
 
-def colour_matrix(channels: int, device: torch.device | str | None = None) -> torch.Tensor:
-    """``M`` with ``rgb = M (ycc - centre)`` for the first three channels, identity elsewhere."""
+def colour_matrix(channels: int, device: torch.device | str | None = None, word: int = 0) -> torch.Tensor:
+    """``M`` with ``rgb = M (ycc - centre)`` for the first three channels, identity elsewhere
+    (``word``: the colour word, :func:`codec.color.matrices`; 0 is JFIF YCbCr)."""
     m = torch.eye(channels)
     if channels >= 3:
-        m[:3, :3] = torch.from_numpy(color.YCC2RGB)
+        m[:3, :3] = torch.from_numpy(color.matrices(word)[1].copy())
     return m.to(device)
 
 
-def colour_centre(channels: int, device: torch.device | str | None = None) -> torch.Tensor:
+def colour_centre(channels: int, device: torch.device | str | None = None, word: int = 0) -> torch.Tensor:
     c = torch.zeros(channels)
     if channels >= 3:
-        c[:3] = torch.from_numpy(color.CENTRE)
+        c[:3] = torch.from_numpy(color.matrices(word)[2].copy())
     return c.to(device)
 
 
@@ -363,9 +364,9 @@ def optimise(image: np.ndarray, spec: PyramidSpec, step_idx: list[int], codes: l
     steps = [quant.step_from_index(i) for i in step_idx]
     samplers = samplers if samplers is not None else samplers_for(spec)
     dev = samplers[0].device  # the sweeps run where the samplers are; the context model on the CPU
-    mtm = torch.diagonal(colour_matrix(c).T @ colour_matrix(c))
-    m = colour_matrix(c, dev)
-    centre = colour_centre(c, dev)[:, None, None]
+    mtm = torch.diagonal(colour_matrix(c, None, spec.colour).T @ colour_matrix(c, None, spec.colour))
+    m = colour_matrix(c, dev, spec.colour)
+    centre = colour_centre(c, dev, spec.colour)[:, None, None]
     target = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().to(dev)
     y = reconstruct(codes, steps, samplers, (c, h, w))
     n_values = spec.num_params()

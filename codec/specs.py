@@ -65,6 +65,7 @@ class PyramidSpec:
     width: int
     height: int
     name: str = "hybrid"
+    colour: int = 0  # the colour word (codec.color.matrices): 0 is JFIF YCbCr; format version 8 on
 
     @property
     def kernel(self) -> str:

@@ -51,21 +51,23 @@ def kernel_taps(n_out: int, n_in: int, kernel: str, start: int = 0, stop: int | 
 
 
 class LatentRenderer:
-    """Renders ``sum_l sample(G_l)`` then YCbCr -> RGB on any regular grid, band by band.
+    """Renders ``sum_l sample(G_l)`` then YCbCr (or the colour word ``colour``'s space,
+    :func:`codec.color.matrices`) -> RGB on any regular grid, band by band.
 
     ``planes[level]`` is a float32 array ``(channels, h_l, w_l)`` of dequantized latents.
     """
 
-    def __init__(self, planes: list[np.ndarray], kernel: str) -> None:
+    def __init__(self, planes: list[np.ndarray], kernel: str, colour: int = 0) -> None:
         self.planes = [np.ascontiguousarray(p, dtype=np.float32) for p in planes]
         self.kernel = kernel
+        self.colour = colour
         self.channels = self.planes[0].shape[0]
 
     def rows(self, r0: int, r1: int, ow: int, oh: int) -> np.ndarray:
         """Output rows ``r0..r1-1`` of an ``ow x oh`` rendering: float32 ``(r1 - r0, ow, channels)`` RGB.
 
         Work and memory per call are ``O(channels * (r1 - r0) * (w_l + ow))`` per level."""
-        return color.ycbcr_to_rgb_np(np.moveaxis(self.ycc_rows(r0, r1, ow, oh), 0, -1))
+        return color.ycbcr_to_rgb_np(np.moveaxis(self.ycc_rows(r0, r1, ow, oh), 0, -1), self.colour)
 
     def ycc_rows(self, r0: int, r1: int, ow: int, oh: int) -> np.ndarray:
         """The same rows before the colour transform: float32 ``(channels, r1 - r0, ow)`` YCbCr."""

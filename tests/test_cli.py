@@ -47,6 +47,7 @@ def test_encode_decode_info_export_json(tmp_path, img_path, capsys):
     assert code == 0 and info["bytes"] == d["bytes"] and info["macs_per_pixel"] > 0
     code, out, _ = run(capsys, "info", inr)
     assert code == 0 and "MACs/pixel" in out and "header+CRC" in out
+    assert f"colour space    {info['colour']}" in out and info["colour"].startswith("rotation")  # format v8
     assert "hybrid: 5 latent levels" in out and "latent values" in out  # 64x48: levels of 64..4 cells
     for args, size in ((["--size", "300x200"], (300, 200)), (["--size", "128"], (128, 96)), (["--scale", "0.5"], (32, 24)), ([], (64, 48))):
         png = tmp_path / "out.png"
@@ -111,6 +112,7 @@ def test_info_names_latent_levels_of_a_version_1_file(capsys):
     v1 = Path(__file__).parent / "data" / "golden_v1_hybrid.inr"
     code, out, _ = run(capsys, "info", v1)
     assert code == 0 and "pyramid: 4 latent levels" in out and "latent values" in out
+    assert "colour space    YCbCr (JFIF)" in out
 
 
 def test_console_script_in_subprocess(tmp_path):

@@ -126,14 +126,14 @@ def test_header_roundtrip_and_size():
     h = Header(width=768, height=512, channels=3, model=3, layers=5, hidden=71, enc_b=30, payload_len=10)
     b = h.to_bytes()
     assert len(b) == bitstream.HEADER_SIZE == 24 and bitstream.OVERHEAD <= 32
-    assert b[:3] == b"INR" and b[3] == bitstream.VERSION == 7
+    assert b[:3] == b"INR" and b[3] == bitstream.VERSION == 8
     assert Header.from_bytes(b) == h
 
 
 def test_header_rejects_bad_fields():
     good = Header(width=8, height=8, channels=3, model=0, layers=2, hidden=8).to_bytes()
-    bad_version = good[:3] + b"\x08" + good[4:]
-    with pytest.raises(UnsupportedVersionError, match="version 8"):
+    bad_version = good[:3] + bytes([bitstream.VERSION + 1]) + good[4:]
+    with pytest.raises(UnsupportedVersionError, match=f"version {bitstream.VERSION + 1}"):
         Header.from_bytes(bad_version)
     bad_flags = good[:4] + b"\x80" + good[5:]
     with pytest.raises(UnsupportedVersionError, match="flags"):
