@@ -90,6 +90,12 @@ COLOUR_ANGLE_BITS = 10  # 0 (JFIF YCbCr), or bit 30 set and three 10-bit rotatio
 COLOUR_ROTATION = 1  # the word's bits 30-31: 01
 
 
+def valid_colour_word(word: int) -> bool:
+    """Whether ``word`` names a colour transform: 0, or bits 31-30 = ``COLOUR_ROTATION`` above three
+    angle indices (any values)."""
+    return isinstance(word, int) and (word == 0 or word >> 3 * COLOUR_ANGLE_BITS == COLOUR_ROTATION)
+
+
 @dataclass(frozen=True)
 class Header:
     """The fixed 24-byte header."""
@@ -142,7 +148,7 @@ class Header:
                 raise FieldRangeError(f"header fields hidden/enc_a/enc_b must be 0 for the {name} model")
             if self.seed and (name != "hybrid" or self.version < COLOUR_VERSION):
                 raise FieldRangeError(f"header field seed must be 0 for the {name} model in format version {self.version}")
-            if self.seed and not (self.seed >> COLOUR_ANGLE_BITS * 3 == COLOUR_ROTATION and self.channels >= 3):
+            if self.seed and not (valid_colour_word(self.seed) and self.channels >= 3):
                 raise FieldRangeError(f"header field colour word = {self.seed:#x} is not a colour transform"
                                       f"{'' if self.channels >= 3 else f' (or the image has {self.channels} channels)'}")
             return

@@ -62,9 +62,7 @@ _GRADIENT_BAND = 256  # rows per band when summing the gradients' covariance (me
 _MAX_ROTATION_ERROR = 0.02  # a rotation its quantized angles miss by more (Frobenius) is not used
 
 
-def valid_word(word: int) -> bool:
-    """Whether ``word`` names a colour transform: 0 or ``ROTATION_FLAG`` plus three angle indices."""
-    return isinstance(word, int) and (word == 0 or (word >> ANGLE_BITS * 3) == ROTATION_FLAG >> ANGLE_BITS * 3)
+valid_word = bitstream.valid_colour_word  # 0, or ROTATION_FLAG plus three angle indices
 
 
 def _rotation(angles: tuple[float, float, float]) -> np.ndarray:

@@ -296,7 +296,7 @@ def fit_filters(target_ycc: torch.Tensor, codes: list[list[np.ndarray]], steps: 
     c, h, w = target_ycc.shape
     dev = samplers[0].device  # the renderings run there, the least-squares solves on the CPU
     y = rdoq.reconstruct(codes, steps, samplers, (c, h, w))
-    weight = torch.diagonal(rdoq.colour_matrix(c, None, colour).T @ rdoq.colour_matrix(c, None, colour))
+    weight = rdoq.colour_weights(c, colour)
     out = []
     for lv in range(bitstream.filter_levels(bitstream.VERSION, len(samplers))):
         smp = samplers[lv]

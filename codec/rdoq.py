@@ -51,6 +51,12 @@ def colour_matrix(channels: int, device: torch.device | str | None = None, word:
     return m.to(device)
 
 
+def colour_weights(channels: int, word: int = 0) -> torch.Tensor:
+    """Each channel's weight in the RGB squared error, the diagonal of ``M^T M`` (CPU)."""
+    m = colour_matrix(channels, None, word)
+    return torch.diagonal(m.T @ m)
+
+
 def colour_centre(channels: int, device: torch.device | str | None = None, word: int = 0) -> torch.Tensor:
     c = torch.zeros(channels)
     if channels >= 3:
@@ -364,7 +370,7 @@ def optimise(image: np.ndarray, spec: PyramidSpec, step_idx: list[int], codes: l
     steps = [quant.step_from_index(i) for i in step_idx]
     samplers = samplers if samplers is not None else samplers_for(spec)
     dev = samplers[0].device  # the sweeps run where the samplers are; the context model on the CPU
-    mtm = torch.diagonal(colour_matrix(c, None, spec.colour).T @ colour_matrix(c, None, spec.colour))
+    mtm = colour_weights(c, spec.colour)
     m = colour_matrix(c, dev, spec.colour)
     centre = colour_centre(c, dev, spec.colour)[:, None, None]
     target = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().to(dev)
