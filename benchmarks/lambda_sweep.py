@@ -16,7 +16,8 @@ by side (two processes) rather than one after the other on a loaded machine.
 
 ``--shapes G,K,S;G,K,S;...`` sweeps the preset's step-size shape instead (one shape per run, at the
 preset's factor; ``HybridPreset.shapes``: level decay gamma, chroma factor kappa, Delta_0 scale), the
-first shape being the reference::
+first shape being the reference.  Since 0.15.1 kappa is a factor on the colour space's own chroma factor
+(:func:`codec.pyramid.chroma_kappa`); the runs below were made before, when it was the factor itself::
 
     .venv/bin/python benchmarks/lambda_sweep.py ../shared/data/kodak/kodim{01,08,19,23,09,12}.png \
         --preset fast --shapes "1,1.5,1;0.85,1.5,1;0.7,1.5,1" \

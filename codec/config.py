@@ -64,8 +64,9 @@ class HybridPreset:
     """Effort of the hybrid encoder (:func:`codec.encoder.encode_hybrid`).
 
     ``sweeps``: rate-distortion optimisation sweeps over the latents (:mod:`codec.rdoq`; stops
-    early when a sweep changes almost nothing).  ``shapes``: step-size shapes ``(gamma, kappa)``
-    tried (the level decay and chroma factor of :class:`codec.pyramid.PyramidConfig`); the one with
+    early when a sweep changes almost nothing).  ``shapes``: step-size shapes ``(gamma, kappa, scale)``
+    tried (the level decay, a factor on the colour space's chroma factor :func:`codec.pyramid.chroma_kappa`,
+    and a factor on ``Delta_0``; :class:`codec.pyramid.PyramidConfig`); the one with
     the lowest ``D + lambda R`` on the written file is kept, so more shapes never do worse.
     ``seconds``: the wall-clock cap that applies when ``--seconds`` is not given, for an image of
     up to :data:`CAP_PIXELS` (768x512, a Kodak image); a larger image gets it in proportion to its
@@ -149,8 +150,11 @@ def base_budget(budget: float, base: HybridPreset, preset: HybridPreset, width: 
 # step-size shapes (gamma, kappa, Delta_0 scale) a preset tries; 0.3's medium searched four for a 0.7 %
 # gain, 0.4's fast and medium spend their time on the L1 refit instead.  The refit has converged by
 # about 250 iterations (0.4's slow ran 800 for 0.2 % over medium), so 0.6's slow searches the shapes.
-_SHAPES = ((1.0, 1.5, 1.0),)
-_SLOW_SHAPES = _SHAPES + ((1.0, 1.5, 0.8), (0.85, 1.5, 1.0), (1.0, 2.0, 1.0))
+# Since 0.15.1 a shape's kappa is a factor on the coded colour space's own chroma factor
+# (codec.pyramid.chroma_kappa: 1.5 for YCbCr, 1.15 for an image's rotation); before, it was the factor
+# itself, 1.5 (and slow's fourth shape 2.0 = 1.5 x 4/3).
+_SHAPES = ((1.0, 1.0, 1.0),)
+_SLOW_SHAPES = _SHAPES + ((1.0, 1.0, 0.8), (0.85, 1.0, 1.0), (1.0, 4.0 / 3.0, 1.0))
 # Refit passes through the level filters (0.7: slow, one; 0.8: medium two, slow four), each started
 # only if it still fits in the time (codec.encoder.REFIT_COST).  On four Kodak images (kodim01, 08,
 # 19, 23 x q40..95) one pass saved 3.7 % of medium's rate, a second another 2.9 % at fast's settings.

@@ -391,7 +391,8 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
     """The hybrid model's encoder: analytic fill, then rate-distortion optimisation of the latents.
 
     1. Fill the latent pyramid closed-loop from the image (:func:`codec.pyramid.fill`) with steps
-       ``Delta_{l,c} = Delta_0 2^(-gamma l) (kappa if chroma)``.
+       ``Delta_{l,c} = Delta_0 2^(-gamma l) (kappa if chroma)``, ``kappa`` the shape's factor on the
+       colour space's own (:func:`codec.pyramid.chroma_kappa`).
     2. Refit them by L1-regularised least squares (:mod:`codec.l1fit`).
     3. Fit each channel's filters on the three finest levels (:func:`fit_filters`,
        :mod:`codec.finefilter`), run RDOQ sweeps (:mod:`codec.rdoq`) through them with ``lambda = preset.rdoq_lambda * Delta_0^2``, and refit
@@ -496,7 +497,8 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
     shown_cost = math.inf  # the cost of the best file shown on the progress display
 
     def start(delta0: float, shape: tuple[float, float, float]) -> tuple[list[int], list[list[np.ndarray]]]:
-        cfg = pyramid.PyramidConfig(delta0=delta0 * shape[2], gamma=shape[0], kappa=shape[1])
+        cfg = pyramid.PyramidConfig(delta0=delta0 * shape[2], gamma=shape[0],
+                                    kappa=shape[1] * pyramid.chroma_kappa(spec.colour))
         idx = pyramid.step_indices(spec, cfg)
         return idx, pyramid.codes_of(pyramid.fill(image, spec, idx, cfg.deadzone), idx)
 

@@ -28,6 +28,16 @@ from .models import LatentPyramid, PyramidSpec
 
 MIN_GRID = 4  # the coarsest level is about this many cells on its longer side
 
+# The chroma step factor kappa of each coded colour space (chroma_kappa; a preset's step shape scales it).
+# YCbCr: 1.5, tuned in 0.3 on kodim23.  The image's own rotation (format version 8) is orthonormal up to
+# the factor sqrt(3), so a unit error costs the same RGB error in every component and high-rate theory
+# (reverse water-filling) asks for equal steps, kappa = 1; measured with `fast` on kodim01, 08, 09, 12,
+# 19 and 23 x q40-95 (benchmarks/lambda_sweep.py --shapes, 0.15.1), BD-rate against 1.5, mean per image
+# (mean curve): 1.0 -0.47 % (-1.08 %), 1.15 -0.49 % (-0.87 %), 1.25 -0.43 % (-0.73 %), 1.35 -0.35 %,
+# 1.75 +0.54 %, 2.0 +1.28 %; every image gained at 1.0-1.35.
+YCBCR_KAPPA = 1.5
+ROTATION_KAPPA = 1.15
+
 
 @dataclass(frozen=True)
 class PyramidConfig:
@@ -35,13 +45,19 @@ class PyramidConfig:
 
     delta0: float  # finest-level luma step, in [0, 1] pixel units
     gamma: float = 1.0  # kodim23: 1.0 beat 0.5 by 1-3 dB at equal rate, 1.25 was no better
-    kappa: float = 1.5
+    kappa: float = YCBCR_KAPPA
     deadzone: float = 0.5  # rounding offset f (0.3 was equal at equal rate on kodim23)
 
 
 def levels_for(width: int, height: int, max_levels: int = 16) -> int:
     longest = max(width, height)
     return max(1, min(max_levels, math.floor(math.log2(max(longest / MIN_GRID, 1))) + 1))
+
+
+def chroma_kappa(colour: int) -> float:
+    """The chroma step factor for colour word ``colour`` (:mod:`codec.color`): :data:`YCBCR_KAPPA`
+    for word 0 (JFIF YCbCr), :data:`ROTATION_KAPPA` for an image's own rotation."""
+    return YCBCR_KAPPA if colour == 0 else ROTATION_KAPPA
 
 
 def step_indices(spec: PyramidSpec, cfg: PyramidConfig) -> list[int]:

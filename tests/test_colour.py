@@ -124,3 +124,23 @@ def test_header_takes_a_colour_word_in_version_8_only():
                      seed=word, version=1)
     with pytest.raises(FieldRangeError):
         pyramid.to_bytes()
+
+
+@pytest.mark.parametrize("adaptive", [True, False])
+def test_chroma_step_factor_follows_the_colour_space(adaptive, monkeypatch):
+    """An image's rotation is orthonormal (a unit error costs the same in every component), so its
+    chroma steps are only ``ROTATION_KAPPA`` times luma's; YCbCr keeps ``YCBCR_KAPPA``."""
+    import dataclasses
+
+    from codec import config, pyramid
+
+    assert pyramid.chroma_kappa(0) == pyramid.YCBCR_KAPPA == 1.5
+    assert pyramid.chroma_kappa(color.ROTATION_FLAG) == pyramid.ROTATION_KAPPA < pyramid.YCBCR_KAPPA
+    monkeypatch.setitem(config.HYBRID_PRESETS, "fast",
+                        dataclasses.replace(config.HYBRID_PRESETS["fast"], adaptive_colour=adaptive))
+    seen = []
+    real = pyramid.step_indices
+    monkeypatch.setattr(pyramid, "step_indices", lambda spec, cfg: seen.append((spec.colour, cfg.kappa)) or real(spec, cfg))
+    encode_image(_coffee(), quality=70, preset="fast", seconds=30)
+    assert seen and all(w != 0 for w, _ in seen) == adaptive
+    assert {k for _, k in seen} == {pyramid.ROTATION_KAPPA if adaptive else pyramid.YCBCR_KAPPA}

@@ -49,10 +49,10 @@ def test_shape_sweep_encodes_with_each_shape(sweep, tmp_path, cat, monkeypatch):
     monkeypatch.setattr(codec, "encode_image",
                         lambda *a, **k: seen.append(config.HYBRID_PRESETS["fast"].shapes) or encode(*a, **k))
     before = config.HYBRID_PRESETS["fast"]
-    assert sweep.main([str(src), "--shapes", "1,1.5,1;1,3,1", "--qualities", "50,65,80,95", "--out", str(out)]) == 0
+    assert sweep.main([str(src), "--shapes", "1,1,1;1,3,1", "--qualities", "50,65,80,95", "--out", str(out)]) == 0
     assert config.HYBRID_PRESETS["fast"] is before
-    assert seen == [((1.0, 1.5, 1.0),)] * 4 + [((1.0, 3.0, 1.0),)] * 4
+    assert seen == [((1.0, 1.0, 1.0),)] * 4 + [((1.0, 3.0, 1.0),)] * 4
     d = json.loads(out.read_text())
-    assert d["reference"] == "1,1.5,1" and list(d["bd_rate_vs_reference"]) == ["1,3,1"]
-    ref, coarse = d["records"]["1,1.5,1"], d["records"]["1,3,1"]
+    assert d["reference"] == "1,1,1" and list(d["bd_rate_vs_reference"]) == ["1,3,1"]
+    ref, coarse = d["records"]["1,1,1"], d["records"]["1,3,1"]
     assert all(b["bytes"] < a["bytes"] for a, b in zip(ref, coarse))
