@@ -97,8 +97,14 @@ def latent_planes(p: Parsed) -> list[np.ndarray]:
     else:
         flat = entropy.decode(p.words, [(h * w, r.theta, r.kmax) for (h, w), r in zip(spec.coded_shapes(), p.records)])
         codes = [[flat[lv * c + ch].reshape(spec.level_shapes()[lv]) for ch in range(c)] for lv in range(spec.levels)]
-    planes = [np.stack([codes[lv][ch].astype(np.float32) * np.float32(quant.step_from_index(rec[lv][ch].step_index))
-                        for ch in range(c)]) for lv in range(spec.levels)]
+    planes = []
+    for lv in range(spec.levels):  # filled in place, each level's integer codes let go once its floats exist
+        level = np.empty((c, *spec.level_shapes()[lv]), dtype=np.float32)
+        for ch in range(c):
+            level[ch] = codes[lv][ch]
+            level[ch] *= np.float32(quant.step_from_index(rec[lv][ch].step_index))
+        planes.append(level)
+        codes[lv] = None
     planes = finefilter.apply_levels(planes, p.filters)
     if p.post.hidden:
         # level 0 is at the native size: the post filter's correction of the native rendering is added to it

@@ -353,7 +353,7 @@ def plane_rate_terms(codes: list[list[np.ndarray]], lv: int, ch: int) -> tuple[t
     terms = torch.tensor([entropy.rate_terms(int(entropy.THETAS[d[0]]), int(entropy.THETAS[d[1]]))
                           if d is not None else (UNUSED_CLASS_BITS, UNUSED_CLASS_BITS) for d in dists],
                          dtype=torch.float32)
-    cls_t = torch.from_numpy(cls)
+    cls_t = torch.from_numpy(cls.astype(np.int64))  # the classes are int8, which torch does not index with
     return terms[cls_t, 0], terms[cls_t, 1], weight, sym
 
 

@@ -119,6 +119,32 @@ def test_context_helpers_match_their_definitions(shape):
             np.testing.assert_array_equal(s, ref)
 
 
+def test_context_classes_are_the_edge_bins_in_int8():
+    """The classes come from lookup tables over clipped activities (0.15.1, for memory): the same
+    values as the module docstring's ``searchsorted`` over EDGES and EDGES_N, in int8; the decoder's
+    planes are int32 (half of int64's memory at 12 Mpixels)."""
+    rng = np.random.default_rng(7)
+    shape = (21, 18)
+    parent = rng.integers(-40, 41, (11, 9)) * (rng.random((11, 9)) < 0.6)
+    luma = rng.integers(-30, 31, shape) * (rng.random(shape) < 0.5)
+    q = rng.integers(-9, 10, shape) * (rng.random(shape) < 0.5)
+    a = context.activity(shape, parent, luma)
+    assert a.max() > context.EDGES[-1]  # the clipping is exercised
+    base = context.anchor_classes(shape, parent, luma)
+    assert base.dtype == np.int8
+    np.testing.assert_array_equal(base, np.searchsorted(context.EDGES, a, side="right") - 1)
+    n = context._neighbours(np.where(context.anchors(shape), q, 0))
+    ref = context.N_ANCHOR + len(context.EDGES_N) * np.minimum(base.astype(np.int64), 4) \
+        + np.searchsorted(context.EDGES_N, n, side="right") - 1
+    full = context.full_classes(base, q)
+    assert full.dtype == np.int8 and full.max() < context.N_CONTEXTS
+    np.testing.assert_array_equal(full, np.where(context.anchors(shape), base, ref))
+    codes = [[q, luma, q], [parent, parent, parent]]
+    records, words = context.encode_planes(codes, _steps(codes))
+    back = context.decode_planes(words, [shape, parent.shape], 3, records)
+    assert all(p.dtype == np.int32 for lv in back for p in lv)
+    np.testing.assert_array_equal(back[0][1], luma)
+
 def test_context_modes_are_chosen_by_cost_and_beat_one_distribution():
     """Sparse fine planes whose non-zeros sit under active parents: the context rule must pay off."""
     rng = np.random.default_rng(0)
