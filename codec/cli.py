@@ -70,11 +70,15 @@ def cli() -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (repeatable runs).")
 @click.option("--batch", type=int, default=None, help="Pixels per step [default: 16384 on CPU, 262144 on GPU].")
 @click.option("--lr", type=float, default=None, help="Learning rate [default: per model].")
+@click.option("--threads", type=int, default=None,
+              help="CPU threads for the tensor work [default: one per core]; when running several encodes at once, "
+                   "give each its share of the cores.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the measured figures.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def encode(input, output, model, preset, quality, bpp, steps, seconds, device, seed, batch, lr, as_json, quiet) -> None:
+def encode(input, output, model, preset, quality, bpp, steps, seconds, device, seed, batch, lr, threads, as_json,
+           quiet) -> None:
     """Overfit a network to INPUT and write a compact .inr file."""
-    from . import api, config, imageio
+    from . import api, config, imageio, runtime
 
     output = output or str(Path(input).with_suffix(".inr"))
     if _same_file(input, output):
@@ -87,10 +91,11 @@ def encode(input, output, model, preset, quality, bpp, steps, seconds, device, s
                 "quiet": quiet}
     if quality is not None:
         config.check_quality(quality)
+    n_threads = runtime.set_threads(threads)
     image = imageio.open_image(input)
     result = api.encode_image(image, **opts)
     imageio.write_bytes(output, result.data)
-    d = {"input": str(input), "output": str(output), **result.as_dict()}
+    d = {"input": str(input), "output": str(output), **result.as_dict(), "threads": n_threads}
     _emit(d, as_json, [(f"{output}: {d['width']}x{d['height']} {d['model']} {d['bytes']} bytes "
                        f"{d['bpp']:.4f} bpp  PSNR {d['psnr']:.2f} dB  ({d['steps']} steps, "
                        f"{d['seconds']:.1f} s on {d['device']})")])
@@ -99,6 +104,12 @@ def encode(input, output, model, preset, quality, bpp, steps, seconds, device, s
         # hybrid: the fill, one pass, the filters, the coding and the verifying decode)
         click.echo(f"inrc: note: the encode took {result.seconds:.1f} s, over --seconds {seconds:g}: "
                    "the work every encode of this image needs takes longer than that", err=True)
+    elif d.get("first_pass_cut_short"):
+        # the time cap ended the first pass's L1 refit or RDOQ sweeps: the file is below the preset's
+        # usual quality (a short --seconds, or a busy or oversubscribed machine: runtime.set_threads)
+        click.echo(f"inrc: note: the time budget cut the encoder's first pass short ({d['steps']} RDOQ sweeps), so "
+                   "this file is below the preset's usual quality: is the machine busy? (when running "
+                   "several encodes, fewer --threads each; or a longer --seconds)", err=True)
 
 
 @cli.command()

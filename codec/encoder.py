@@ -385,6 +385,7 @@ class _Candidate:
     idx: list[int] = field(default_factory=list, repr=False)
     filtered: list = field(default_factory=list, repr=False)
     filters: list = field(default_factory=list, repr=False)  # the level filters' records
+    cut_short: bool = False  # a deadline ended its L1 refit or its RDOQ sweeps
 
 
 def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> EncodeResult:
@@ -503,10 +504,10 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
         return idx, pyramid.codes_of(pyramid.fill(image, spec, idx, cfg.deadzone), idx)
 
     def finish(codes: list[list[np.ndarray]], idx: list[int], lam: float, shape: tuple[float, float, float],
-               delta0: float, sweeps: int, stop: float, end: float) -> _Candidate:
+               delta0: float, sweeps: int, stop: float, end: float, l1_cut: bool = False) -> _Candidate:
         """Level filters, RDOQ through them (until ``stop``, and ``FILTER_TAIL`` filter fits before
         ``end``), filters refitted on the final codes (if ``REFIT_TAIL`` fits still end before
-        ``end``), the written file."""
+        ``end``), the written file.  ``l1_cut``: a deadline ended the L1 refit before it."""
         nonlocal shown_cost
         steps = [quant.step_from_index(i) for i in idx]
         progress.tick("level filters")
@@ -531,7 +532,8 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
         y = rdoq.reconstruct(res.codes, steps, filtered, (c, h, w))
         rgb = torch.einsum("ij,jhw->ihw", matrix, y - centre[:, None, None])
         sse = float(((color.quantize_uint8(rgb) - target) ** 2).sum())
-        cand = _Candidate(data, sse, shape, delta0, res.sweeps, res.codes, idx, filtered, filters)
+        cand = _Candidate(data, sse, shape, delta0, res.sweeps, res.codes, idx, filtered, filters,
+                          cut_short=l1_cut or res.stopped)
         if in_size(cand) and cost(cand, lam) < shown_cost:
             shown_cost = cost(cand, lam)
             progress.best(len(data), 10.0 * math.log10(h * w * c / max(sse, 1e-12)))
@@ -539,13 +541,16 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
 
     post_steps = preset.post_steps  # 0 once the first pass shows a file too small for the filter to pay
     coding_seconds: list[float] = []  # each pass's coding of its file (the post stage's tail, WRITE_COST)
+    # whether a deadline cut the encode's first pass short (its L1 refit or its RDOQ sweeps): the
+    # file is then below the preset's usual quality (a short --seconds, or a busy machine)
+    first_cut: bool | None = None
 
     def search(p: HybridPreset, delta0: float, end: float, last: bool) -> tuple[_Candidate, dict]:
         """One preset's passes before ``end`` (steps 2-5 of the docstring): its first pass, the
         ``--bpp`` corrections, its further shapes and its refits.  After the encode's first pass, a
         file under ``preset.post_min_bytes`` drops the post filter, and the last stage's search then
         runs to the deadline (step 7)."""
-        nonlocal post_steps
+        nonlocal post_steps, first_cut
         sweeps = opts.steps if opts.steps is not None else p.sweeps
         t_first = time.perf_counter()
         # where a pass's L1 iterations and RDOQ sweeps stop: for the first pass, shares of the time
@@ -558,7 +563,9 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
             idx, codes = start(delta0, shape)
             codes = l1fit.solve(image, codes, idx, lam, p.l1_iterations, l1_operator, p.l1_bits, deadline=l1_stop,
                                 tick=progress.tick)
-            return finish(codes, idx, lam, shape, delta0, sweeps, stop, end)
+            # (solve checks its deadline before each iteration: past it now, it was cut or ended there)
+            l1_cut = p.l1_iterations > 0 and time.perf_counter() > l1_stop
+            return finish(codes, idx, lam, shape, delta0, sweeps, stop, end, l1_cut)
 
         def refit(cand: _Candidate, lam: float) -> _Candidate:
             """Another pass from ``cand``: L1 refit through its level filters, warm-started from its codes."""
@@ -573,6 +580,8 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
         passes = 0  # passes run: the first, rate-control corrections, further shapes, refits
         best = run(delta0, p.shapes[0], lam)
         first_seconds = time.perf_counter() - t_pass
+        if first_cut is None:  # the encode's first pass
+            first_cut = best.cut_short
         passes = 1
         if post_steps and len(best.data) < preset.post_min_bytes:
             post_steps = 0
@@ -773,6 +782,7 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
                         params=spec.num_params(),
                         stats={"levels": spec.levels, "preset": opts.preset, "step_shape": list(best.shape),
                                "delta0": round(best.delta0, 6), "lambda": lam, "passes": sum(r["passes"] for r in runs),
+                               "first_pass_cut_short": bool(first_cut),
                                "first_pass_seconds": runs[stage_kept]["first_pass_seconds"],
                                "refit_seconds": runs[stage_kept]["refit_seconds"],
                                "refits_kept": runs[stage_kept]["refits_kept"], "kept_stage": runs[stage_kept]["preset"],

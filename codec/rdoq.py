@@ -40,6 +40,7 @@ class RdoqResult:
     codes: list[list[np.ndarray]]
     sweeps: int
     changed: list[int]  # values changed per sweep
+    stopped: bool = False  # the deadline ended the sweeps (not their number, nor convergence)
 
 
 def colour_matrix(channels: int, device: torch.device | str | None = None, word: int = 0) -> torch.Tensor:
@@ -381,7 +382,7 @@ def optimise(image: np.ndarray, spec: PyramidSpec, step_idx: list[int], codes: l
         n_changed = 0
         for lv, ch in context.coding_order(spec.levels, c):
             if deadline is not None and time.perf_counter() > deadline:
-                return RdoqResult(codes, len(changed), changed + [n_changed])
+                return RdoqResult(codes, len(changed), changed + [n_changed], stopped=True)
             if tick is not None:
                 tick(f"RDOQ sweep {sweep + 1}/{sweeps}")
             smp, step = samplers[lv].channel(ch), steps[lv * c + ch]

@@ -5,6 +5,14 @@ to the kernel at once, so every training step or render tile re-maps its activat
 page-faults them in again: on the calibration machine this doubled wall time (system time equal to
 user time).  ``tune_allocator`` raises the mmap threshold to its 64-bit maximum and disables
 trimming, so buffers are reused (../shared/notes/cpu-calibration.md, "CPU speed notes").
+
+``set_threads`` sets how many CPU threads torch's tensor work uses (``--threads``).  torch's default
+is one per core, which is right for one encode on an idle machine and wrong for several at once:
+two ``fast`` encodes of kodim01 (q70) started together on 2 cores, two threads each, took 19-20 s
+and their time caps left 0-1 RDOQ sweeps of 4 (+0.8-1.5 % bytes, -0.35 to -0.45 dB), where with one
+thread each they took 10 s and wrote the file one encode alone writes in 8 s.  Four threads on
+two cores spend most of their time waiting on each other at every parallel region (OpenMP's
+barriers spin), so every threaded stage slows by 3-7 times, not 2.
 """
 from __future__ import annotations
 
@@ -12,6 +20,10 @@ import ctypes
 import ctypes.util
 import sys
 
+from .errors import OptionError
+
+# the most --threads accepts (more is a typo, not a machine)
+MAX_THREADS = 1024
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 
@@ -28,3 +40,15 @@ def tune_allocator() -> bool:
     ok = mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024) == 1
     ok &= mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1
     return bool(ok)
+
+
+def set_threads(n: int | None) -> int:
+    """Use ``n`` CPU threads for torch's tensor work (``None``: keep torch's default, one per core);
+    return the number in use.  Raises :class:`OptionError` outside ``1..MAX_THREADS``."""
+    import torch
+
+    if n is not None:
+        if not 1 <= n <= MAX_THREADS:
+            raise OptionError(f"--threads must be between 1 and {MAX_THREADS}, not {n}")
+        torch.set_num_threads(n)
+    return torch.get_num_threads()

@@ -66,6 +66,9 @@ def test_encode_decode_info_export_json(tmp_path, img_path, capsys):
     (["encode", "{img}", "--preset", "turbo"], 2, "turbo"),
     (["encode", "{img}", "--seconds", "0"], 2, "seconds"),
     (["encode", "{img}", "--device", "tpu"], 2, "tpu"),
+    (["encode", "{img}", "--threads", "0"], 2, "--threads"),
+    (["encode", "{img}", "--threads", "100000"], 2, "--threads"),
+    (["encode", "{img}", "--threads", "two"], 2, "two"),
     (["encode", "{img}", "--bogus"], 2, "bogus"),
     (["decode", "{img}", "-o", "{d}/x.png"], 1, "not an .inr file"),
     (["decode", "{d}/missing.inr"], 1, "no such file"),
@@ -99,6 +102,44 @@ def test_decode_size_errors_and_no_partial_output(tmp_path, img_path, capsys):
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".part")]
     c, _, _ = run(capsys, "decode", inr, "-o", out)
     assert c == 0 and Image.open(out).size == (64, 48)  # replaced only on success
+
+
+@pytest.fixture()
+def torch_threads():
+    """Restore torch's thread count after a test that sets it (the tests share one process)."""
+    import torch
+
+    n = torch.get_num_threads()
+    yield n
+    torch.set_num_threads(n)
+
+
+def test_threads_option_sets_torch_threads(tmp_path, img_path, capsys, torch_threads):
+    import torch
+
+    inr = tmp_path / "cat.inr"
+    code, out, err = run(capsys, "encode", img_path, "-o", inr, "--preset", "fast", "--threads", 1, "--json", "--quiet")
+    assert code == 0 and err == "" and json.loads(out)["threads"] == 1 and torch.get_num_threads() == 1
+    code, out, _ = run(capsys, "encode", img_path, "-o", inr, "--preset", "fast", "--json", "--quiet")
+    assert code == 0 and json.loads(out)["threads"] == 1  # the default keeps what the process has
+
+
+@pytest.mark.parametrize("share", ["FIRST_RDOQ_SHARE", "FIRST_L1_SHARE"])
+def test_encode_notes_a_time_cap_that_cut_the_first_pass_short(tmp_path, img_path, capsys, monkeypatch, share):
+    import codec.encoder
+
+    inr = tmp_path / "cat.inr"
+    code, out, err = run(capsys, "encode", img_path, "-o", inr, "--preset", "fast", "--json", "--quiet")
+    d = json.loads(out)
+    assert code == 0 and err == "" and d["steps"] >= 1 and d["first_pass_cut_short"] is False
+    # the first pass's RDOQ sweeps or L1 refit stopped at its start: what an oversubscribed machine
+    # does to `fast` (two encodes at two threads each on two cores: 0-1 sweeps of 4)
+    monkeypatch.setattr(codec.encoder, share, 0.0)
+    code, out, err = run(capsys, "encode", img_path, "-o", inr, "--preset", "fast", "--json", "--quiet")
+    d = json.loads(out)
+    assert code == 0 and d["first_pass_cut_short"] is True and inr.stat().st_size == d["bytes"]
+    assert (d["steps"] == 0) == (share == "FIRST_RDOQ_SHARE")
+    assert err.count("\n") == 1 and err.startswith("inrc: note:") and "first pass short" in err and "--threads" in err
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
