@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, features
 
-from . import __version__, metrics
+from . import __version__, metrics, runtime
 from .bdrate import bd_psnr, bd_rate
 from .errors import ImageInputError, OptionError
 
@@ -361,7 +361,7 @@ def run(images_dir: str, codecs: list[str], inrc_settings: list[str], points: li
     cache = outdir / "cache"
     cache.mkdir(parents=True, exist_ok=True)
     version = code_version()
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = max(1, runtime.available_cpus() // jobs)
     records, todo = [], []
     for t in tasks:
         f = cache / f"{t.key(version)}.json"
@@ -420,7 +420,8 @@ def write_outputs(records, outdir: Path, version, codecs, inrc, points, images, 
             wr.writerow({**{k: r[k] for k in cols}, "encoder_stats": json.dumps(st, sort_keys=True) if st else ""})
     table = bd_table(curves)
     machine = {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count(),
-               "torch": torch.__version__, "pillow": Image.__version__,
+               "available_cpus": runtime.available_cpus(),
+               "threads_per_job": max(1, runtime.available_cpus() // jobs), "torch": torch.__version__, "pillow": Image.__version__,
                "codecs": {k: features.version(k) for k in ("jpg", "webp", "jpg_2000", "avif")}}
     summary = {"code_version": version, "date": time.strftime("%Y-%m-%d"), "machine": machine,
                "images": [p.name for p in images], "codecs": codecs, "inrc_settings": inrc,

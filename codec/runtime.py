@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 
 from .errors import OptionError
@@ -52,3 +53,12 @@ def set_threads(n: int | None) -> int:
             raise OptionError(f"--threads must be between 1 and {MAX_THREADS}, not {n}")
         torch.set_num_threads(n)
     return torch.get_num_threads()
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask where the platform has one (a container
+    or ``taskset`` limits it), else ``os.cpu_count()``."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)

@@ -207,3 +207,48 @@ def test_bench_with_one_quality_adds_points_and_says_bd_is_missing(folder, tmp_p
     s = json.loads((out / "summary.json").read_text())
     assert isinstance(s["bd_rate_percent"]["inrc-t"]["jpeg"], float)
     assert "no BD-rates" not in capsys.readouterr().out
+
+
+
+def test_jobs_split_the_cpus_this_process_may_use(folder, tmp_path, monkeypatch):
+    """``--jobs N`` gives each worker its share of the CPUs in the process's affinity mask (a
+    container or ``taskset`` may allow fewer than ``os.cpu_count()``): more threads than CPUs make
+    every threaded stage wait on the others (:mod:`codec.runtime`), and the time caps then cut
+    encodes short.  The workers run here, in a stand-in pool that records what they were given."""
+    import concurrent.futures
+    import os
+
+    import torch
+
+    from codec import runtime
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert runtime.available_cpus() == 6
+    given = []
+
+    class InProcess:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def submit(self, fn, task, threads):
+            given.append(threads)
+            fut = concurrent.futures.Future()
+            fut.set_result(fn(task, threads))
+            return fut
+
+    monkeypatch.setattr(bench, "ProcessPoolExecutor", InProcess)
+    n = torch.get_num_threads()
+    try:
+        assert main(["bench", str(folder), "--codecs", "jpeg", "--out", str(tmp_path / "r"), "--jobs", "4", "--quiet"]) == 0
+    finally:
+        torch.set_num_threads(n)
+    assert given and set(given) == {1}  # 6 CPUs // 4 jobs
+    machine = json.loads((tmp_path / "r" / "summary.json").read_text())["machine"]
+    assert machine["available_cpus"] == 6 and machine["threads_per_job"] == 1 and machine["cpus"] == 64
