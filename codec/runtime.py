@@ -8,9 +8,10 @@ trimming, so buffers are reused (../shared/notes/cpu-calibration.md, "CPU speed 
 
 ``set_threads`` sets how many CPU threads torch's tensor work uses (``--threads``).  torch's default
 is one per core, which is right for one encode on an idle machine and wrong for several at once:
-two ``fast`` encodes of kodim01 (q70) started together on 2 cores, two threads each, took 19-20 s
-and their time caps left 0-1 RDOQ sweeps of 4 (+0.8-1.5 % bytes, -0.35 to -0.45 dB), where with one
-thread each they took 10 s and wrote the file one encode alone writes in 8 s.  Four threads on
+``fast`` encodes of six Kodak images at q70, run in pairs on 2 cores with two threads each, took
+16.5-19 s and their time caps left 0-1 RDOQ sweeps of 4 (up to 28 % more bytes, or up to 1.2 dB less),
+where with one thread each they took 10 s and wrote exactly the files one encode alone writes in
+7-9 s.  Four threads on
 two cores spend most of their time waiting on each other at every parallel region (OpenMP's
 barriers spin), so every threaded stage slows by 3-7 times, not 2.
 """
