@@ -604,28 +604,32 @@ def test_first_pass_leaves_time_for_rdoq(cat, monkeypatch, min_bytes):
 def test_rdoq_leaves_the_level_filters_time_before_the_end(cat, monkeypatch):
     """A pass's RDOQ sweeps stop ``FILTER_TAIL`` times its level-filter fit before the end of the
     search, for the refit, the coding and the final decode that follow them (on a large image under
-    a short ``--seconds`` these took most of the budget).  Here the fit is made to take 1.5 s of a 5 s
-    ``fast`` budget: the 85 % share alone would leave RDOQ about 2.7 s, the bound 1.25 s at most (with
-    4 s and 0.25 s, run alone, where the process's first encode pays one-off set-up, RDOQ had no
-    time to change a code); and
-    the refit after RDOQ (``REFIT_TAIL`` fits, 3 s, from 2.75 s or later) no longer fits, so it is left out."""
+    a short ``--seconds`` these took most of the budget).  Here the fit is made to take S = 2 s of a
+    B = 5.8 s ``fast`` budget: the 85 % share alone would leave RDOQ about 3 s, the bound B - 2.5 S =
+    0.8 s at most; and the refit after RDOQ (``REFIT_TAIL`` fits, 4 s, from S or later) cannot fit
+    however soon RDOQ ends (3 S > B), so it is left out.  (Until 0.15.2 this used 1.5 s of 4 s, which
+    left RDOQ at most 0.25 s: run alone, in a process whose first encode pays one-off set-up, it
+    sometimes had no time to change a code; with 1.5 s of 5 s, 3 S < B, and RDOQ sometimes converged early
+    enough for the refit to fit.)  A warm-up encode pays the set-up first."""
+    seconds, fit_time = 5.8, 2.0
+    codec.encode_image(cat, preset="fast", quality=60, steps=1)
     left = _deadline_spy(monkeypatch)
     fit = encoder.fit_filters
     fits = []
 
     def slow_fit(*args, **kwargs):
         fits.append(1)
-        time.sleep(1.5)
+        time.sleep(fit_time)
         return fit(*args, **kwargs)
 
     monkeypatch.setattr(encoder, "fit_filters", slow_fit)
     changed = _changed_spy(monkeypatch)
-    r = codec.encode_image(cat, preset="fast", quality=60, seconds=5.0)
-    assert left["rdoq"][0] <= 5.0 - (1.5 + encoder.FILTER_TAIL * 1.5) + 1e-3
+    r = codec.encode_image(cat, preset="fast", quality=60, seconds=seconds)
+    assert left["rdoq"][0] <= seconds - (1 + encoder.FILTER_TAIL) * fit_time + 1e-3
     # RDOQ ran up to its bound and changed the codes, and the refit after it (REFIT_TAIL fits
     # before the end) did not fit: one fit, and the budget kept (0.14.2 refitted and ran over by it)
     assert changed == [True] and len(fits) == 1
-    assert r.seconds < 5.0 + 0.5
+    assert r.seconds < seconds + 0.5
 
 
 def _changed_spy(monkeypatch) -> list[bool]:
