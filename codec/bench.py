@@ -83,6 +83,11 @@ def classic_encode(codec: str, setting: float, img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+def threads_per_job(jobs: int) -> int:
+    """Torch threads for each of ``jobs`` workers: their share of the CPUs this process may use."""
+    return max(1, runtime.available_cpus() // jobs)
+
+
 def run_task(task: Task, threads: int) -> dict:
     """Encode and decode one image with one codec setting; return the measured record."""
     import torch
@@ -361,7 +366,7 @@ def run(images_dir: str, codecs: list[str], inrc_settings: list[str], points: li
     cache = outdir / "cache"
     cache.mkdir(parents=True, exist_ok=True)
     version = code_version()
-    threads = max(1, runtime.available_cpus() // jobs)
+    threads = threads_per_job(jobs)
     records, todo = [], []
     for t in tasks:
         f = cache / f"{t.key(version)}.json"
@@ -420,8 +425,8 @@ def write_outputs(records, outdir: Path, version, codecs, inrc, points, images, 
             wr.writerow({**{k: r[k] for k in cols}, "encoder_stats": json.dumps(st, sort_keys=True) if st else ""})
     table = bd_table(curves)
     machine = {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count(),
-               "available_cpus": runtime.available_cpus(),
-               "threads_per_job": max(1, runtime.available_cpus() // jobs), "torch": torch.__version__, "pillow": Image.__version__,
+               "available_cpus": runtime.available_cpus(), "threads_per_job": threads_per_job(jobs),
+               "torch": torch.__version__, "pillow": Image.__version__,
                "codecs": {k: features.version(k) for k in ("jpg", "webp", "jpg_2000", "avif")}}
     summary = {"code_version": version, "date": time.strftime("%Y-%m-%d"), "machine": machine,
                "images": [p.name for p in images], "codecs": codecs, "inrc_settings": inrc,

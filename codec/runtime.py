@@ -11,9 +11,8 @@ is one per core, which is right for one encode on an idle machine and wrong for 
 ``fast`` encodes of six Kodak images at q70, run in pairs on 2 cores with two threads each, took
 16.5-19 s and their time caps left 0-1 RDOQ sweeps of 4 (up to 28 % more bytes, or up to 1.2 dB less),
 where with one thread each they took 10 s and wrote exactly the files one encode alone writes in
-7-9 s.  Four threads on
-two cores spend most of their time waiting on each other at every parallel region (OpenMP's
-barriers spin), so every threaded stage slows by 3-7 times, not 2.
+7-9 s.  Four threads on two cores spend most of their time waiting on each other at every parallel
+region (OpenMP's barriers spin), so every threaded stage slows by 3-7 times, not 2.
 """
 from __future__ import annotations
 
