@@ -100,8 +100,58 @@ def design(plane: np.ndarray, radius: int, rows: tuple[int, int] | None = None,
     return out
 
 
+FIT_MAX_VALUES = 1 << 20  # a larger plane's normal equations are summed over a subset of its rows
+SUBSET_ROWS = 16  # rows per band of that subset
+
+
+def subset_bands(h: int, w: int) -> list[tuple[int, int]]:
+    """The bands of rows ``(r0, r1)`` over which :func:`fit_all` sums the normal equations of an
+    ``h x w`` plane: all rows up to :data:`FIT_MAX_VALUES` values, else every ``s``-th band of
+    :data:`SUBSET_ROWS` rows (fewer where a row is wider than ``DESIGN_BLOCK / SUBSET_ROWS``), ``s``
+    the smallest stride that keeps them within it and the first band ``s // 2`` bands down, so that
+    they spread over the whole height."""
+    if h * w <= FIT_MAX_VALUES:
+        return [(0, h)]
+    rows = max(1, min(SUBSET_ROWS, DESIGN_BLOCK // w))  # a band's design stays within a block's memory
+    bands = [(r0, min(h, r0 + rows)) for r0 in range(0, h, rows)]
+    stride = min(len(bands), -(-len(bands) * rows * w // FIT_MAX_VALUES))
+    return bands[stride // 2 :: stride]
+
+
+def _diagonals(g: np.ndarray) -> tuple[int, list[np.ndarray]]:
+    """A banded ``(n, n)`` matrix as its half-bandwidth ``B`` and its diagonals ``d_k[i] = g[i, i + k]``
+    for ``k = -B..B`` (zero where ``i + k`` is outside ``0..n-1``)."""
+    n = g.shape[0]
+    rows, cols = np.nonzero(g)
+    band = int(np.abs(rows - cols).max()) if rows.size else 0
+    i = np.arange(n)
+    return band, [np.where((i + k >= 0) & (i + k < n), g[i, np.clip(i + k, 0, n - 1)], 0.0) for k in range(-band, band + 1)]
+
+
+def _gram_band(col: np.ndarray, a0: int, r0: int, r1: int, gy: tuple[int, list[np.ndarray]],
+               gx: tuple[int, list[np.ndarray]]) -> np.ndarray:
+    """Rows ``r0..r1-1`` of ``G_y X G_x^T`` (float64), ``G`` banded (:func:`_diagonals`), from the rows
+    ``a0..`` of ``X`` that ``col`` holds (at least ``B_y`` rows beyond the band on each side inside the grid)."""
+    by, dy = gy
+    bx, dx = gx
+    h_in = a0 + col.shape[0]
+    w = col.shape[1]
+    tmp = np.zeros((r1 - r0, w))
+    for k, d in zip(range(-by, by + 1), dy):
+        lo, hi = max(r0, a0 - k), min(r1, h_in - k)  # rows i with a0 <= i + k < h_in
+        if lo < hi:
+            tmp[lo - r0 : hi - r0] += d[lo:hi, None] * col[lo + k - a0 : hi + k - a0]
+    out = np.zeros_like(tmp)
+    for k, d in zip(range(-bx, bx + 1), dx):
+        lo, hi = max(0, -k), min(w, w - k)
+        if lo < hi:
+            out[:, lo:hi] += d[None, lo:hi] * tmp[:, lo + k : hi + k]
+    return out
+
+
 def fit_all(plane: np.ndarray, target: np.ndarray, max_radius: int,
-            gram: Callable[[np.ndarray], np.ndarray] | None = None) -> list[tuple[list[int], float]]:
+            gram: Callable[[np.ndarray], np.ndarray] | None = None,
+            axis_grams: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None) -> list[tuple[list[int], float]]:
     """For each radius ``1..max_radius``, the least-squares taps ``min_K ||S apply(plane, K) - r||^2``
     rounded to ``1 / SCALE``, with the squared error they reach relative to the identity filter's
     (negative: the filter helps).
@@ -115,24 +165,56 @@ def fit_all(plane: np.ndarray, target: np.ndarray, max_radius: int,
     so the normal equations are formed once, at ``max_radius``, and each radius solves its block
     (float64, at most 25 unknowns).  They are summed over blocks of rows of ``D`` (``DESIGN_BLOCK``
     values each), so memory does not grow with the plane beyond ``G D`` (float32, levels 1 and 2
-    only): forming all of ``D`` in float64 took 300 bytes per value, 3.7 GB on a 12 Mpixel level 0."""
+    only): forming all of ``D`` in float64 took 300 bytes per value, 3.7 GB on a 12 Mpixel level 0.
+
+    A plane of more than :data:`FIT_MAX_VALUES` values sums them over the rows of
+    :func:`subset_bands` only, scaled to the whole plane: 25 taps need nothing like the 12 million
+    rows of a 12 Mpixel level 0, whose fit took 5 s.  There ``G D`` is formed band by band from the
+    banded per-axis Gram matrices ``axis_grams()`` (``(G_y, G_x)``, required with ``gram``), not for
+    the whole plane.  Kodak's planes (393,216 values at most) are summed whole."""
     h, w = plane.shape
     n_taps = len(offsets(max_radius))
-    gx = None
-    if gram is not None:  # G D, column by column
-        gx = np.empty((h * w, n_taps), dtype=np.float32)
-        for j, col in enumerate(_columns(plane, max_radius)):
-            gx[:, j] = np.asarray(gram(col), dtype=np.float32).reshape(-1)
+    bands = subset_bands(h, w)
+    if gram is not None and axis_grams is None:
+        bands = [(0, h)]  # without the banded Gram matrices, G D is formed for the whole plane
+    whole = bands == [(0, h)]
     y = np.asarray(target, dtype=np.float32).reshape(-1)
     xtx = np.zeros((n_taps, n_taps))
     xty = np.zeros(n_taps)
     step = max(1, DESIGN_BLOCK // w)
-    for r0 in range(0, h, step):
-        r1 = min(h, r0 + step)
-        x64 = design(plane, max_radius, (r0, r1), np.float64)
-        xtx += x64.T @ (x64 if gx is None else gx[r0 * w : r1 * w].astype(np.float64))
-        xty += x64.T @ y[r0 * w : r1 * w].astype(np.float64)
-    xtx = 0.5 * (xtx + xtx.T)
+    if whole:
+        gx = None
+        if gram is not None:  # G D, column by column
+            gx = np.empty((h * w, n_taps), dtype=np.float32)
+            for j, col in enumerate(_columns(plane, max_radius)):
+                gx[:, j] = np.asarray(gram(col), dtype=np.float32).reshape(-1)
+        for r0 in range(0, h, step):
+            r1 = min(h, r0 + step)
+            x64 = design(plane, max_radius, (r0, r1), np.float64)
+            xtx += x64.T @ (x64 if gx is None else gx[r0 * w : r1 * w].astype(np.float64))
+            xty += x64.T @ y[r0 * w : r1 * w].astype(np.float64)
+    else:
+        grams = None
+        if gram is not None:
+            grams = tuple(_diagonals(np.asarray(g, dtype=np.float64)) for g in axis_grams())
+        for r0, r1 in bands:
+            x64 = design(plane, max_radius, (r0, r1), np.float64)
+            if grams is None:
+                gd = x64
+            else:
+                a0, a1 = max(0, r0 - grams[0][0]), min(h, r1 + grams[0][0])
+                gd = np.empty_like(x64)
+                for j, col in enumerate(_columns(plane, max_radius, (a0, a1))):
+                    gd[:, j] = _gram_band(col, a0, r0, r1, *grams).reshape(-1)
+            xtx += x64.T @ gd
+            xty += x64.T @ y[r0 * w : r1 * w].astype(np.float64)
+        # D_B^T (G D)_B is not symmetric (G couples the band's rows with the rows beside it), and is
+        # left so: with a target that the model makes exactly, S^T r = G D k, it is solved by k
+        scale = h / sum(r1 - r0 for r0, r1 in bands)
+        xtx *= scale
+        xty *= scale
+    if whole:
+        xtx = 0.5 * (xtx + xtx.T)
     column = {o: j for j, o in enumerate(offsets(max_radius))}
     out = []
     for radius in range(1, max_radius + 1):

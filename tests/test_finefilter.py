@@ -82,6 +82,81 @@ def test_fit_does_not_depend_on_the_row_blocks(block, monkeypatch):
     np.testing.assert_array_equal(finefilter.design(plane, 2, (22, 23)), finefilter.design(plane, 2)[-50:])
 
 
+def _level(h: int, w: int, seed: int) -> tuple[np.ndarray, rdoq.LevelSampler]:
+    rng = np.random.default_rng(seed)
+    plane = (rng.normal(size=(h, w)) * (rng.random((h, w)) < 0.4)).astype(np.float32)
+    return plane, rdoq.LevelSampler(2 * h, 2 * w, (h, w), "bicubic")
+
+
+def test_banded_gram_rows_equal_the_dense_product():
+    """``_gram_band``: rows of ``G_y X G_x^T`` from the band's rows plus a halo, at the top, inside and
+    at the bottom of the grid, for every regressor column of a radius-3 design."""
+    plane, smp = _level(37, 29, 11)
+    gy, gx = smp.axis_grams
+    dy, dx = finefilter._diagonals(gy), finefilter._diagonals(gx)
+    assert dy[0] == dx[0] == 3  # bicubic at half resolution couples cells up to 3 apart
+    for r0, r1 in [(0, 4), (15, 31), (30, 37)]:
+        a0, a1 = max(0, r0 - dy[0]), min(37, r1 + dy[0])
+        for col, whole in zip(finefilter._columns(plane, 3, (a0, a1)), finefilter._columns(plane, 3)):
+            want = (gy @ whole.astype(np.float64) @ gx.T)[r0:r1]
+            np.testing.assert_allclose(finefilter._gram_band(col, a0, r0, r1, dy, dx), want, rtol=0, atol=1e-10)
+
+
+def test_subset_bands_cap_the_values_and_span_the_plane(monkeypatch):
+    assert finefilter.subset_bands(512, 768) == [(0, 512)]  # a Kodak level 0 is summed whole
+    assert finefilter.subset_bands(1024, 1024) == [(0, 1024)]  # FIT_MAX_VALUES itself
+    bands = finefilter.subset_bands(3000, 4000)  # a 12 Mpixel level 0
+    used = sum(r1 - r0 for r0, r1 in bands) * 4000
+    assert used <= finefilter.FIT_MAX_VALUES and used > finefilter.FIT_MAX_VALUES // 2
+    assert bands[0][0] < 3000 // len(bands) and bands[-1][1] > 3000 - 2 * 3000 // len(bands)
+    assert all(r1 - r0 == finefilter.SUBSET_ROWS for r0, r1 in bands)
+    assert all(b[0] >= a[1] for a, b in itertools.pairwise(bands))
+    wide = finefilter.subset_bands(64, 65535)  # rows wider than a block's share: bands of fewer rows
+    assert all(r1 - r0 == finefilter.DESIGN_BLOCK // 65535 < finefilter.SUBSET_ROWS for r0, r1 in wide)
+    assert sum(r1 - r0 for r0, r1 in wide) * 65535 <= finefilter.FIT_MAX_VALUES
+    monkeypatch.setattr(finefilter, "FIT_MAX_VALUES", 1)  # never no band at all
+    assert len(finefilter.subset_bands(100, 100)) == 1
+
+
+def test_fit_on_every_band_equals_the_whole_fit(monkeypatch):
+    """The band path (designs per band, ``G D`` from the banded Gram matrices) given every band of the
+    plane sums the same normal equations as the whole-plane path: the same taps and gains."""
+    plane, smp = _level(45, 38, 12)
+    target = np.random.default_rng(13).normal(size=plane.shape).astype(np.float32)
+
+    def gram(g: np.ndarray) -> np.ndarray:
+        return smp.gram(torch.from_numpy(g)).numpy()
+
+    want = [finefilter.fit_all(plane, target, 3), finefilter.fit_all(plane, target, 3, gram)]
+    monkeypatch.setattr(finefilter, "subset_bands", lambda h, w: [(r0, min(h, r0 + 16)) for r0 in range(0, h, 16)])
+    got = [finefilter.fit_all(plane, target, 3), finefilter.fit_all(plane, target, 3, gram, lambda: smp.axis_grams)]
+    for g, wnt in zip(got, want):
+        assert [taps for taps, _ in g] == [taps for taps, _ in wnt]
+        assert [gain for _, gain in g] == pytest.approx([gain for _, gain in wnt], rel=1e-6)
+    # without the Gram matrices a subsampled fit through a sampling falls back to the whole plane
+    assert finefilter.fit_all(plane, target, 3, gram) == want[1]
+
+
+@pytest.mark.parametrize("through_sampling", [False, True])
+def test_a_large_plane_fits_its_filter_on_a_subset_of_rows(monkeypatch, through_sampling):
+    """Above ``FIT_MAX_VALUES`` the normal equations come from a fifth of the rows here, scaled to the
+    whole plane: a filter that made the target is recovered exactly, with the whole plane's gain."""
+    plane, smp = _level(160, 48, 14)
+    taps = _random_taps(3, 15)
+    made = finefilter.apply(plane, finefilter.kernel(3, taps))
+    if through_sampling:
+        target = smp.adjoint(smp.up(torch.from_numpy(made))).numpy()
+        args = (lambda g: smp.gram(torch.from_numpy(g)).numpy(), lambda: smp.axis_grams)
+        ident_sse = float(((smp.up(torch.from_numpy(made - plane)).numpy()) ** 2).sum())
+    else:
+        target, args, ident_sse = made, (), float(((made - plane) ** 2).sum())
+    monkeypatch.setattr(finefilter, "FIT_MAX_VALUES", 160 * 48 // 5)
+    assert sum(r1 - r0 for r0, r1 in finefilter.subset_bands(160, 48)) <= 32
+    got, gain = finefilter.fit_all(plane, target, 3, *args)[2]
+    assert got == list(taps)
+    assert gain == pytest.approx(-ident_sse, rel=0.3)  # the subset's estimate of the whole plane's
+
+
 def test_filter_records_roundtrip_and_validation():
     recs = [bitstream.ContextRecord(3, 1, 5, ((5, 6),) + (None,) * 27)]
     filters = [bitstream.FilterRecord(3, _random_taps(3, 4)), bitstream.FilterRecord(),
