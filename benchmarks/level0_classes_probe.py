@@ -25,6 +25,7 @@ them.  Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -33,7 +34,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from codec import color, decoder, finefilter, quant
+from codec import bitstream, color, decoder, finefilter
 from codec.synthesis import LatentRenderer
 
 RADIUS = 3
@@ -78,9 +79,8 @@ def probe(path: Path, images: Path) -> dict:
     p = decoder.parse(data)
     spec, c = p.spec, p.spec.channels
     codes = decoder.hybrid_codes(p)
-    planes = [np.stack([codes[lv][ch].astype(np.float32)
-                        * np.float32(quant.step_from_index(p.records[lv * c + ch].step_index)) for ch in range(c)])
-              for lv in range(spec.levels)]
+    # the dequantized latents without the level filters (and without a post filter)
+    planes = decoder.latent_planes(dataclasses.replace(p, filters=[], post=bitstream.PostFilterRecord()))
     filtered = finefilter.apply_levels(planes, p.filters)
     h, w = spec.level_shapes()[0]
     coarse = LatentRenderer(filtered[1:], spec.kernel).ycc_rows(0, h, w, h)

@@ -170,8 +170,9 @@ def fit_all(plane: np.ndarray, target: np.ndarray, max_radius: int,
     A plane of more than :data:`FIT_MAX_VALUES` values sums them over the rows of
     :func:`subset_bands` only, scaled to the whole plane: 25 taps need nothing like the 12 million
     rows of a 12 Mpixel level 0, whose fit took 5 s.  There ``G D`` is formed band by band from the
-    banded per-axis Gram matrices ``axis_grams()`` (``(G_y, G_x)``, required with ``gram``), not for
-    the whole plane.  Kodak's planes (393,216 values at most) are summed whole."""
+    banded per-axis Gram matrices ``axis_grams()`` (``(G_y, G_x)``), not for the whole plane; a fit
+    through a sampling without them sums the whole plane.  Kodak's planes (393,216 values at most)
+    are summed whole."""
     h, w = plane.shape
     n_taps = len(offsets(max_radius))
     bands = subset_bands(h, w)
@@ -181,40 +182,35 @@ def fit_all(plane: np.ndarray, target: np.ndarray, max_radius: int,
     y = np.asarray(target, dtype=np.float32).reshape(-1)
     xtx = np.zeros((n_taps, n_taps))
     xty = np.zeros(n_taps)
+    gx = grams = None
+    if gram is not None and whole:  # G D, column by column
+        gx = np.empty((h * w, n_taps), dtype=np.float32)
+        for j, col in enumerate(_columns(plane, max_radius)):
+            gx[:, j] = np.asarray(gram(col), dtype=np.float32).reshape(-1)
+    elif gram is not None:
+        grams = tuple(_diagonals(np.asarray(g, dtype=np.float64)) for g in axis_grams())
     step = max(1, DESIGN_BLOCK // w)
+    for r0, r1 in [(r0, min(h, r0 + step)) for r0 in range(0, h, step)] if whole else bands:
+        x64 = design(plane, max_radius, (r0, r1), np.float64)
+        if gx is not None:
+            gd = gx[r0 * w : r1 * w].astype(np.float64)
+        elif grams is not None:  # G D for the band's rows, from those rows and a halo of B_y beside them
+            a0, a1 = max(0, r0 - grams[0][0]), min(h, r1 + grams[0][0])
+            gd = np.empty_like(x64)
+            for j, col in enumerate(_columns(plane, max_radius, (a0, a1))):
+                gd[:, j] = _gram_band(col, a0, r0, r1, *grams).reshape(-1)
+        else:
+            gd = x64
+        xtx += x64.T @ gd
+        xty += x64.T @ y[r0 * w : r1 * w].astype(np.float64)
     if whole:
-        gx = None
-        if gram is not None:  # G D, column by column
-            gx = np.empty((h * w, n_taps), dtype=np.float32)
-            for j, col in enumerate(_columns(plane, max_radius)):
-                gx[:, j] = np.asarray(gram(col), dtype=np.float32).reshape(-1)
-        for r0 in range(0, h, step):
-            r1 = min(h, r0 + step)
-            x64 = design(plane, max_radius, (r0, r1), np.float64)
-            xtx += x64.T @ (x64 if gx is None else gx[r0 * w : r1 * w].astype(np.float64))
-            xty += x64.T @ y[r0 * w : r1 * w].astype(np.float64)
+        xtx = 0.5 * (xtx + xtx.T)
     else:
-        grams = None
-        if gram is not None:
-            grams = tuple(_diagonals(np.asarray(g, dtype=np.float64)) for g in axis_grams())
-        for r0, r1 in bands:
-            x64 = design(plane, max_radius, (r0, r1), np.float64)
-            if grams is None:
-                gd = x64
-            else:
-                a0, a1 = max(0, r0 - grams[0][0]), min(h, r1 + grams[0][0])
-                gd = np.empty_like(x64)
-                for j, col in enumerate(_columns(plane, max_radius, (a0, a1))):
-                    gd[:, j] = _gram_band(col, a0, r0, r1, *grams).reshape(-1)
-            xtx += x64.T @ gd
-            xty += x64.T @ y[r0 * w : r1 * w].astype(np.float64)
         # D_B^T (G D)_B is not symmetric (G couples the band's rows with the rows beside it), and is
         # left so: with a target that the model makes exactly, S^T r = G D k, it is solved by k
         scale = h / sum(r1 - r0 for r0, r1 in bands)
         xtx *= scale
         xty *= scale
-    if whole:
-        xtx = 0.5 * (xtx + xtx.T)
     column = {o: j for j, o in enumerate(offsets(max_radius))}
     out = []
     for radius in range(1, max_radius + 1):
