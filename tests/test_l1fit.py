@@ -1,6 +1,8 @@
 """Unit tests of the L1-regularised start of the hybrid's latents (codec.l1fit)."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -122,3 +124,35 @@ def test_a_refit_without_room_for_its_iterations_is_not_started(filled):
     assert op.norm_sq() == l1fit.Operator(samplers, 3).norm_sq() > 0
     out = l1fit.solve(image, codes, idx, 0.01, 60, op, deadline=time.perf_counter() + 600)
     assert out is not codes and any(not np.array_equal(a, b) for la, lb in zip(out, codes) for a, b in zip(la, lb))
+
+
+def test_on_the_cpu_a_hopeless_norm_stops_after_its_first_step(filled, monkeypatch):
+    """On the CPU, where the first step's one-off costs are small, ``norm_sq`` gives up after one
+    step (not two) when the rest cannot end in time even at ``CPU_FIRST_STEP_SHARE`` of its cost;
+    with time to spare it runs all ``POWER_ITERATIONS`` steps."""
+    _, _, _, _, samplers = _setup(filled, 0.1)
+    op = l1fit.Operator(samplers, 3)
+    assert op.device.type == "cpu"
+    calls = []
+    forward = op.forward
+    monkeypatch.setattr(op, "forward", lambda u: calls.append(1) or forward(u))
+    assert op.norm_sq(time.perf_counter() + 1e-5, l1fit.MIN_ITERATIONS) is None
+    assert len(calls) == 1
+    assert op.norm_sq(time.perf_counter() + 600, l1fit.MIN_ITERATIONS) > 0
+    assert len(calls) == 1 + l1fit.POWER_ITERATIONS
+
+
+def test_rdoq_past_its_deadline_returns_at_once(filled, monkeypatch):
+    """RDOQ called after its deadline returns the codes unchanged, with no sweep and ``stopped``,
+    without rendering them first (3 s of a 12 Mpixel encode whose budget left no sweep)."""
+    image, spec, idx, codes, samplers = _setup(filled, 0.1)
+
+    def no_render(*args, **kwargs):
+        raise AssertionError("rendered")
+
+    monkeypatch.setattr(rdoq, "reconstruct", no_render)
+    res = rdoq.optimise(image, spec, idx, codes, 0.01, 4, deadline=0.0, samplers=samplers)
+    assert res.stopped and res.sweeps == 0 and res.changed == [0]
+    assert all(np.array_equal(a, b) for la, lb in zip(res.codes, codes) for a, b in zip(la, lb))
+    with pytest.raises(AssertionError, match="rendered"):
+        rdoq.optimise(image, spec, idx, codes, 0.01, 4, deadline=time.perf_counter() + 600, samplers=samplers)
