@@ -42,7 +42,7 @@ LIPSCHITZ_MARGIN = 1.1  # power iteration under-estimates ||A||; FISTA needs an 
 MIN_ITERATIONS = 5
 # On the CPU the power iteration's first step also pays one-off costs (allocations, first touch of
 # its buffers), but not many: measured at 2 threads, the second step took 0.46 of the first at
-# 768x512, 0.95 at 1728x1152 and 1.07 at 4000x3000.  So where the rest, each step costed at this
+# 768x512, 0.95 at 1728x1152 and 1.07 at 4000x3000.  So where the rest, each step priced at this
 # share of the first, already cannot end before the deadline, the second step is not run either
 # (a GPU's library set-up can make its first step many times the rest: there the second step decides).
 CPU_FIRST_STEP_SHARE = 0.5
