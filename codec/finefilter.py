@@ -191,16 +191,16 @@ def fit_all(plane: np.ndarray, target: np.ndarray, max_radius: int,
         grams = tuple(_diagonals(np.asarray(g, dtype=np.float64)) for g in axis_grams())
     step = max(1, DESIGN_BLOCK // w)
     for r0, r1 in [(r0, min(h, r0 + step)) for r0 in range(0, h, step)] if whole else bands:
-        x64 = design(plane, max_radius, (r0, r1), np.float64)
-        if gx is not None:
-            gd = gx[r0 * w : r1 * w].astype(np.float64)
-        elif grams is not None:  # G D for the band's rows, from those rows and a halo of B_y beside them
+        if grams is not None:  # D and G D for the band's rows, from one pass over them and a halo of B_y beside them
             a0, a1 = max(0, r0 - grams[0][0]), min(h, r1 + grams[0][0])
+            x64 = np.empty(((r1 - r0) * w, n_taps))
             gd = np.empty_like(x64)
             for j, col in enumerate(_columns(plane, max_radius, (a0, a1))):
+                x64[:, j] = col[r0 - a0 : r1 - a0].reshape(-1)
                 gd[:, j] = _gram_band(col, a0, r0, r1, *grams).reshape(-1)
         else:
-            gd = x64
+            x64 = design(plane, max_radius, (r0, r1), np.float64)
+            gd = x64 if gx is None else gx[r0 * w : r1 * w].astype(np.float64)
         xtx += x64.T @ gd
         xty += x64.T @ y[r0 * w : r1 * w].astype(np.float64)
     if whole:
