@@ -502,7 +502,7 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
         cfg = pyramid.PyramidConfig(delta0=delta0 * shape[2], gamma=shape[0],
                                     kappa=shape[1] * pyramid.chroma_kappa(spec.colour))
         idx = pyramid.step_indices(spec, cfg)
-        return idx, pyramid.codes_of(pyramid.fill(image, spec, idx, cfg.deadzone), idx)
+        return idx, pyramid.fill_codes(target_ycc, spec, idx, cfg.deadzone, samplers)
 
     def finish(codes: list[list[np.ndarray]], idx: list[int], lam: float, shape: tuple[float, float, float],
                delta0: float, sweeps: int, stop: float, end: float, l1_cut: bool = False) -> _Candidate:

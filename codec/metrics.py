@@ -16,6 +16,12 @@ PSNR_CAP = 100.0
 def mse(a: np.ndarray, b: np.ndarray) -> float:
     if a.shape != b.shape:
         raise ValueError(f"shape mismatch {a.shape} vs {b.shape}")
+    if a.dtype == b.dtype == np.uint8:
+        # exact in integers (a squared difference is at most 255^2; their sum fits int64), in a
+        # fraction of the float64 path's time and memory on a large image
+        d = np.subtract(a, b, dtype=np.int32)
+        np.multiply(d, d, out=d)
+        return float(d.sum(dtype=np.int64)) / d.size if d.size else 0.0
     d = a.astype(np.float64) - b.astype(np.float64)
     return float(np.mean(d * d))
 

@@ -7,7 +7,7 @@ within 0.3-2.8 dB of JPEG in about a second, with no training)::
     for l = L-1 .. 0:                            (coarsest first)
         d_l = area-average of r on level l's grid
         q_l = deadzone_quantize(d_l / Delta_l)   (integers, entropy-coded)
-        reconstruction += bilinear(q_l * Delta_l)   (exactly what the decoder will compute)
+        reconstruction += sample_l(q_l * Delta_l)   (exactly what the decoder will compute)
 
 Because each level is fitted to what the coarser, already-quantized levels left over, quantization
 errors do not accumulate.  Step sizes: ``Delta_{l,c} = Delta_0 * 2^(-gamma * l) * (kappa if chroma)``:
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import color, coords, quant
+from . import color, quant
 from .models import LatentPyramid, PyramidSpec
 
 MIN_GRID = 4  # the coarsest level is about this many cells on its longer side
@@ -81,20 +81,43 @@ def codes_of(model: LatentPyramid, idx: list[int]) -> list[list[np.ndarray]]:
              for ch in range(c)] for lv in range(model.spec.levels)]
 
 
+def fill_codes(target: torch.Tensor, spec: PyramidSpec, idx: list[int], deadzone: float,
+               samplers: list) -> list[list[np.ndarray]]:
+    """Closed-loop fill (the module docstring) of ``target``, the image in the coded colour space
+    ``(C, H, W)``; returns the integer codes ``codes[level][channel]``.
+
+    Each level's contribution is rendered by ``samplers`` (:func:`codec.rdoq.samplers_for`: the
+    decoder's separable sampling matrices, ``S_y G S_x^T``), so what the finer levels are fitted to
+    is exactly what the decoder leaves, and a level costs two sparse products instead of a
+    ``grid_sample`` at every pixel (a 12-Mpixel fill on 2 cores: 3.3 s instead of 6.2 s).  The products run
+    on the samplers' device, ``target``'s."""
+    c = target.shape[0]
+    resid = target.clone()
+    codes: list[list[np.ndarray]] = [[] for _ in range(spec.levels)]
+    for lv in reversed(range(spec.levels)):
+        lh, lw = spec.level_shapes()[lv]
+        # the area average; a level of the image's size (level 0) is the residual itself
+        d = resid if (lh, lw) == tuple(resid.shape[1:]) else torch.nn.functional.adaptive_avg_pool2d(resid[None], (lh, lw))[0]
+        steps = torch.tensor([quant.step_from_index(idx[lv * c + ch]) for ch in range(c)],
+                             dtype=d.dtype, device=d.device)[:, None, None]
+        q = deadzone_quantize(d / steps, deadzone)
+        codes[lv] = list(q.to(torch.int64).cpu().numpy())
+        if lv:  # level 0's contribution is not needed: nothing is fitted after it
+            resid -= samplers[lv].up_stack(q * steps)
+    return codes
+
+
 def fill(image: np.ndarray, spec: PyramidSpec, idx: list[int], deadzone: float) -> LatentPyramid:
-    """Closed-loop fill of a :class:`LatentPyramid` (values are ``q * Delta``, exactly as decoded)."""
-    h, w, c = image.shape
+    """Closed-loop fill of a :class:`LatentPyramid` (values are ``q * Delta``, exactly as decoded;
+    :func:`fill_codes` on the CPU)."""
+    from .rdoq import samplers_for
+
+    c = spec.channels
+    target = color.rgb_to_ycbcr(torch.from_numpy(np.ascontiguousarray(image)), spec.colour).permute(2, 0, 1).float()
+    codes = fill_codes(target.contiguous(), spec, idx, deadzone, samplers_for(spec))
     model = LatentPyramid(spec)
-    target = color.rgb_to_ycbcr(torch.from_numpy(np.ascontiguousarray(image)).reshape(-1, c), spec.colour)
-    uv = coords.grid(w, h, w, h) * model.inv_extent
-    recon = torch.zeros_like(target)
     with torch.no_grad():
-        for lv in reversed(range(spec.levels)):
-            lh, lw = spec.level_shapes()[lv]
-            resid = (target - recon).T.reshape(1, c, h, w)
-            d = torch.nn.functional.adaptive_avg_pool2d(resid, (lh, lw))[0]
+        for lv in range(spec.levels):
             for ch in range(c):
-                step = quant.step_from_index(idx[lv * c + ch])
-                model.latents[lv][ch] = deadzone_quantize(d[ch] / step, deadzone) * step
-            recon = recon + model.sample_level(lv, uv)
+                model.latents[lv][ch] = torch.from_numpy(codes[lv][ch]).float() * quant.step_from_index(idx[lv * c + ch])
     return model

@@ -41,6 +41,28 @@ def test_apply_is_zero_padded_convolution(radius):
     np.testing.assert_allclose(finefilter.apply(plane, k), ref, atol=1e-5)
 
 
+@pytest.mark.parametrize("band", [1, 7, 30, 1 << 17])
+def test_apply_in_row_bands_gives_the_bits_of_the_whole_plane_sum(band, monkeypatch):
+    """The banded :func:`finefilter.apply` (decoder and encoder alike) adds the same products in the
+    same order as the plain tap-by-tap sum over the whole plane (what decoders before 0.15.5 ran), so
+    old files decode to the same bits; bands of one row, bands that do not divide the height and one
+    band for the whole plane."""
+    monkeypatch.setattr(finefilter, "APPLY_BAND_VALUES", band)
+    rng = np.random.default_rng(4)
+    for radius, shape in [(1, (13, 10)), (3, (37, 23)), (2, (5, 41)), (3, (2, 3))]:
+        k = finefilter.kernel(radius, _random_taps(radius, int(rng.integers(100))))
+        plane = (rng.integers(-4, 5, size=shape) * 0.037).astype(np.float32)
+        pad = np.pad(plane, radius)
+        ref = np.zeros(shape, dtype=np.float32)
+        for dy in range(-radius, radius + 1):
+            for dx in range(-radius, radius + 1):
+                if k[radius + dy, radius + dx]:
+                    ref += k[radius + dy, radius + dx] * pad[radius + dy : radius + dy + shape[0],
+                                                             radius + dx : radius + dx + shape[1]]
+        out = finefilter.apply(plane, k)
+        assert out.dtype == np.float32 and np.array_equal(out, ref)
+
+
 def test_fit_recovers_a_filter_and_reports_its_gain():
     rng = np.random.default_rng(2)
     plane = (rng.normal(size=(40, 50)) * (rng.random((40, 50)) < 0.3)).astype(np.float32)

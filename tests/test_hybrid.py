@@ -321,6 +321,33 @@ def test_rdoq_lowers_rate_distortion_cost(filled):
     assert after < 0.97 * before
 
 
+@pytest.mark.parametrize("colour", [0, "adaptive"])
+def test_fill_is_closed_loop_through_the_decoders_sampling(cat, colour):
+    """The analytic fill fits each level to what the decoder's rendering of the coarser levels leaves,
+    so after level 0 (native size, plain rounding at deadzone 1/2) the reconstruction is within half
+    a level-0 step of the image everywhere, in every channel; the :func:`pyramid.fill` model holds
+    the same codes times their steps."""
+    from codec import color
+    from codec.models import PyramidSpec
+
+    image = cat.astype(np.float32) / 255.0
+    h, w, c = image.shape
+    word = color.adaptive_word(image) if colour == "adaptive" else 0
+    spec = PyramidSpec(pyramid.levels_for(w, h), c, w, h, colour=word)
+    cfg = pyramid.PyramidConfig(delta0=0.08, kappa=pyramid.chroma_kappa(word))
+    idx = pyramid.step_indices(spec, cfg)
+    samplers = rdoq.samplers_for(spec)
+    target = color.rgb_to_ycbcr(torch.from_numpy(image), word).permute(2, 0, 1).float().contiguous()
+    codes = pyramid.fill_codes(target, spec, idx, cfg.deadzone, samplers)
+    steps = [quant.step_from_index(i) for i in idx]
+    y = rdoq.reconstruct(codes, steps, samplers, (c, h, w))
+    err = (target - y).abs().amax(dim=(1, 2))
+    assert all(float(err[ch]) <= steps[ch] / 2 + 1e-5 for ch in range(c)), (err, steps[:c])
+    assert sum(int(np.count_nonzero(codes[lv][ch])) for lv in range(1, spec.levels) for ch in range(c)) > 0
+    model_codes = pyramid.codes_of(pyramid.fill(image, spec, idx, cfg.deadzone), idx)
+    assert all(np.array_equal(a, b) for la, lb in zip(model_codes, codes) for a, b in zip(la, lb))
+
+
 def test_rdoq_reconstruction_matches_decoder(filled):
     """The optimiser's model of the decoder (sampling matrices, colour matrix) is the decoder."""
     image, spec, idx, codes = filled(0.05)

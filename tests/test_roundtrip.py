@@ -29,6 +29,20 @@ def test_roundtrip_every_model(encoded, cat, model):
     assert (hdr.width, hdr.height, hdr.channels) == (64, 48, 3)
 
 
+def test_mse_of_8_bit_images_is_exact_and_equals_the_float_path():
+    """``metrics.mse`` sums 8-bit images' squared differences in integers: the value of the float64
+    path, extremes included (every difference 255), and never a wrapped uint8 subtraction."""
+    rng = np.random.default_rng(2)
+    a = rng.integers(0, 256, (37, 29, 3), dtype=np.uint8)
+    b = rng.integers(0, 256, (37, 29, 3), dtype=np.uint8)
+    assert metrics.mse(a, b) == metrics.mse(a.astype(np.float32), b.astype(np.float32))
+    ones, zeros = np.full((5, 4, 3), 255, np.uint8), np.zeros((5, 4, 3), np.uint8)
+    assert metrics.mse(ones, zeros) == metrics.mse(zeros, ones) == 255.0**2
+    assert metrics.psnr(a, a) == metrics.PSNR_CAP
+    with pytest.raises(ValueError):
+        metrics.mse(a, b[:-1])
+
+
 def test_models_learn_better_than_mean(encoded, cat):
     mean_psnr = metrics.psnr(np.broadcast_to(cat.mean(axis=(0, 1)).round().astype(np.uint8), cat.shape), cat)
     for m in ("pe", "fourier", "siren"):
