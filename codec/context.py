@@ -114,6 +114,13 @@ def class_groups(cls: np.ndarray, n: int) -> list[np.ndarray]:
     return [order[(ends[b - 1] if b else 0) : ends[b]] for b in range(n)]
 
 
+def _groups_within(cls: np.ndarray, where: np.ndarray, n: int) -> list[np.ndarray]:
+    """:func:`class_groups` of ``cls`` restricted to the positions where ``where`` is true (the
+    same flat indices, in raster order), sorting only those: the decoder's checkerboard halves."""
+    idx = np.flatnonzero(where)
+    return [idx[g] for g in class_groups(cls.ravel()[idx], n)]
+
+
 def activity(shape: tuple[int, int], parent: np.ndarray | None, luma: np.ndarray | None) -> np.ndarray:
     """The integer activity ``a`` of every value of a plane of ``shape`` (see the module docstring)."""
     # int32: |q| <= entropy.MAX_K, so a < 11 MAX_K
@@ -399,19 +406,21 @@ def decode_planes(words: bytes, shapes: list[tuple[int, int]], channels: int,
             anc = anchors(plane.shape)
             # in FULL mode only the anchors' classes are known until the anchors are decoded (the
             # others are in no group until then)
-            cls = np.where(anc, base, np.int8(N_CONTEXTS)) if mode == FULL else mode_classes(base, plane, mode)
             offset = np.zeros(plane.shape, dtype=np.int32)
             sym_all = np.zeros(plane.shape, dtype=np.int32)  # version 5: magnitudes until the signs come
             flat_sym, flat_plane = sym_all.reshape(-1), plane.reshape(-1)
-            groups = class_groups(cls, MODE_CLASSES[mode])
+            if mode == FULL:
+                groups = _groups_within(base, anc, MODE_CLASSES[mode])
+            else:
+                groups = class_groups(mode_classes(base, plane, mode), MODE_CLASSES[mode])
             for b in range(MODE_CLASSES[mode]):
                 if mode == FULL and b == N_ANCHOR:  # anchors done: the others' classes and predictions are known
                     if signed:
                         _decode_signs(dec, sym_all, sign_classes(codes, lv, c, mode), anc, r.signs)
                         plane[anc] = sym_all[anc]
-                    cls = full_classes(base, plane)
                     offset = predict(plane, r.weight)
-                    groups = class_groups(cls, MODE_CLASSES[mode])
+                    # the non-anchors' groups (the anchors' classes, below N_ANCHOR, are done)
+                    groups = _groups_within(full_classes(base, plane), ~anc, MODE_CLASSES[mode])
                 where = groups[b]
                 count = int(where.size)
                 if count == 0:
