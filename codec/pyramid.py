@@ -96,8 +96,8 @@ def fill_codes(target: torch.Tensor, spec: PyramidSpec, idx: list[int], deadzone
     codes: list[list[np.ndarray]] = [[] for _ in range(spec.levels)]
     for lv in reversed(range(spec.levels)):
         lh, lw = spec.level_shapes()[lv]
-        # the area average; a level of the image's size (level 0) is the residual itself
-        d = resid if (lh, lw) == tuple(resid.shape[1:]) else torch.nn.functional.adaptive_avg_pool2d(resid[None], (lh, lw))[0]
+        # the area average; a level of the image's size (level 0: its sampler is the identity) is the residual itself
+        d = resid if samplers[lv].native else torch.nn.functional.adaptive_avg_pool2d(resid[None], (lh, lw))[0]
         steps = torch.tensor([quant.step_from_index(idx[lv * c + ch]) for ch in range(c)],
                              dtype=d.dtype, device=d.device)[:, None, None]
         q = deadzone_quantize(d / steps, deadzone)

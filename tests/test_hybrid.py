@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import codec
-from codec import bitstream, context, decoder, encoder, entropy, pyramid, quant, rdoq
+from codec import bitstream, color, context, decoder, encoder, entropy, pyramid, quant, rdoq
 from codec.config import HYBRID_PRESETS, RDOQ_LAMBDA
 from codec.errors import FieldRangeError, FormatError, TruncatedError
 from codec.models import LatentPyramid, PyramidSpec, sampling_matrix
@@ -327,9 +327,6 @@ def test_fill_is_closed_loop_through_the_decoders_sampling(cat, colour):
     so after level 0 (native size, plain rounding at deadzone 1/2) the reconstruction is within half
     a level-0 step of the image everywhere, in every channel; the :func:`pyramid.fill` model holds
     the same codes times their steps."""
-    from codec import color
-    from codec.models import PyramidSpec
-
     image = cat.astype(np.float32) / 255.0
     h, w, c = image.shape
     word = color.adaptive_word(image) if colour == "adaptive" else 0
