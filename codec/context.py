@@ -45,6 +45,7 @@ H.266's sign prediction, reduced to parent and neighbour signs).
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -233,27 +234,33 @@ def sign_classes(codes: list[list[np.ndarray]], level: int, channel: int, mode: 
         s = _up2(np.sign(codes[level + 1][channel]).astype(np.int8), (h, w)) + np.int8(1)
     else:
         s = np.ones((h, w), dtype=np.int8)
-    n = 3
     if channel > 0:
         s = s + np.int8(3) * (np.sign(codes[level][0]).astype(np.int8) + np.int8(1))
-        n = 9
     if mode != FULL:
         return s
     anc = anchors(plane.shape)
-    return np.where(anc, s, np.int8(n) + np.int8(n) * (np.sign(_anchor_sum(plane, anc)).astype(np.int8) + np.int8(1)) + s)
+    return _full_signs(s, _anchor_sum(plane, anc), anc, channel > 0)
+
+
+def _full_signs(plain: np.ndarray, anchor_sum: np.ndarray, anc: np.ndarray, chroma: bool) -> np.ndarray:
+    """FULL mode's sign contexts from the plain ones (:func:`sign_classes` in another mode) and the
+    sum of each value's four anchor neighbours: the non-anchors add that sum's sign."""
+    n = np.int8(9 if chroma else 3)
+    return np.where(anc, plain, n + n * (np.sign(anchor_sum).astype(np.int8) + np.int8(1)) + plain)
 
 
 def choose_signs(sym: np.ndarray, scls: np.ndarray, n_classes: int) -> tuple[tuple[int, ...], float]:
     """The sign probability indices of a plane (``()``: every sign at 1/2) and the bits they cost,
     the flag and side information included: per sign context, the index with the fewest bits of
     its signs plus ``se(k - SIGN_MID)``; modelled only if that beats one bit per sign."""
-    nz = sym != 0
-    pos = np.bincount(scls[nz & (sym > 0)], minlength=n_classes)[:n_classes]
-    neg = np.bincount(scls[nz & (sym < 0)], minlength=n_classes)[:n_classes]
+    # one pass: the count of each (context, sign of sym) pair
+    counts = np.bincount(3 * scls.astype(np.int32).ravel() + (np.sign(sym).astype(np.int32).ravel() + 1),
+                         minlength=3 * n_classes)[: 3 * n_classes].reshape(n_classes, 3)
+    neg, pos = counts[:, 0], counts[:, 2]
     cost = entropy.sign_bits(pos, neg) + _SE_SIGN[None, :]
     ks = np.argmin(cost, axis=1)
     modelled = float(cost[np.arange(n_classes), ks].sum())
-    uniform = float(nz.sum())
+    uniform = float(neg.sum() + pos.sum())
     if modelled < uniform:
         return tuple(int(k) for k in ks), modelled + 1
     return (), uniform + 1
@@ -303,17 +310,23 @@ def fit_dists(x: np.ndarray, cls: np.ndarray, kmax: int, n_classes: int = N_CONT
     indices as differences).  Classes are fitted in order, each choosing the pair with the fewest
     bits *including* its side information given the previous class's (greedy rate-distortion
     choice of the side information).  ``pred``: the predicted ratio index of the first class."""
-    dists: list[tuple[int, int] | None] = [None] * N_CONTEXTS
-    bits = 0.0
     if kmax == 0:
-        return dists, bits
+        return [None] * N_CONTEXTS, 0.0
     # every class's histogram of magnitudes in one pass: row b counts |x| over class b
     mags, c = np.abs(x).ravel(), cls.ravel()
     if c.size and (c.min() < 0 or c.max() >= n_classes):
         keep = (c >= 0) & (c < n_classes)
         mags, c = mags[keep], c[keep]
     hist = np.bincount(c.astype(np.int64) * (kmax + 1) + mags, minlength=n_classes * (kmax + 1)).reshape(n_classes, kmax + 1)
-    for b in range(n_classes):
+    return fit_hist(hist, pred)
+
+
+def fit_hist(hist: np.ndarray, pred: int = bitstream.FIRST_THETA) -> tuple[list[tuple[int, int] | None], float]:
+    """:func:`fit_dists` from the classes' histograms of magnitudes, ``hist[b, k] = #{class b, |x| = k}``
+    for ``k = 0..kmax`` (``kmax`` > 0, one row per class in use by the mode)."""
+    dists: list[tuple[int, int] | None] = [None] * N_CONTEXTS
+    bits = 0.0
+    for b in range(hist.shape[0]):
         bits += 1
         if not hist[b].any():
             continue
@@ -331,6 +344,83 @@ def first_theta(dists: list[tuple[int, int] | None] | tuple[tuple[int, int] | No
     return next((d[1] for d in dists if d is not None), default)
 
 
+@dataclass
+class _PlaneCode:
+    """One context mode's coding of a plane: its estimated bits (side information included), the
+    classes, the coded symbols, their largest magnitude, the distributions, the sign contexts and
+    the sign probabilities; ``costs``: every mode's bits, in mode order."""
+    bits: float
+    mode: int
+    cls: np.ndarray
+    sym: np.ndarray
+    kmax: int
+    dists: list[tuple[int, int] | None]
+    scls: np.ndarray
+    signs: tuple[int, ...]
+    costs: tuple[float, ...] = ()
+
+
+def _best_mode(codes: list[list[np.ndarray]], lv: int, c: int, weight: int, pred: int) -> _PlaneCode:
+    """The context mode of plane ``(lv, c)`` with the fewest bits (SINGLE, ACTIVITY, FULL: the first
+    of equals), given its prediction ``weight`` and the ratio index ``pred`` of the plane before.
+
+    The three modes share most of their work: SINGLE and ACTIVITY code the same symbols (the
+    values) under the same sign contexts, and FULL codes the anchors as ACTIVITY does.  So one
+    histogram over (anchor class, checkerboard half, magnitude) gives SINGLE's, ACTIVITY's and
+    FULL's anchor rows, and a second one over the non-anchors FULL's other rows: two passes over
+    the plane instead of three, with the classes, predictions and sign contexts formed once (the
+    same counts, hence the same choices and bits, as :func:`fit_dists` on each mode)."""
+    x = np.asarray(codes[lv][c])
+    k_vals = int(np.abs(x).max())
+    if k_vals > entropy.MAX_K:
+        raise FormatError(f"quantized values up to {k_vals} exceed the format's limit {entropy.MAX_K}")
+    x = x.astype(np.int32, copy=False)
+    base = plane_base(codes, lv, c)
+    anc = anchors(x.shape)
+    ax = np.abs(x)
+    # SINGLE and ACTIVITY: the values under the anchor classes, split by checkerboard half
+    h = np.bincount(((base.astype(np.int32) * 2 + anc) * (k_vals + 1) + ax).ravel(),
+                    minlength=2 * N_ANCHOR * (k_vals + 1)).reshape(N_ANCHOR, 2, k_vals + 1)
+    act = h.sum(axis=1)
+    nnz = int(act[:, 1:].sum())
+    # FULL: the non-anchors' symbols (values minus their prediction) under their own classes
+    ssum = _anchor_sum(x, anc)
+    sym_f = x - np.where(anc, 0, _weighted(ssum, weight)).astype(np.int32) if weight else x
+    k_full = int(np.abs(sym_f).max())
+    if k_full > entropy.MAX_K:
+        raise FormatError(f"quantized values up to {k_full} exceed the format's limit {entropy.MAX_K}")
+    n_abs = _cross4(np.where(anc, ax, 0))
+    other = np.int8(len(EDGES_N)) * np.minimum(base, np.int8(4)) + _BIN_N[np.minimum(n_abs, int(EDGES_N[-1]))]
+    n_other = N_CONTEXTS - N_ANCHOR
+    hf = np.bincount(np.where(anc, n_other * (k_full + 1), other.astype(np.int32) * (k_full + 1) + np.abs(sym_f)).ravel(),
+                     minlength=(n_other + 1) * (k_full + 1)).reshape(n_other + 1, k_full + 1)[:n_other]
+    full = np.zeros((N_CONTEXTS, k_full + 1), dtype=h.dtype)
+    k_anc = min(k_vals, k_full)  # the anchors' magnitudes are at most both
+    full[:N_ANCHOR, : k_anc + 1] = h[:, 1, : k_anc + 1]
+    full[N_ANCHOR:] = hf
+    # sign contexts: FULL's non-anchors add the sign of their anchor neighbours' sum
+    s_plain = sign_classes(codes, lv, c, ACTIVITY)
+    s_full = _full_signs(s_plain, ssum, anc, c > 0)
+    signs_plain, sbits_plain = choose_signs(x, s_plain, bitstream.sign_contexts(ACTIVITY, c > 0))
+    signs_full, sbits_full = choose_signs(sym_f, s_full, bitstream.sign_contexts(FULL, c > 0))
+    best, costs = None, []
+    for mode, hist, sym, kmax, scls, signs, sbits, n_nz in (
+            (SINGLE, act.sum(axis=0)[None], x, k_vals, s_plain, signs_plain, sbits_plain, nnz),
+            (ACTIVITY, act, x, k_vals, s_plain, signs_plain, sbits_plain, nnz),
+            (FULL, full, sym_f, k_full, s_full, signs_full, sbits_full, int(np.count_nonzero(sym_f)))):
+        dists, bits = fit_hist(hist, pred) if kmax else ([None] * N_CONTEXTS, 0.0)
+        # fit_hist charges one bit per sign (the two-sided table); the sign model replaces it
+        bits += sbits - n_nz + bitstream.ue_bits(kmax, bitstream.K_ORDER)
+        bits += WEIGHT_BITS if mode == FULL else 0
+        costs.append(bits)
+        if best is None or bits < best.bits:
+            best = _PlaneCode(bits, mode, None, sym, kmax, dists, scls, signs)
+    best.costs = tuple(costs)
+    best.cls = (np.zeros(x.shape, dtype=np.int8) if best.mode == SINGLE else base if best.mode == ACTIVITY
+                else np.where(anc, base, np.int8(N_ANCHOR) + other))
+    return best
+
+
 def encode_planes(codes: list[list[np.ndarray]], steps: list[list[int]]) -> tuple[dict[tuple[int, int], bitstream.ContextRecord], bytes]:
     """Code all planes (``steps[level][channel]``: step indices) in format version 5 (magnitudes,
     then signs under their contexts); return each plane's :class:`codec.bitstream.ContextRecord`
@@ -341,43 +431,25 @@ def encode_planes(codes: list[list[np.ndarray]], steps: list[list[int]]) -> tupl
     records = {}
     pred = bitstream.FIRST_THETA
     for lv, c in coding_order(len(codes), len(codes[0])):
-        x = np.asarray(codes[lv][c], dtype=np.int64)
+        x = codes[lv][c]
         if not x.any():
             records[(lv, c)] = bitstream.ContextRecord(0, SINGLE, 0, (None,) * N_CONTEXTS)
             continue
-        best = None
-        base = plane_base(codes, lv, c)
         weight = choose_weight(x)
-        sign_choice = {}  # modes 0 and 1 code the same symbols under the same sign contexts
-        for mode in (SINGLE, ACTIVITY, FULL):
-            cls = mode_classes(base, x, mode)
-            sym = symbols(x, mode, weight)
-            kmax = int(np.abs(sym).max())
-            if kmax > entropy.MAX_K:
-                raise FormatError(f"quantized values up to {kmax} exceed the format's limit {entropy.MAX_K}")
-            dists, bits = fit_dists(sym, cls, kmax, MODE_CLASSES[mode], pred)
-            if (mode == FULL) not in sign_choice:
-                scls = sign_classes(codes, lv, c, mode)
-                sign_choice[mode == FULL] = (scls, *choose_signs(sym, scls, bitstream.sign_contexts(mode, c > 0)))
-            scls, signs, sbits = sign_choice[mode == FULL]
-            # fit_dists charges one bit per sign (the two-sided table); the sign model replaces it
-            bits += sbits - np.count_nonzero(sym) + bitstream.ue_bits(kmax, bitstream.K_ORDER)
-            bits += WEIGHT_BITS if mode == FULL else 0
-            if best is None or bits < best[0]:
-                best = (bits, mode, cls, dists, sym, kmax, scls, signs)
-        _, mode, cls, dists, sym, kmax, scls, signs = best
+        best = _best_mode(codes, lv, c, weight, pred)
+        mode, sym, scls, signs, dists, kmax = best.mode, best.sym, best.scls, best.signs, best.dists, best.kmax
         records[(lv, c)] = bitstream.ContextRecord(int(steps[lv][c]), mode, kmax, tuple(dists),
                                                    weight if mode == FULL else 0, signs)
         pred = first_theta(dists, pred)
         anc = anchors(x.shape)
-        flat_sym, groups = sym.ravel(), class_groups(cls, MODE_CLASSES[mode])
+        flat_sym, groups = sym.ravel(), class_groups(best.cls, MODE_CLASSES[mode])
         for b, d in enumerate(dists):
             if mode == FULL and b == N_ANCHOR:
                 _code_signs(enc, sym, scls, anc, signs)
             if d is not None:
                 sel = np.abs(flat_sym[groups[b]])
-                enc.encode(sel.astype(np.int32), entropy.magnitude_model(int(entropy.THETAS[d[1]]), kmax,
-                                                                         int(entropy.THETAS[d[0]])))
+                enc.encode(sel.astype(np.int32, copy=False),
+                           entropy.magnitude_model(int(entropy.THETAS[d[1]]), kmax, int(entropy.THETAS[d[0]])))
         _code_signs(enc, sym, scls, ~anc if mode == FULL else np.ones(x.shape, dtype=bool), signs)
     return records, enc.get_compressed().astype("<u4").tobytes()
 
@@ -407,6 +479,9 @@ def decode_planes(words: bytes, shapes: list[tuple[int, int]], channels: int,
             # in FULL mode only the anchors' classes are known until the anchors are decoded (the
             # others are in no group until then)
             offset = np.zeros(plane.shape, dtype=np.int32)
+            # the sign contexts: FULL's non-anchors' are known once the anchors are (the anchors'
+            # are the plain ones)
+            scls = sign_classes(codes, lv, c, ACTIVITY) if signed else None
             sym_all = np.zeros(plane.shape, dtype=np.int32)  # version 5: magnitudes until the signs come
             flat_sym, flat_plane = sym_all.reshape(-1), plane.reshape(-1)
             if mode == FULL:
@@ -416,9 +491,12 @@ def decode_planes(words: bytes, shapes: list[tuple[int, int]], channels: int,
             for b in range(MODE_CLASSES[mode]):
                 if mode == FULL and b == N_ANCHOR:  # anchors done: the others' classes and predictions are known
                     if signed:
-                        _decode_signs(dec, sym_all, sign_classes(codes, lv, c, mode), anc, r.signs)
+                        _decode_signs(dec, sym_all, scls, anc, r.signs)
                         plane[anc] = sym_all[anc]
-                    offset = predict(plane, r.weight)
+                    ssum = _anchor_sum(plane, anc)
+                    offset = np.where(anc, 0, _weighted(ssum, r.weight))  # predict(plane, r.weight)
+                    if signed:
+                        scls = _full_signs(scls, ssum, anc, c > 0)
                     # the non-anchors' groups (the anchors' classes, below N_ANCHOR, are done)
                     groups = _groups_within(full_classes(base, plane), ~anc, MODE_CLASSES[mode])
                 where = groups[b]
@@ -437,7 +515,7 @@ def decode_planes(words: bytes, shapes: list[tuple[int, int]], channels: int,
                     flat_plane[where] = sym.astype(np.int32) - kmax + offset.reshape(-1)[where]
             if signed:
                 rest = ~anc if mode == FULL else np.ones(plane.shape, dtype=bool)
-                _decode_signs(dec, sym_all, sign_classes(codes, lv, c, mode), rest, r.signs)
+                _decode_signs(dec, sym_all, scls, rest, r.signs)
                 plane[rest] = sym_all[rest] + offset[rest]
     except FormatError:
         raise

@@ -561,9 +561,10 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
 
         def run(delta0: float, shape: tuple[float, float, float], lam: float) -> _Candidate:
             progress.stage(f"{p.name} pass {passes + 1}")
+            t_fill = time.perf_counter()
             idx, codes = start(delta0, shape)
             codes = l1fit.solve(image, codes, idx, lam, p.l1_iterations, l1_operator, p.l1_bits, deadline=l1_stop,
-                                tick=progress.tick)
+                                tick=progress.tick, fill_seconds=time.perf_counter() - t_fill)
             # (solve checks its deadline before each iteration: past it now, it was cut or ended there)
             l1_cut = p.l1_iterations > 0 and time.perf_counter() > l1_stop
             return finish(codes, idx, lam, shape, delta0, sweeps, stop, end, l1_cut)

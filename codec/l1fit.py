@@ -46,6 +46,13 @@ MIN_ITERATIONS = 5
 # share of the first, already cannot end before the deadline, the second step is not run either
 # (a GPU's library set-up can make its first step many times the rest: there the second step decides).
 CPU_FIRST_STEP_SHARE = 0.5
+# Before its first step, on the CPU, a power step's cost is bounded from below by the analytic
+# fill's (:func:`codec.pyramid.fill_codes`, which renders every level once, as a step renders and
+# adjoins them all): measured at 2 threads, a step took 0.40-0.60 of the fill at 768x512, 0.51-0.56
+# at 1728x1152 and 0.58-0.76 at 4000x3000.  Where steps at this share of the fill's time cannot end
+# before the deadline, the norm is not even started: on a 4000x3000 image under `fast --seconds 30`
+# its first step (2.6 s) was otherwise spent only to find that no iteration fits.
+FILL_STEP_SHARE = 0.3
 
 
 def bits_per_unit(codes: list[list[np.ndarray]], scale: float) -> np.ndarray:
@@ -89,16 +96,21 @@ class Operator:
         rows = r.permute(1, 0, 2).reshape(r.shape[1], -1)  # shared by every level's adjoint_stack
         return [s.adjoint_stack(r, rows) * k for s, k in zip(self.samplers, self.scale)]
 
-    def norm_sq(self, deadline: float | None = None, reserve: int = 0) -> float | None:
+    def norm_sq(self, deadline: float | None = None, reserve: int = 0, fill_seconds: float | None = None) -> float | None:
         """``||A||^2`` by power iteration from a seeded start (deterministic; computed once).
 
         With a ``deadline`` (``time.perf_counter()``), ``None`` instead when, timed by its second
         step (the first also pays one-off costs: allocations, a GPU's library set-up), the rest of
         the power iteration and ``reserve`` more steps of the same cost (the caller's iterations)
         would not end before it; on the CPU already after the first step when they would not end
-        in time at :data:`CPU_FIRST_STEP_SHARE` of its cost each.  A later call starts again."""
+        in time at :data:`CPU_FIRST_STEP_SHARE` of its cost each, and before the first step when
+        they would not end in time at :data:`FILL_STEP_SHARE` of ``fill_seconds`` each (the
+        analytic fill's time, if the caller knows it).  A later call starts again."""
         if self._norm_sq is not None:
             return self._norm_sq
+        if (deadline is not None and fill_seconds is not None and self.device.type == "cpu"
+                and time.perf_counter() + (POWER_ITERATIONS + reserve) * FILL_STEP_SHARE * fill_seconds > deadline):
+            return None
         gen = torch.Generator().manual_seed(0)
         v = [torch.randn((self.channels,) + tuple(s.energy.shape), generator=gen).to(self.device) for s in self.samplers]
         est = 1.0
@@ -119,19 +131,20 @@ class Operator:
 def solve(image: np.ndarray, codes: list[list[np.ndarray]], step_idx: list[int], lam: float,
           iterations: int, op: Operator, bits_scale: float = 1.0,
           deadzone: float = 0.5, deadline: float | None = None,
-          tick: Callable[[str], None] | None = None) -> list[list[np.ndarray]]:
+          tick: Callable[[str], None] | None = None, fill_seconds: float | None = None) -> list[list[np.ndarray]]:
     """FISTA on the problem above, warm-started from ``codes`` (``codes[level][channel]``, integer
     latents with steps ``step_idx``); returns the deadzone-quantized solution.  Stops early at
     ``deadline`` (``time.perf_counter()``).  ``tick`` (a progress display) is called once per
     iteration with its position, ``"L1 12/60"``.  Returns ``codes`` itself, unchanged, when fewer
     than ``MIN_ITERATIONS`` iterations (or ``iterations``, if fewer) would fit before ``deadline``
-    after the operator's norm is known (:meth:`Operator.norm_sq`): a budget that short is better
-    spent on RDOQ and the level filters."""
+    after the operator's norm is known (:meth:`Operator.norm_sq`; ``fill_seconds``, the analytic
+    fill's time, lets it decide before its first step): a budget that short is better spent on
+    RDOQ and the level filters."""
     if iterations <= 0:
         return codes
     if deadline is not None and time.perf_counter() > deadline:
         return codes
-    norm_sq = op.norm_sq(deadline, min(iterations, MIN_ITERATIONS))
+    norm_sq = op.norm_sq(deadline, min(iterations, MIN_ITERATIONS), fill_seconds)
     if norm_sq is None:
         return codes
     c = image.shape[2]

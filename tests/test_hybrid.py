@@ -145,6 +145,57 @@ def test_context_classes_are_the_edge_bins_in_int8():
     assert all(p.dtype == np.int32 for lv in back for p in lv)
     np.testing.assert_array_equal(back[0][1], luma)
 
+def test_the_shared_mode_choice_equals_fitting_each_mode_apart():
+    """The encoder prices the three context modes from two shared histograms (0.15.6); the result
+    must be what fitting each mode apart gives (:func:`context.fit_dists` on its classes and
+    symbols, its sign contexts and probabilities): every mode's bits, and the chosen mode's
+    distributions, symbols and classes.  The planes are made so that each mode wins somewhere."""
+    modes = set()
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        shapes = [(int(rng.integers(24, 48)), int(rng.integers(24, 48)))]
+        for _ in range(2):
+            shapes.append(((shapes[-1][0] + 1) // 2, (shapes[-1][1] + 1) // 2))
+        density = [0.03, 0.2, 0.5, 0.9, 1.0, 0.1][seed]
+        top = [3, 20, 200, 5, 40, 1000][seed]
+        codes = [[(rng.integers(-top, top + 1, s) * (rng.random(s) < density)).astype(np.int64) for _ in range(3)]
+                 for s in shapes]
+        for lv in (1, 0):  # non-zeros under non-zero parents, as in a real pyramid: ACTIVITY pays
+            for c in range(3):
+                under = np.repeat(np.repeat(codes[lv + 1][c] != 0, 2, 0), 2, 1)[: shapes[lv][0], : shapes[lv][1]]
+                codes[lv][c] = np.where(under, codes[lv][c], 0)
+        i, j = np.indices(shapes[0])  # a smooth plane, where the prediction makes FULL's symbols small
+        codes[0][seed % 3] = np.round(top * np.sin(i / 3.0) * np.cos(j / 4.0)).astype(np.int64)
+        pred = bitstream.FIRST_THETA
+        for lv, c in context.coding_order(len(shapes), 3):
+            x = codes[lv][c]
+            if not x.any():
+                continue
+            weight = context.choose_weight(x)
+            base = context.plane_base(codes, lv, c)
+            ref = []
+            for mode in (context.SINGLE, context.ACTIVITY, context.FULL):
+                sym = context.symbols(x, mode, weight)
+                kmax = int(np.abs(sym).max())
+                dists, bits = context.fit_dists(sym, context.mode_classes(base, x, mode), kmax,
+                                                context.MODE_CLASSES[mode], pred)
+                scls = context.sign_classes(codes, lv, c, mode)
+                signs, sbits = context.choose_signs(sym, scls, bitstream.sign_contexts(mode, c > 0))
+                bits += sbits - np.count_nonzero(sym) + bitstream.ue_bits(kmax, bitstream.K_ORDER)
+                bits += context.WEIGHT_BITS if mode == context.FULL else 0
+                ref.append((bits, mode, dists, kmax, signs, sym, scls))
+            want = min(ref, key=lambda r: r[0])  # the first of equals, as the encoder
+            got = context._best_mode(codes, lv, c, weight, pred)
+            assert got.costs == tuple(r[0] for r in ref)
+            assert (got.bits, got.mode, got.dists, got.kmax, got.signs) == want[:5]
+            np.testing.assert_array_equal(got.sym, want[5])
+            np.testing.assert_array_equal(got.scls, want[6])
+            np.testing.assert_array_equal(got.cls, context.mode_classes(base, x, got.mode))
+            modes.add(got.mode)
+            pred = context.first_theta(got.dists, pred)
+    assert modes == {context.SINGLE, context.ACTIVITY, context.FULL}
+
+
 def test_context_modes_are_chosen_by_cost_and_beat_one_distribution():
     """Sparse fine planes whose non-zeros sit under active parents: the context rule must pay off."""
     rng = np.random.default_rng(0)

@@ -142,6 +142,27 @@ def test_on_the_cpu_a_hopeless_norm_stops_after_its_first_step(filled, monkeypat
     assert len(calls) == 1 + l1fit.POWER_ITERATIONS
 
 
+def test_on_the_cpu_the_fill_time_rules_out_a_hopeless_norm_before_its_first_step(filled, monkeypatch):
+    """Given the analytic fill's time, ``norm_sq`` on the CPU returns ``None`` without a single step
+    when ``POWER_ITERATIONS`` steps and the caller's reserve, each at ``FILL_STEP_SHARE`` of the
+    fill's time, cannot end before the deadline; otherwise it runs as without the hint, and
+    ``solve`` passes the hint on (returning its start unchanged, the very object)."""
+    image, _, idx, codes, samplers = _setup(filled, 0.1)
+    op = l1fit.Operator(samplers, 3)
+    calls = []
+    forward = op.forward
+    monkeypatch.setattr(op, "forward", lambda u: calls.append(1) or forward(u))
+    share = l1fit.FILL_STEP_SHARE * (l1fit.POWER_ITERATIONS + l1fit.MIN_ITERATIONS)
+    # 20 s of room, a fill that predicts at least 1.5 x 20 s of steps: not started
+    assert op.norm_sq(time.perf_counter() + 20, l1fit.MIN_ITERATIONS, fill_seconds=30 / share) is None
+    assert l1fit.solve(image, codes, idx, 0.01, 60, op, deadline=time.perf_counter() + 20,
+                       fill_seconds=30 / share) is codes
+    assert calls == []
+    # a fill that predicts half of the room: the power iteration runs in full
+    assert op.norm_sq(time.perf_counter() + 20, l1fit.MIN_ITERATIONS, fill_seconds=10 / share) > 0
+    assert len(calls) == l1fit.POWER_ITERATIONS
+
+
 def test_rdoq_past_its_deadline_returns_at_once(filled, monkeypatch):
     """RDOQ called after its deadline returns the codes unchanged, with no sweep and ``stopped``,
     without rendering them first (3 s of a 12 Mpixel encode whose budget left no sweep)."""
