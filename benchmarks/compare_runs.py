@@ -18,7 +18,9 @@ every curve is also compared with the published curves of ``--anchors`` (default
 ``codec/data/anchors_kodak.csv``: VTM, Cool-chic, C3, BPG, COIN, Strümpler et al.;
 :func:`codec.bench.bd_vs_anchors`).  ``--points IMAGE:BPP:PSNR[,...]`` compares every curve with
 single points of another codec on single images (:func:`vs_points`), where no curve is available
-(issue 5's Cool-chic encodes cut to five minutes).
+(issue 5's Cool-chic encodes cut to five minutes).  ``--plot PNG`` draws the merged curves (PSNR and
+MS-SSIM against bpp, with the published curves on the 24 Kodak images) as :func:`codec.bench.plot`
+draws a run's ``rd.png``; a label starting with ``inrc`` is drawn as one of ours.
 """
 from __future__ import annotations
 
@@ -145,6 +147,8 @@ def main() -> None:
     ap.add_argument("--points", metavar="IMAGE:BPP:PSNR[,...]",
                     help="also every curve against these single points of another codec (vs_points)")
     ap.add_argument("--out", help="write the results as JSON here")
+    ap.add_argument("--plot", metavar="PNG", help="draw the curves (and the published ones on Kodak) here")
+    ap.add_argument("--title", default="", help="the figure's title (with --plot)")
     args = ap.parse_args()
     try:
         published = bench.published_curves(args.anchors)
@@ -211,6 +215,9 @@ def main() -> None:
             print(f"{lab:>26s} " + "  ".join(cells))
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    if args.plot:
+        bench.plot(curves, published if vs else {}, Path(args.plot),
+                   args.title or f"{len(images)} images; bpp of the real files, PSNR on 8-bit RGB (mean per image)")
 
 
 if __name__ == "__main__":

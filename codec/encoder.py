@@ -342,7 +342,7 @@ def post_rdoq_target(image: np.ndarray, codes: list[list[np.ndarray]], idx: list
     error is RDOQ's exact quadratic in the latents against ``x'``.  ``P`` does change with the
     latents, so each round's file is decoded and kept only if its real cost drops; in practice
     RDOQ's moves are small and the correction nearly fixed (one round lowered ``D + lambda R`` by
-    0.63-0.77 % on three Kodak files that kept the filter, README)."""
+    0.63-0.77 % on three Kodak files that kept the filter, docs/design.md)."""
     h, w, c = image.shape
     y = rdoq.reconstruct(codes, [quant.step_from_index(i) for i in idx], samplers, (c, h, w)).cpu().numpy()
     corr = postfilter.correction(lambda r0, r1: y[:, r0:r1], h, w, record, c)
@@ -617,7 +617,7 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
                 else:
                     break
             lam = p.rdoq_lambda * best.delta0 ** 2
-        # a shape pass leaves time for one refit pass (a refit saves more than a shape: README, Presets)
+        # a shape pass leaves time for one refit pass (a refit saves more than a shape: docs/design.md, Presets)
         reserve = REFIT_COST * first_seconds if p.refits else 0.0
         for shape in p.shapes[1:]:
             if not fits(first_seconds + reserve):

@@ -55,6 +55,30 @@ def test_compare_on_common_images(compare, tmp_path, monkeypatch, capsys):
     assert "1 images: x.png" in capsys.readouterr().out
 
 
+def test_plot_draws_the_merged_curves(compare, tmp_path, monkeypatch):
+    """``--plot`` writes a PNG of the merged curves (the figure ``inrc bench`` draws for a run), with
+    the given title, and passes those curves, labelled as on the command line, to the plot."""
+    half = [(b / 2, p) for b, p in BASE]
+    _write_run(tmp_path / "a", {"ref": {"x.png": BASE}})
+    _write_run(tmp_path / "b", {"test": {"x.png": half}})
+    drawn = {}
+    real_plot = bench.plot
+
+    def spy(curves, anchors, path, title):
+        drawn.update(curves=curves, anchors=anchors, title=title)
+        real_plot(curves, anchors, path, title)
+
+    monkeypatch.setattr(bench, "plot", spy)
+    png = tmp_path / "rd.png"
+    monkeypatch.setattr(sys, "argv", ["compare_runs", f"ref={tmp_path / 'a'}:ref", f"inrc test={tmp_path / 'b'}:test",
+                                      "--plot", str(png), "--title", "two runs"])
+    compare.main()
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert drawn["title"] == "two runs" and drawn["anchors"] == {}  # one image, not Kodak's 24: no published curves
+    assert list(drawn["curves"]) == ["ref", "inrc test"]
+    assert [p["bpp"] for p in drawn["curves"]["inrc test"]] == pytest.approx([b for b, _ in half])
+
+
 def test_curve_means_over_images(compare):
     rows = {i: {str(s): {"bpp": str(b * k), "psnr": str(p + k), "mse": "1.0", "ms_ssim": "",
                          "encoding_time": "1", "decoding_time": "0.1"} for s, (b, p) in enumerate(BASE, 1)}
