@@ -376,8 +376,12 @@ def file_cost(data: bytes, image: np.ndarray, lam: float) -> tuple[float, float]
 
 @dataclass
 class _Candidate:
+    """A written file of the search and what a further pass needs of it.  ``sse``, its squared
+    8-bit RGB error, is either given or computed from ``render`` when first asked for: a file that
+    is never compared with another (`fast`'s only pass, with no progress bar to show it) is never
+    rendered for it (2.4 s at 12 Mpixels; the final decode measures the written file anyway)."""
     data: bytes
-    sse: float
+    _sse: float | None
     shape: tuple[float, float, float]
     delta0: float
     sweeps: int
@@ -387,6 +391,15 @@ class _Candidate:
     filtered: list = field(default_factory=list, repr=False)
     filters: list = field(default_factory=list, repr=False)  # the level filters' records
     cut_short: bool = False  # a deadline ended its L1 refit or its RDOQ sweeps
+    render: Callable[[], float] | None = field(default=None, repr=False)
+
+    @property
+    def sse(self) -> float:
+        if self._sse is None:
+            if self.render is None:
+                raise ValueError("a candidate needs its error or a way to render it")
+            self._sse, self.render = self.render(), None
+        return self._sse
 
 
 def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> EncodeResult:
@@ -530,14 +543,17 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
         data = code_hybrid(spec, res.codes, idx, filters)
         coding_seconds.append(time.perf_counter() - t_code)
         filtered = rdoq.with_filters(samplers, filter_kernels(filters))
-        y = rdoq.reconstruct(res.codes, steps, filtered, (c, h, w))
-        rgb = torch.einsum("ij,jhw->ihw", matrix, y - centre[:, None, None])
-        sse = float(((color.quantize_uint8(rgb) - target) ** 2).sum())
-        cand = _Candidate(data, sse, shape, delta0, res.sweeps, res.codes, idx, filtered, filters,
-                          cut_short=l1_cut or res.stopped)
-        if in_size(cand) and cost(cand, lam) < shown_cost:
+
+        def render() -> float:
+            y = rdoq.reconstruct(res.codes, steps, filtered, (c, h, w))
+            rgb = torch.einsum("ij,jhw->ihw", matrix, y - centre[:, None, None])
+            return float(((color.quantize_uint8(rgb) - target) ** 2).sum())
+
+        cand = _Candidate(data, None, shape, delta0, res.sweeps, res.codes, idx, filtered, filters,
+                          cut_short=l1_cut or res.stopped, render=render)
+        if progress.active and in_size(cand) and cost(cand, lam) < shown_cost:
             shown_cost = cost(cand, lam)
-            progress.best(len(data), 10.0 * math.log10(h * w * c / max(sse, 1e-12)))
+            progress.best(len(data), 10.0 * math.log10(h * w * c / max(cand.sse, 1e-12)))
         return cand
 
     post_steps = preset.post_steps  # 0 once the first pass shows a file too small for the filter to pay

@@ -61,6 +61,11 @@ class TimeProgress(_Bar):
         self.last_draw = 0.0
         self.bar = None
 
+    @property
+    def active(self) -> bool:
+        """Whether the bar is drawn (what it shows need not be computed otherwise)."""
+        return self.bar is not None
+
     def start(self, budget: float) -> None:
         """Draw the bar, against ``budget`` seconds from ``t_start``."""
         stream = _stream(self.quiet)

@@ -532,6 +532,30 @@ def test_a_preset_with_a_base_is_never_worse_than_its_base(cat, monkeypatch):
     assert s.stats["kept_stage"] == "medium" and s.data == m.data
 
 
+def test_a_candidates_error_is_rendered_only_when_asked_for(cat, monkeypatch):
+    """A search candidate's 8-bit error is rendered when first compared or shown, once (0.15.6): a
+    ``fast`` encode without a progress bar renders none (the final decode measures the file), a
+    ``medium`` encode renders the candidates it compares, and the files are the same either way."""
+    cand = encoder._Candidate(b"x", None, (1.0, 1.0, 1.0), 0.1, 0, render=lambda: 7.0)
+    assert cand.sse == 7.0 and cand.render is None and cand.sse == 7.0
+    with pytest.raises(ValueError):
+        _ = encoder._Candidate(b"x", None, (1.0, 1.0, 1.0), 0.1, 0).sse
+    calls = []
+    real = encoder._Candidate.sse.fget
+
+    def counted(self):
+        if self._sse is None:
+            calls.append(1)
+        return real(self)
+
+    fast = codec.encode_image(cat, preset="fast", quality=60, quiet=True).data
+    monkeypatch.setattr(encoder._Candidate, "sse", property(counted))
+    r = codec.encode_image(cat, preset="fast", quality=60, quiet=True)
+    assert calls == [] and r.data == fast
+    m = codec.encode_image(cat, preset="medium", quality=60, seconds=100.0, quiet=True)
+    assert len(calls) >= 2 and m.stats["passes"] >= 2  # its passes are compared
+
+
 def test_a_later_stage_starts_only_if_its_first_pass_fits(cat):
     """Under a cap that the base's search already uses up, ``slow`` writes the base's file."""
     r = codec.encode_image(cat, preset="slow", quality=60, seconds=1e-4)
