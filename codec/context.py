@@ -351,7 +351,7 @@ class _PlaneCode:
     the sign probabilities; ``costs``: every mode's bits, in mode order."""
     bits: float
     mode: int
-    cls: np.ndarray
+    cls: np.ndarray | None  # set once the mode is chosen
     sym: np.ndarray
     kmax: int
     dists: list[tuple[int, int] | None]
