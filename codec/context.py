@@ -155,15 +155,20 @@ def anchor_classes(shape: tuple[int, int], parent: np.ndarray | None, luma: np.n
 def full_classes(base: np.ndarray, plane: np.ndarray) -> np.ndarray:
     """Classes of all values, given ``base = anchor_classes(...)`` and the plane (only its anchors are read)."""
     anc = anchors(plane.shape)
+    return np.where(anc, base, _non_anchor_classes(base, plane, anc))  # int8, as base
+
+
+def _non_anchor_classes(base: np.ndarray, plane: np.ndarray, anc: np.ndarray) -> np.ndarray:
+    """The FULL rule's class ``8 + 4 min(A(a), 4) + N(n)`` at every position (int8; meaningful at
+    the non-anchors), given ``base`` and the plane's anchors ``anc``."""
     n = _neighbours(np.where(anc, plane, 0))
-    other = np.int8(N_ANCHOR) + np.int8(len(EDGES_N)) * np.minimum(base, np.int8(4)) + _BIN_N[np.minimum(n, int(EDGES_N[-1]))]
-    return np.where(anc, base, other)  # int8, as base
+    return np.int8(N_ANCHOR) + np.int8(len(EDGES_N)) * np.minimum(base, np.int8(4)) + _BIN_N[np.minimum(n, int(EDGES_N[-1]))]
 
 
 WEIGHT_BITS = 4  # FULL mode: non-anchor prediction weight w in 0..15, eighths of the neighbours' mean
 
 
-def predict(plane: np.ndarray, weight: int) -> np.ndarray:
+def predict(plane: np.ndarray, weight: int, anchor_sum: np.ndarray | None = None) -> np.ndarray:
     """FULL mode's prediction of the non-anchor values from their four anchor neighbours (0 on anchors)::
 
         s = sum of q over the four edge neighbours (anchors, zero padded)
@@ -172,9 +177,10 @@ def predict(plane: np.ndarray, weight: int) -> np.ndarray:
     Exact integer arithmetic.  Neighbouring latents of a level are correlated (the analytic fill
     and RDOQ leave smooth residue along edges); coding ``q - pred`` instead of ``q`` is the
     mean-prediction half of the checkerboard context model (He et al., CVPR 2021), with one
-    weight per plane instead of a network."""
+    weight per plane instead of a network.  ``anchor_sum``: ``s`` at every position, if the caller
+    has it (:func:`_anchor_sum`)."""
     anc = anchors(plane.shape)
-    return np.where(anc, 0, _weighted(_anchor_sum(plane, anc), weight))
+    return np.where(anc, 0, _weighted(_anchor_sum(plane, anc) if anchor_sum is None else anchor_sum, weight))
 
 
 def _weighted(s: np.ndarray, weight: np.ndarray | int) -> np.ndarray:
@@ -186,11 +192,11 @@ def _anchor_sum(plane: np.ndarray, anc: np.ndarray) -> np.ndarray:
     return _cross4(np.where(anc, plane, 0).astype(np.int32))  # int32: at most 4 MAX_K in size
 
 
-def choose_weight(plane: np.ndarray) -> int:
+def choose_weight(plane: np.ndarray, anchor_sum: np.ndarray | None = None) -> int:
     """The weight ``w`` of :func:`predict` with the smallest sum of ``|q - pred|`` over the non-anchors
-    (the Laplace code length's proxy)."""
+    (the Laplace code length's proxy); ``anchor_sum`` as for :func:`predict`."""
     m = ~anchors(plane.shape)
-    s = _anchor_sum(plane, ~m)[m]
+    s = (_anchor_sum(plane, ~m) if anchor_sum is None else anchor_sum)[m]
     x = plane[m].astype(np.int64)
     nz = s != 0  # where s = 0 every weight predicts 0
     s, x = s[nz], x[nz]
@@ -348,7 +354,8 @@ def first_theta(dists: list[tuple[int, int] | None] | tuple[tuple[int, int] | No
 class _PlaneCode:
     """One context mode's coding of a plane: its estimated bits (side information included), the
     classes, the coded symbols, their largest magnitude, the distributions, the sign contexts and
-    the sign probabilities; ``costs``: every mode's bits, in mode order."""
+    the sign probabilities, the prediction weight (:func:`choose_weight`); ``costs``: every mode's
+    bits, in mode order."""
     bits: float
     mode: int
     cls: np.ndarray | None  # set once the mode is chosen
@@ -357,12 +364,14 @@ class _PlaneCode:
     dists: list[tuple[int, int] | None]
     scls: np.ndarray
     signs: tuple[int, ...]
+    weight: int = 0
     costs: tuple[float, ...] = ()
 
 
-def _best_mode(codes: list[list[np.ndarray]], lv: int, c: int, weight: int, pred: int) -> _PlaneCode:
+def _best_mode(codes: list[list[np.ndarray]], lv: int, c: int, pred: int) -> _PlaneCode:
     """The context mode of plane ``(lv, c)`` with the fewest bits (SINGLE, ACTIVITY, FULL: the first
-    of equals), given its prediction ``weight`` and the ratio index ``pred`` of the plane before.
+    of equals), given the ratio index ``pred`` of the plane before; its prediction weight is
+    :func:`choose_weight`'s.
 
     The three modes share most of their work: SINGLE and ACTIVITY code the same symbols (the
     values) under the same sign contexts, and FULL codes the anchors as ACTIVITY does.  So one
@@ -377,22 +386,21 @@ def _best_mode(codes: list[list[np.ndarray]], lv: int, c: int, weight: int, pred
     x = x.astype(np.int32, copy=False)
     base = plane_base(codes, lv, c)
     anc = anchors(x.shape)
-    ax = np.abs(x)
     # SINGLE and ACTIVITY: the values under the anchor classes, split by checkerboard half
-    h = np.bincount(((base.astype(np.int32) * 2 + anc) * (k_vals + 1) + ax).ravel(),
+    h = np.bincount(((base.astype(np.int32) * 2 + anc) * (k_vals + 1) + np.abs(x)).ravel(),
                     minlength=2 * N_ANCHOR * (k_vals + 1)).reshape(N_ANCHOR, 2, k_vals + 1)
     act = h.sum(axis=1)
     nnz = int(act[:, 1:].sum())
     # FULL: the non-anchors' symbols (values minus their prediction) under their own classes
     ssum = _anchor_sum(x, anc)
-    sym_f = x - np.where(anc, 0, _weighted(ssum, weight)).astype(np.int32) if weight else x
+    weight = choose_weight(x, ssum)
+    sym_f = x - predict(x, weight, ssum) if weight else x
     k_full = int(np.abs(sym_f).max())
     if k_full > entropy.MAX_K:
         raise FormatError(f"quantized values up to {k_full} exceed the format's limit {entropy.MAX_K}")
-    n_abs = _cross4(np.where(anc, ax, 0))
-    other = np.int8(len(EDGES_N)) * np.minimum(base, np.int8(4)) + _BIN_N[np.minimum(n_abs, int(EDGES_N[-1]))]
+    other = _non_anchor_classes(base, x, anc)
     n_other = N_CONTEXTS - N_ANCHOR
-    hf = np.bincount(np.where(anc, n_other * (k_full + 1), other.astype(np.int32) * (k_full + 1) + np.abs(sym_f)).ravel(),
+    hf = np.bincount(np.where(anc, n_other * (k_full + 1), (other.astype(np.int32) - N_ANCHOR) * (k_full + 1) + np.abs(sym_f)).ravel(),
                      minlength=(n_other + 1) * (k_full + 1)).reshape(n_other + 1, k_full + 1)[:n_other]
     full = np.zeros((N_CONTEXTS, k_full + 1), dtype=h.dtype)
     k_anc = min(k_vals, k_full)  # the anchors' magnitudes are at most both
@@ -414,10 +422,10 @@ def _best_mode(codes: list[list[np.ndarray]], lv: int, c: int, weight: int, pred
         bits += WEIGHT_BITS if mode == FULL else 0
         costs.append(bits)
         if best is None or bits < best.bits:
-            best = _PlaneCode(bits, mode, None, sym, kmax, dists, scls, signs)
+            best = _PlaneCode(bits, mode, None, sym, kmax, dists, scls, signs, weight)
     best.costs = tuple(costs)
     best.cls = (np.zeros(x.shape, dtype=np.int8) if best.mode == SINGLE else base if best.mode == ACTIVITY
-                else np.where(anc, base, np.int8(N_ANCHOR) + other))
+                else np.where(anc, base, other))
     return best
 
 
@@ -435,9 +443,9 @@ def encode_planes(codes: list[list[np.ndarray]], steps: list[list[int]]) -> tupl
         if not x.any():
             records[(lv, c)] = bitstream.ContextRecord(0, SINGLE, 0, (None,) * N_CONTEXTS)
             continue
-        weight = choose_weight(x)
-        best = _best_mode(codes, lv, c, weight, pred)
-        mode, sym, scls, signs, dists, kmax = best.mode, best.sym, best.scls, best.signs, best.dists, best.kmax
+        best = _best_mode(codes, lv, c, pred)
+        mode, sym, scls, signs, dists, kmax, weight = (best.mode, best.sym, best.scls, best.signs, best.dists, best.kmax,
+                                                       best.weight)
         records[(lv, c)] = bitstream.ContextRecord(int(steps[lv][c]), mode, kmax, tuple(dists),
                                                    weight if mode == FULL else 0, signs)
         pred = first_theta(dists, pred)
@@ -494,7 +502,7 @@ def decode_planes(words: bytes, shapes: list[tuple[int, int]], channels: int,
                         _decode_signs(dec, sym_all, scls, anc, r.signs)
                         plane[anc] = sym_all[anc]
                     ssum = _anchor_sum(plane, anc)
-                    offset = np.where(anc, 0, _weighted(ssum, r.weight))  # predict(plane, r.weight)
+                    offset = predict(plane, r.weight, ssum)
                     if signed:
                         scls = _full_signs(scls, ssum, anc, c > 0)
                     # the non-anchors' groups (the anchors' classes, below N_ANCHOR, are done)

@@ -185,7 +185,8 @@ def test_the_shared_mode_choice_equals_fitting_each_mode_apart():
                 bits += context.WEIGHT_BITS if mode == context.FULL else 0
                 ref.append((bits, mode, dists, kmax, signs, sym, scls))
             want = min(ref, key=lambda r: r[0])  # the first of equals, as the encoder
-            got = context._best_mode(codes, lv, c, weight, pred)
+            got = context._best_mode(codes, lv, c, pred)
+            assert got.weight == weight
             assert got.costs == tuple(r[0] for r in ref)
             assert (got.bits, got.mode, got.dists, got.kmax, got.signs) == want[:5]
             np.testing.assert_array_equal(got.sym, want[5])
