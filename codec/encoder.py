@@ -495,131 +495,169 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
                    device: torch.device) -> EncodeResult:
     """The body of :func:`encode_hybrid`, which closes ``progress`` however it ends; the tensor work
     runs on ``device`` (:func:`hybrid_device`)."""
-    from .decoder import MAX_LATENTS, decode_to_array
+    return _HybridSearch(image, opts, t_start, progress, device).encode()
 
-    h, w, c = image.shape
-    preset = HYBRID_PRESETS[opts.preset]
-    deadline = t_start + (opts.seconds if opts.seconds is not None else preset.cap(w, h))
-    spec = PyramidSpec(pyramid.levels_for(w, h), c, w, h, colour=color.adaptive_word(image) if preset.adaptive_colour else 0)
-    if spec.num_params() > MAX_LATENTS:
-        raise LimitError(f"image of {w}x{h} pixels is too large for the hybrid model "
-                         f"({spec.num_params()} latent values, limit {MAX_LATENTS}); use an MLP model")
-    progress.start(deadline - t_start)
-    target = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).to(device)
-    target_ycc = color.rgb_to_ycbcr(torch.from_numpy(np.ascontiguousarray(image)), spec.colour).permute(2, 0, 1).float().to(device)
-    samplers = rdoq.samplers_for(spec, device)
-    matrix, centre = rdoq.colour_matrix(c, device, spec.colour), rdoq.colour_centre(c, device, spec.colour)
-    l1_operator = l1fit.Operator(samplers, c, spec.colour)
-    shown_cost = math.inf  # the cost of the best file shown on the progress display
 
-    def start(delta0: float, shape: tuple[float, float, float]) -> tuple[list[int], list[list[np.ndarray]]]:
+class _HybridSearch:
+    """One hybrid encode (:func:`encode_hybrid`'s steps): what every pass shares (the image, its
+    pyramid, samplers and colour matrices, the deadline) and what the passes learn along the way
+    (the post filter's step budget, each pass's coding time, whether the first pass was cut short).
+
+    :meth:`encode` runs it: :meth:`initial_delta0`, then each stage's :meth:`search`, then
+    :meth:`post_stage` and the verifying decode."""
+
+    def __init__(self, image: np.ndarray, opts: EncodeOptions, t_start: float, progress: TimeProgress,
+                 device: torch.device) -> None:
+        from .decoder import MAX_LATENTS
+
+        self.image, self.opts, self.t_start, self.progress, self.device = image, opts, t_start, progress, device
+        self.h, self.w, self.c = h, w, c = image.shape
+        self.preset = preset = HYBRID_PRESETS[opts.preset]
+        self.deadline = t_start + (opts.seconds if opts.seconds is not None else preset.cap(w, h))
+        self.spec = spec = PyramidSpec(pyramid.levels_for(w, h), c, w, h,
+                                       colour=color.adaptive_word(image) if preset.adaptive_colour else 0)
+        if spec.num_params() > MAX_LATENTS:
+            raise LimitError(f"image of {w}x{h} pixels is too large for the hybrid model "
+                             f"({spec.num_params()} latent values, limit {MAX_LATENTS}); use an MLP model")
+        progress.start(self.deadline - t_start)
+        self.target = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).to(device)
+        self.target_ycc = color.rgb_to_ycbcr(torch.from_numpy(np.ascontiguousarray(image)),
+                                             spec.colour).permute(2, 0, 1).float().to(device)
+        self.samplers = rdoq.samplers_for(spec, device)
+        self.matrix = rdoq.colour_matrix(c, device, spec.colour)
+        self.centre = rdoq.colour_centre(c, device, spec.colour)
+        self.l1_operator = l1fit.Operator(self.samplers, c, spec.colour)
+        self.target_bytes = None if opts.bpp is None else opts.bpp * w * h / 8.0
+        self.shown_cost = math.inf  # the cost of the best file shown on the progress display
+        self.post_steps = preset.post_steps  # 0 once the first pass shows a file too small for the filter to pay
+        self.coding_seconds: list[float] = []  # each pass's coding of its file (the post stage's tail, WRITE_COST)
+        # whether a deadline cut the encode's first pass short (its L1 refit or its RDOQ sweeps): the
+        # file is then below the preset's usual quality (a short --seconds, or a busy machine)
+        self.first_cut: bool | None = None
+
+    # -- candidates ---------------------------------------------------------------------------
+
+    def cost(self, cand: _Candidate, lam: float) -> float:
+        """``D + lambda R`` of a written candidate: squared 8-bit RGB error in [0, 1] units plus bits."""
+        return cand.sse + lam * 8 * len(cand.data)
+
+    def in_size(self, cand: _Candidate, best: _Candidate | None = None) -> bool:
+        """Under ``--bpp``, whether a candidate may be kept (:func:`keeps_rate`)."""
+        return self.target_bytes is None or keeps_rate(len(cand.data), self.target_bytes,
+                                                        None if best is None else len(best.data))
+
+    def better(self, cand: _Candidate, best: _Candidate, lam: float) -> bool:
+        """Whether ``cand`` replaces ``best``: it may be kept (:meth:`in_size`) and costs less."""
+        return self.in_size(cand, best) and self.cost(cand, lam) < self.cost(best, lam)
+
+    # -- one pass -----------------------------------------------------------------------------
+
+    def start(self, delta0: float, shape: tuple[float, float, float]) -> tuple[list[int], list[list[np.ndarray]]]:
+        """The analytic fill (step 1) at ``delta0`` and step shape ``shape``: step indices and codes."""
         cfg = pyramid.PyramidConfig(delta0=delta0 * shape[2], gamma=shape[0],
-                                    kappa=shape[1] * pyramid.chroma_kappa(spec.colour))
-        idx = pyramid.step_indices(spec, cfg)
-        return idx, pyramid.fill_codes(target_ycc, spec, idx, cfg.deadzone, samplers)
+                                    kappa=shape[1] * pyramid.chroma_kappa(self.spec.colour))
+        idx = pyramid.step_indices(self.spec, cfg)
+        return idx, pyramid.fill_codes(self.target_ycc, self.spec, idx, cfg.deadzone, self.samplers)
 
-    def finish(codes: list[list[np.ndarray]], idx: list[int], lam: float, shape: tuple[float, float, float],
+    def finish(self, codes: list[list[np.ndarray]], idx: list[int], lam: float, shape: tuple[float, float, float],
                delta0: float, sweeps: int, stop: float, end: float, l1_cut: bool = False) -> _Candidate:
         """Level filters, RDOQ through them (until ``stop``, and ``FILTER_TAIL`` filter fits before
         ``end``), filters refitted on the final codes (if ``REFIT_TAIL`` fits still end before
         ``end``), the written file.  ``l1_cut``: a deadline ended the L1 refit before it."""
-        nonlocal shown_cost
+        c, h, w, progress = self.c, self.h, self.w, self.progress
         steps = [quant.step_from_index(i) for i in idx]
         progress.tick("level filters")
         t_fit = time.perf_counter()
-        filters = fit_filters(target_ycc, codes, steps, samplers, lam, spec.colour)
+        filters = fit_filters(self.target_ycc, codes, steps, self.samplers, lam, self.spec.colour)
         fit_seconds = time.perf_counter() - t_fit
         stop = min(stop, end - FILTER_TAIL * fit_seconds)
-        res = rdoq.optimise(image, spec, idx, codes, lam, sweeps, stop,
-                            rdoq.with_filters(samplers, filter_kernels(filters)), tick=progress.tick)
+        res = rdoq.optimise(self.image, self.spec, idx, codes, lam, sweeps, stop,
+                            rdoq.with_filters(self.samplers, filter_kernels(filters)), tick=progress.tick)
         if (any(not np.array_equal(a, b) for la, lb in zip(codes, res.codes) for a, b in zip(la, lb))
                 and time.perf_counter() + REFIT_TAIL * fit_seconds <= end):
             # the filters for the final codes (the same as before when RDOQ changed nothing, as when
             # its deadline came before its first sweep: 16 s of a 12-Mpixel `fast --seconds 60`),
             # if they still fit before the end (REFIT_TAIL)
             progress.tick("level filters")
-            filters = fit_filters(target_ycc, res.codes, steps, samplers, lam, spec.colour)
+            filters = fit_filters(self.target_ycc, res.codes, steps, self.samplers, lam, self.spec.colour)
         progress.tick("coding")
         t_code = time.perf_counter()
-        data = code_hybrid(spec, res.codes, idx, filters)
-        coding_seconds.append(time.perf_counter() - t_code)
-        filtered = rdoq.with_filters(samplers, filter_kernels(filters))
+        data = code_hybrid(self.spec, res.codes, idx, filters)
+        self.coding_seconds.append(time.perf_counter() - t_code)
+        filtered = rdoq.with_filters(self.samplers, filter_kernels(filters))
 
         def render() -> float:
             y = rdoq.reconstruct(res.codes, steps, filtered, (c, h, w))
-            rgb = torch.einsum("ij,jhw->ihw", matrix, y - centre[:, None, None])
-            return float(((color.quantize_uint8(rgb) - target) ** 2).sum())
+            rgb = torch.einsum("ij,jhw->ihw", self.matrix, y - self.centre[:, None, None])
+            return float(((color.quantize_uint8(rgb) - self.target) ** 2).sum())
 
         cand = _Candidate(data, None, shape, delta0, res.sweeps, res.codes, idx, filtered, filters,
                           cut_short=l1_cut or res.stopped, render=render)
-        if progress.active and in_size(cand) and cost(cand, lam) < shown_cost:
-            shown_cost = cost(cand, lam)
+        if progress.active and self.in_size(cand) and self.cost(cand, lam) < self.shown_cost:
+            self.shown_cost = self.cost(cand, lam)
             progress.best(len(data), 10.0 * math.log10(h * w * c / max(cand.sse, 1e-12)))
         return cand
 
-    post_steps = preset.post_steps  # 0 once the first pass shows a file too small for the filter to pay
-    coding_seconds: list[float] = []  # each pass's coding of its file (the post stage's tail, WRITE_COST)
-    # whether a deadline cut the encode's first pass short (its L1 refit or its RDOQ sweeps): the
-    # file is then below the preset's usual quality (a short --seconds, or a busy machine)
-    first_cut: bool | None = None
+    def fill_pass(self, p: HybridPreset, number: int, delta0: float, shape: tuple[float, float, float], lam: float,
+                  sweeps: int, l1_stop: float, stop: float, end: float) -> _Candidate:
+        """A pass from the analytic fill: the fill, the L1 refit until ``l1_stop``, :meth:`finish`.
+        ``number``: the pass's number in ``p``'s search (for the progress display)."""
+        self.progress.stage(f"{p.name} pass {number}")
+        t_fill = time.perf_counter()
+        idx, codes = self.start(delta0, shape)
+        codes = l1fit.solve(self.image, codes, idx, lam, p.l1_iterations, self.l1_operator, p.l1_bits,
+                            deadline=l1_stop, tick=self.progress.tick, fill_seconds=time.perf_counter() - t_fill)
+        # (solve checks its deadline before each iteration: past it now, it was cut or ended there)
+        l1_cut = p.l1_iterations > 0 and time.perf_counter() > l1_stop
+        return self.finish(codes, idx, lam, shape, delta0, sweeps, stop, end, l1_cut)
 
-    def search(p: HybridPreset, delta0: float, end: float, last: bool) -> tuple[_Candidate, dict]:
-        """One preset's passes before ``end`` (steps 2-5 of the docstring): its first pass, the
-        ``--bpp`` corrections, its further shapes and its refits.  After the encode's first pass, a
-        file under ``preset.post_min_bytes`` drops the post filter, and the last stage's search then
-        runs to the deadline (step 7)."""
-        nonlocal post_steps, first_cut
-        sweeps = opts.steps if opts.steps is not None else p.sweeps
+    def refit_pass(self, p: HybridPreset, number: int, cand: _Candidate, lam: float, sweeps: int, stop: float,
+                   end: float) -> _Candidate:
+        """Another pass from ``cand``: L1 refit through its level filters, warm-started from its codes."""
+        iterations = p.l1_iterations if p.refit_iterations is None else p.refit_iterations
+        self.progress.stage(f"{p.name} pass {number} (refit)")
+        codes = l1fit.solve(self.image, cand.codes, cand.idx, lam, iterations,
+                            l1fit.Operator(cand.filtered, self.c, self.spec.colour),
+                            p.l1_bits, deadline=stop, tick=self.progress.tick)
+        return self.finish(codes, cand.idx, lam, cand.shape, cand.delta0, sweeps, stop, end)
+
+    # -- one preset's search ------------------------------------------------------------------
+
+    def search(self, p: HybridPreset, delta0: float, end: float, last: bool) -> tuple[_Candidate, dict]:
+        """One preset's passes before ``end`` (steps 2-5 of :func:`encode_hybrid`): its first pass,
+        the ``--bpp`` corrections, its further shapes and its refits.  After the encode's first
+        pass, a file under ``preset.post_min_bytes`` drops the post filter, and the last stage's
+        search then runs to the deadline (step 7)."""
+        sweeps = self.opts.steps if self.opts.steps is not None else p.sweeps
         t_first = time.perf_counter()
         # where a pass's L1 iterations and RDOQ sweeps stop: for the first pass, shares of the time
         # to the end; after it, TAIL_COST first passes before the end
         l1_stop = t_first + FIRST_L1_SHARE * (end - t_first)
         stop = t_first + FIRST_RDOQ_SHARE * (end - t_first)
-
-        def run(delta0: float, shape: tuple[float, float, float], lam: float) -> _Candidate:
-            progress.stage(f"{p.name} pass {passes + 1}")
-            t_fill = time.perf_counter()
-            idx, codes = start(delta0, shape)
-            codes = l1fit.solve(image, codes, idx, lam, p.l1_iterations, l1_operator, p.l1_bits, deadline=l1_stop,
-                                tick=progress.tick, fill_seconds=time.perf_counter() - t_fill)
-            # (solve checks its deadline before each iteration: past it now, it was cut or ended there)
-            l1_cut = p.l1_iterations > 0 and time.perf_counter() > l1_stop
-            return finish(codes, idx, lam, shape, delta0, sweeps, stop, end, l1_cut)
-
-        def refit(cand: _Candidate, lam: float) -> _Candidate:
-            """Another pass from ``cand``: L1 refit through its level filters, warm-started from its codes."""
-            iterations = p.l1_iterations if p.refit_iterations is None else p.refit_iterations
-            progress.stage(f"{p.name} pass {passes + 1} (refit)")
-            codes = l1fit.solve(image, cand.codes, cand.idx, lam, iterations, l1fit.Operator(cand.filtered, c, spec.colour),
-                                p.l1_bits, deadline=stop, tick=progress.tick)
-            return finish(codes, cand.idx, lam, cand.shape, cand.delta0, sweeps, stop, end)
-
         lam = p.rdoq_lambda * delta0 * delta0
         t_pass = time.perf_counter()
-        passes = 0  # passes run: the first, rate-control corrections, further shapes, refits
-        best = run(delta0, p.shapes[0], lam)
+        best = self.fill_pass(p, 1, delta0, p.shapes[0], lam, sweeps, l1_stop, stop, end)
         first_seconds = time.perf_counter() - t_pass
-        if first_cut is None:  # the encode's first pass
-            first_cut = best.cut_short
-        passes = 1
-        if post_steps and len(best.data) < preset.post_min_bytes:
-            post_steps = 0
+        if self.first_cut is None:  # the encode's first pass
+            self.first_cut = best.cut_short
+        passes = 1  # passes run: the first, rate-control corrections, further shapes, refits
+        if self.post_steps and len(best.data) < self.preset.post_min_bytes:
+            self.post_steps = 0
             if last:
-                end = deadline
+                end = self.deadline
         # what follows a pass's last sweep (filters, coding, the final decode) must fit before the end
         stop = end - TAIL_COST * first_seconds
-        l1_stop = stop
 
         def fits(seconds: float) -> bool:
             """Whether a pass expected to take ``seconds`` still ends in time (a pass cut short is
             mostly wasted time: it seldom beats the best so far)."""
             return time.perf_counter() + seconds <= stop
 
-        if opts.bpp is not None:
+        if self.target_bytes is not None:
             # Secant correction on the real size: log(size) is close to linear in log(Delta_0).
             prev = None
             for _ in range(3):
-                err = math.log(len(best.data) / target_bytes)
+                err = math.log(len(best.data) / self.target_bytes)
                 if abs(err) < math.log(1 + BPP_AIM) or time.perf_counter() > stop:
                     break
                 slope = -1.3 if prev is None else (
@@ -627,9 +665,9 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
                     if best.delta0 != prev.delta0 else -1.3)
                 slope = min(-0.3, max(-4.0, slope))
                 prev, d0 = best, best.delta0 * math.exp(-err / slope)
-                cand = run(d0, p.shapes[0], p.rdoq_lambda * d0 * d0)
+                cand = self.fill_pass(p, passes + 1, d0, p.shapes[0], p.rdoq_lambda * d0 * d0, sweeps, stop, stop, end)
                 passes += 1
-                if abs(math.log(len(cand.data) / target_bytes)) < abs(err):
+                if abs(math.log(len(cand.data) / self.target_bytes)) < abs(err):
                     best = cand
                 else:
                     break
@@ -639,9 +677,9 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
         for shape in p.shapes[1:]:
             if not fits(first_seconds + reserve):
                 break
-            cand = run(best.delta0, shape, lam)
+            cand = self.fill_pass(p, passes + 1, best.delta0, shape, lam, sweeps, stop, stop, end)
             passes += 1
-            if in_size(cand, best) and cost(cand, lam) < cost(best, lam):
+            if self.better(cand, best, lam):
                 best = cand
         refit_seconds: list[float] = []  # a refit's expected time: the longest so far, else REFIT_COST x the first
         refits_kept = 0
@@ -649,67 +687,103 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
             if not fits(max(refit_seconds, default=REFIT_COST * first_seconds)):
                 break
             t_pass = time.perf_counter()
-            cand = refit(best, lam)
+            cand = self.refit_pass(p, passes + 1, best, lam, sweeps, stop, end)
             refit_seconds.append(time.perf_counter() - t_pass)
             passes += 1
-            if not in_size(cand, best) or cost(cand, lam) >= cost(best, lam):
+            if not self.better(cand, best, lam):
                 break
             best = cand
             refits_kept += 1
         return best, {"preset": p.name, "passes": passes, "first_pass_seconds": round(first_seconds, 3),
                       "refit_seconds": [round(t, 3) for t in refit_seconds], "refits_kept": refits_kept}
 
-    def cost(cand: _Candidate, lam: float) -> float:
-        """``D + lambda R`` of a written candidate: squared 8-bit RGB error in [0, 1] units plus bits."""
-        return cand.sse + lam * 8 * len(cand.data)
+    # -- the whole encode ---------------------------------------------------------------------
 
-    def in_size(cand: _Candidate, best: _Candidate | None = None) -> bool:
-        """Under ``--bpp``, whether a candidate may be kept (:func:`keeps_rate`)."""
-        return opts.bpp is None or keeps_rate(len(cand.data), target_bytes, None if best is None else len(best.data))
-
-    if opts.bpp is None:
-        delta0 = hybrid_delta0(opts.quality)
-    else:
-        target_bytes = opts.bpp * w * h / 8.0
-
-        progress.stage("rate control")
+    def initial_delta0(self) -> float:
+        """``Delta_0`` from the quality, or under ``--bpp`` from the analytic fill's coded size
+        (:func:`delta0_for_size`)."""
+        if self.target_bytes is None:
+            return hybrid_delta0(self.opts.quality)
+        self.progress.stage("rate control")
 
         def analytic_size(d0: float) -> float:
-            progress.tick("analytic start")
-            idx, codes = start(d0, preset.shapes[0])
-            return len(code_hybrid(spec, codes, idx))
+            self.progress.tick("analytic start")
+            idx, codes = self.start(d0, self.preset.shapes[0])
+            return len(code_hybrid(self.spec, codes, idx))
 
-        delta0 = delta0_for_size(analytic_size, target_bytes, hybrid_delta0(DEFAULT_QUALITY))
-    # A preset with a base runs the base's whole search first, in the base's share of the time, then
-    # its own with the time left, and keeps the better file: so it is never worse than its base.
-    stages = ([HYBRID_PRESETS[preset.base]] if preset.base else []) + [preset]
-    best, runs, stage_kept = None, [], 0
-    for k, p in enumerate(stages):
-        # the post filter's share of the time comes off the end of the last stage's search
-        search_end = deadline - preset.post_share * (deadline - t_start) if post_steps else deadline
-        # the base gets its share of the budget (codec.config.base_budget: its own cap under the
-        # preset's, all of a shorter budget, a share of a long --seconds so that every pass of both
-        # runs and the bytes are reproducible)
-        end = search_end if k == len(stages) - 1 else min(
-            search_end, t_start + base_budget(deadline - t_start, p, preset, w, h))
-        if best is not None:
-            # a later stage's first pass: expected to take the base's, scaled by its L1 iterations
-            expected = runs[0]["first_pass_seconds"] * p.l1_iterations / stages[0].l1_iterations
-            if time.perf_counter() + (1 + TAIL_COST) * expected > end:
+        return delta0_for_size(analytic_size, self.target_bytes, hybrid_delta0(DEFAULT_QUALITY))
+
+    def stages(self, delta0: float) -> tuple[_Candidate, list[dict], int]:
+        """Every stage's :meth:`search` (step 6): the best file, each stage's figures, and which
+        stage wrote the best file.  A preset with a base runs the base's whole search first, in the
+        base's share of the time, then its own with the time left, and keeps the better file: so it
+        is never worse than its base."""
+        preset, deadline, t_start = self.preset, self.deadline, self.t_start
+        stages = ([HYBRID_PRESETS[preset.base]] if preset.base else []) + [preset]
+        best, runs, stage_kept = None, [], 0
+        for k, p in enumerate(stages):
+            # the post filter's share of the time comes off the end of the last stage's search
+            search_end = deadline - preset.post_share * (deadline - t_start) if self.post_steps else deadline
+            # the base gets its share of the budget (codec.config.base_budget: its own cap under the
+            # preset's, all of a shorter budget, a share of a long --seconds so that every pass of both
+            # runs and the bytes are reproducible)
+            end = search_end if k == len(stages) - 1 else min(
+                search_end, t_start + base_budget(deadline - t_start, p, preset, self.w, self.h))
+            if best is not None:
+                # a later stage's first pass: expected to take the base's, scaled by its L1 iterations
+                expected = runs[0]["first_pass_seconds"] * p.l1_iterations / stages[0].l1_iterations
+                if time.perf_counter() + (1 + TAIL_COST) * expected > end:
+                    break
+            cand, st = self.search(p, delta0 if best is None else best.delta0, end, k == len(stages) - 1)
+            runs.append(st)
+            lam = preset.rdoq_lambda * (delta0 if best is None else best.delta0) ** 2  # the first stage's
+            if best is None or self.better(cand, best, lam):
+                best, stage_kept = cand, k
+        return best, runs, stage_kept
+
+    def written(self, best: _Candidate, codes: list[list[np.ndarray]],
+                record: bitstream.PostFilterRecord) -> tuple[_Candidate, np.ndarray]:
+        """``codes`` with ``best``'s steps and level filters and the post filter ``record``, coded
+        and decoded: the candidate (its error measured on the decoded file) and the decoded image."""
+        from .decoder import decode_to_array
+
+        self.progress.tick("coding")
+        data = code_hybrid(self.spec, codes, best.idx, best.filters, record)
+        out = decode_to_array(data)
+        sse = float(((out.astype(np.float32) / 255.0 - self.image) ** 2).sum())
+        return _Candidate(data, sse, best.shape, best.delta0, best.sweeps, codes), out
+
+    def post_rounds(self, best: _Candidate, cand: _Candidate, out: np.ndarray, post: bitstream.PostFilterRecord,
+                    lam: float, stop: float, round_seconds: list[float]) -> tuple[_Candidate, np.ndarray, int]:
+        """RDOQ through the post filter ``post``: its correction of the current latents held fixed
+        (step 7); up to ``preset.post_rounds`` rounds before ``stop``, each kept only if the written
+        file's cost drops.  ``round_seconds`` collects each round's time (it also predicts the next)."""
+        n_kept = 0
+        for _ in range(self.preset.post_rounds):
+            if time.perf_counter() + max(round_seconds, default=0.0) > stop:
                 break
-        cand, st = search(p, delta0 if best is None else best.delta0, end, k == len(stages) - 1)
-        runs.append(st)
-        lam = preset.rdoq_lambda * (delta0 if best is None else best.delta0) ** 2  # the first stage's
-        if best is None or (in_size(cand, best) and cost(cand, lam) < cost(best, lam)):
-            best, stage_kept = cand, k
-    lam = preset.rdoq_lambda * best.delta0 ** 2
-    decoded, post_stats = None, {"post_filter": 0, "post_filter_steps": 0}
-    # the post stage stops this long before the deadline: the search's tail, or the writing and
-    # decoding of its files where that is longer (a large image, WRITE_COST)
-    tail = max(TAIL_COST * runs[stage_kept]["first_pass_seconds"], WRITE_COST * max(coding_seconds))
-    if post_steps and time.perf_counter() >= deadline - tail:
-        post_steps = 0  # no time left for the filter (its fit stops the tail before the deadline)
-    if post_steps:
+            t_round = time.perf_counter()
+            self.progress.stage(f"post filter RDOQ {len(round_seconds) + 1}")
+            aim = post_rdoq_target(self.image, cand.codes, best.idx, best.filtered, post, self.spec.colour)
+            res = rdoq.optimise(aim, self.spec, best.idx, cand.codes, lam, self.preset.sweeps, stop,
+                                best.filtered, tick=self.progress.tick)
+            if not any(res.changed):
+                break
+            nxt, nxt_out = self.written(best, res.codes, post)
+            round_seconds.append(time.perf_counter() - t_round)
+            if not self.better(nxt, cand, lam):
+                break
+            cand, out, n_kept = nxt, nxt_out, n_kept + 1
+        return cand, out, n_kept
+
+    def post_stage(self, best: _Candidate, lam: float, tail: float) -> tuple[_Candidate, np.ndarray | None, dict]:
+        """Step 7: the post filter fitted on ``best``'s latents, RDOQ rounds through it and (``slow``)
+        warm refits between further rounds, all ending ``tail`` before the deadline; the file with
+        the filter replaces ``best`` only if it costs less.  Returns the best file, its decoded image
+        if the filter's file won (else ``None``), and the stage's figures."""
+        c, h, w, preset, progress = self.c, self.h, self.w, self.preset, self.progress
+        stop = self.deadline - tail
+        post_stats: dict = {"post_filter": 0, "post_filter_steps": 0}
         progress.stage("post filter")
         t_post = time.perf_counter()
         best_steps = [quant.step_from_index(i) for i in best.idx]
@@ -720,67 +794,37 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
             counter[0] += 1
             progress.tick(detail)
 
-        tensors = postfilter.fit(y, target, matrix, centre, preset.post_hidden,
-                                 post_steps, deadline=deadline - tail, tick=tick)
+        tensors = postfilter.fit(y, self.target, self.matrix, self.centre, preset.post_hidden,
+                                 self.post_steps, deadline=stop, tick=tick)
         post = postfilter.quantize(tensors)
         post_stats["post_filter_steps"] = counter[0]
         # a last layer that codes to zeros is the identity (P = 0; so is a fit that ran no step
         # before its deadline): a file with it would only add bytes, so none is written and decoded
         if post.is_identity:
-            post_steps = 0
-    if post_steps:
-        def written(codes: list[list[np.ndarray]], record: bitstream.PostFilterRecord) -> tuple[_Candidate, np.ndarray]:
-            progress.tick("coding")
-            data = code_hybrid(spec, codes, best.idx, best.filters, record)
-            out = decode_to_array(data)
-            sse = float(((out.astype(np.float32) / 255.0 - image) ** 2).sum())
-            return _Candidate(data, sse, best.shape, best.delta0, best.sweeps, codes), out
-
-        cand, out = written(best.codes, post)
+            return best, None, post_stats
+        cand, out = self.written(best, best.codes, post)
         post_fit_seconds = time.perf_counter() - t_post
         round_seconds: list[float] = []
-
-        def post_rounds(cand: _Candidate, out: np.ndarray) -> tuple[_Candidate, np.ndarray, int]:
-            """RDOQ through the filter: its correction of the current latents held fixed (step 7);
-            up to ``preset.post_rounds`` rounds, each kept only if the written file's cost drops."""
-            n_kept = 0
-            for _ in range(preset.post_rounds):
-                if time.perf_counter() + max(round_seconds, default=0.0) > deadline - tail:
-                    break
-                t_round = time.perf_counter()
-                progress.stage(f"post filter RDOQ {len(round_seconds) + 1}")
-                aim = post_rdoq_target(image, cand.codes, best.idx, best.filtered, post, spec.colour)
-                res = rdoq.optimise(aim, spec, best.idx, cand.codes, lam, preset.sweeps, deadline - tail,
-                                    best.filtered, tick=progress.tick)
-                if not any(res.changed):
-                    break
-                nxt, nxt_out = written(res.codes, post)
-                round_seconds.append(time.perf_counter() - t_round)
-                if not in_size(nxt, cand) or cost(nxt, lam) >= cost(cand, lam):
-                    break
-                cand, out, n_kept = nxt, nxt_out, n_kept + 1
-            return cand, out, n_kept
-
-        cand, out, rounds = post_rounds(cand, out)
+        cand, out, rounds = self.post_rounds(best, cand, out, post, lam, stop, round_seconds)
         # cycles (step 7): the filter refitted warm on the latents the rounds moved, then rounds again
         cycle_seconds: list[float] = []
         refits_kept = 0
         for _ in range(preset.post_cycles):
-            expected = max(cycle_seconds, default=post_fit_seconds * preset.post_cycle_steps / post_steps
+            expected = max(cycle_seconds, default=post_fit_seconds * preset.post_cycle_steps / self.post_steps
                            + max(round_seconds, default=0.0))
-            if time.perf_counter() + expected > deadline - tail:
+            if time.perf_counter() + expected > stop:
                 break
             t_cycle = time.perf_counter()
             progress.stage(f"post filter refit {len(cycle_seconds) + 1}")
             y = rdoq.reconstruct(cand.codes, best_steps, best.filtered, (c, h, w))
             refit = postfilter.quantize(postfilter.fit(
-                y, target, matrix, centre, preset.post_hidden, preset.post_cycle_steps, deadline=deadline - tail,
+                y, self.target, self.matrix, self.centre, preset.post_hidden, preset.post_cycle_steps, deadline=stop,
                 tick=progress.tick, init=postfilter.weights(post, c), lr=postfilter.WARM_LEARNING_RATE))
-            nxt, nxt_out = written(cand.codes, refit)
-            refit_kept = in_size(nxt, cand) and cost(nxt, lam) < cost(cand, lam)
+            nxt, nxt_out = self.written(best, cand.codes, refit)
+            refit_kept = self.better(nxt, cand, lam)
             if refit_kept:
                 cand, out, post, refits_kept = nxt, nxt_out, refit, refits_kept + 1
-            cand, out, moved = post_rounds(cand, out)
+            cand, out, moved = self.post_rounds(best, cand, out, post, lam, stop, round_seconds)
             rounds += moved
             cycle_seconds.append(time.perf_counter() - t_cycle)
             if not refit_kept and not moved:
@@ -790,22 +834,36 @@ def _encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float, progr
                       "post_rdoq_rounds": rounds, "post_rdoq_seconds": [round(t, 3) for t in round_seconds],
                       "post_cycles": len(cycle_seconds), "post_refits_kept": refits_kept,
                       "post_cycle_seconds": [round(t, 3) for t in cycle_seconds]}
-        if in_size(cand, best) and cost(cand, lam) < cost(best, lam):
-            best, decoded = cand, out
+        if self.better(cand, best, lam):
             post_stats["post_filter"] = preset.post_hidden
-    data = best.data
-    progress.stage("verifying")
-    psnr = _psnr_vs_source(decode_to_array(data) if decoded is None else decoded, image)
-    return EncodeResult(data=data, width=w, height=h, channels=c, model="hybrid", device=device.type,
-                        seconds=time.perf_counter() - t_start, steps=best.sweeps, psnr=psnr,
-                        params=spec.num_params(),
-                        stats={"levels": spec.levels, "preset": opts.preset, "step_shape": list(best.shape),
-                               "delta0": round(best.delta0, 6), "lambda": lam, "passes": sum(r["passes"] for r in runs),
-                               "first_pass_cut_short": bool(first_cut),
-                               "first_pass_seconds": runs[stage_kept]["first_pass_seconds"],
-                               "refit_seconds": runs[stage_kept]["refit_seconds"],
-                               "refits_kept": runs[stage_kept]["refits_kept"], "kept_stage": runs[stage_kept]["preset"],
-                               "stages": runs, **post_stats})
+            return cand, out, post_stats
+        return best, None, post_stats
+
+    def encode(self) -> EncodeResult:
+        """The whole encode: ``Delta_0``, the stages' searches, the post stage, the verifying decode."""
+        from .decoder import decode_to_array
+
+        best, runs, stage_kept = self.stages(self.initial_delta0())
+        lam = self.preset.rdoq_lambda * best.delta0 ** 2
+        decoded, post_stats = None, {"post_filter": 0, "post_filter_steps": 0}
+        # the post stage stops this long before the deadline: the search's tail, or the writing and
+        # decoding of its files where that is longer (a large image, WRITE_COST)
+        tail = max(TAIL_COST * runs[stage_kept]["first_pass_seconds"], WRITE_COST * max(self.coding_seconds))
+        if self.post_steps and time.perf_counter() < self.deadline - tail:
+            best, decoded, post_stats = self.post_stage(best, lam, tail)
+        self.progress.stage("verifying")
+        psnr = _psnr_vs_source(decode_to_array(best.data) if decoded is None else decoded, self.image)
+        kept = runs[stage_kept]
+        return EncodeResult(data=best.data, width=self.w, height=self.h, channels=self.c, model="hybrid",
+                            device=self.device.type, seconds=time.perf_counter() - self.t_start, steps=best.sweeps,
+                            psnr=psnr, params=self.spec.num_params(),
+                            stats={"levels": self.spec.levels, "preset": self.opts.preset,
+                                   "step_shape": list(best.shape), "delta0": round(best.delta0, 6), "lambda": lam,
+                                   "passes": sum(r["passes"] for r in runs),
+                                   "first_pass_cut_short": bool(self.first_cut),
+                                   "first_pass_seconds": kept["first_pass_seconds"],
+                                   "refit_seconds": kept["refit_seconds"], "refits_kept": kept["refits_kept"],
+                                   "kept_stage": kept["preset"], "stages": runs, **post_stats})
 
 
 def side_bytes(n_tensors: int) -> int:
