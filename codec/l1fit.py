@@ -42,17 +42,21 @@ LIPSCHITZ_MARGIN = 1.1  # power iteration under-estimates ||A||; FISTA needs an 
 MIN_ITERATIONS = 5
 # On the CPU the power iteration's first step also pays one-off costs (allocations, first touch of
 # its buffers), but not many: measured at 2 threads, the second step took 0.46 of the first at
-# 768x512, 0.95 at 1728x1152 and 1.07 at 4000x3000.  So where the rest, each step priced at this
-# share of the first, already cannot end before the deadline, the second step is not run either
-# (a GPU's library set-up can make its first step many times the rest: there the second step decides).
+# 768x512, 0.95 at 1728x1152 and 1.07 at 4000x3000 (0.15.4; in 0.15.7 0.75-1.06, 0.87-0.89 and
+# 0.92-1.01).  So where the rest, each step priced at this share of the first, already cannot end
+# before the deadline, the second step is not run either (a GPU's library set-up can make its first
+# step many times the rest: there the second step decides).
 CPU_FIRST_STEP_SHARE = 0.5
 # Before its first step, on the CPU, a power step's cost is bounded from below by the analytic
 # fill's (:func:`codec.pyramid.fill_codes`, which renders every level once, as a step renders and
-# adjoins them all): measured at 2 threads, a step took 0.40-0.60 of the fill at 768x512, 0.51-0.56
-# at 1728x1152 and 0.58-0.76 at 4000x3000.  Where steps at this share of the fill's time cannot end
-# before the deadline, the norm is not even started: on a 4000x3000 image under `fast --seconds 30`
-# its first step (2.6 s) was otherwise spent only to find that no iteration fits.
-FILL_STEP_SHARE = 0.3
+# adjoins them all): measured at 2 threads in inrc 0.15.7 (the fill's time as the encoder passes it,
+# the first three steps), a step took 0.53-0.84 of the fill at 768x512, 0.78-0.95 at 1728x1152 and
+# 0.86-0.98 at 4000x3000 (before 0.15.6's review made the fill's residual contiguous, the fill was
+# slower and a step took 0.40-0.76 of it, so 0.15.6 set 0.3; with the faster fill that no longer
+# stopped the norm reliably).  Where steps at this share of the fill's time cannot end before the
+# deadline, the norm is not even started: on a 4000x3000 image under `fast --seconds 30` its first
+# step (2.6 s) was otherwise spent only to find that no iteration fits.
+FILL_STEP_SHARE = 0.45
 
 
 def bits_per_unit(codes: list[list[np.ndarray]], scale: float) -> np.ndarray:

@@ -137,6 +137,24 @@ def test_fit_lowers_the_error_of_a_blurred_rendering():
     assert after < 0.7 * before
 
 
+def test_fit_trains_channels_last_on_the_cpu_with_the_same_result(monkeypatch):
+    """On the CPU the fit runs in the channels-last layout (0.15.7, for speed); that changes only the
+    order of float sums: the weights match a fit in the default layout closely, and the fit is
+    repeatable."""
+    import skimage.data
+
+    x = torch.from_numpy(skimage.data.astronaut()[100:196, 180:276].astype(np.float32) / 255.0).permute(2, 0, 1)
+    blur = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(x[None], (1, 1, 1, 1), mode="replicate"), 3, 1)[0]
+    eye, zero = torch.eye(3), torch.zeros(3)
+    assert postfilter.training_layout(torch.device("cpu")) == torch.channels_last
+    fast = postfilter.fit(blur, x, eye, zero, hidden=8, steps=60)
+    assert all(np.array_equal(a, b) for a, b in zip(fast, postfilter.fit(blur, x, eye, zero, hidden=8, steps=60)))
+    monkeypatch.setattr(postfilter, "training_layout", lambda device: torch.contiguous_format)
+    plain = postfilter.fit(blur, x, eye, zero, hidden=8, steps=60)
+    for a, b in zip(fast, plain):
+        assert a.shape == b.shape and np.abs(a - b).max() <= 1e-4 * max(1.0, float(np.abs(b).max()))
+    assert np.abs(fast[2]).max() > 1e-3  # the fit moved the last layer off zero: the comparison means something
+
 def test_macs_per_pixel():
     assert postfilter.macs_per_pixel(None, 3) == 0 and postfilter.macs_per_pixel(PostFilterRecord(), 3) == 0
     assert postfilter.macs_per_pixel(_record(8, 3), 3) == 2 * 9 * 3 * 8
