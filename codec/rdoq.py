@@ -123,17 +123,27 @@ class LevelSampler:
             return g.clone()
         return _from_wt(self.up_stack_wt(g), g.shape[0])
 
-    def up_stack_wt(self, g: torch.Tensor) -> torch.Tensor:
+    def up_stack_wt(self, g: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """:meth:`up_stack` in the layout its product comes in, contiguous ``(W, C*H)``:
         ``up_stack(g) == up_stack_wt(g).T.reshape(C, H, W)``.  Summing levels in this layout reads
         memory in order (the ``(C, H, W)`` views are strided: summing them at full resolution cost
-        3.6 times as long on a 1536x1024 image, a fifth of the whole ``fast`` encode)."""
+        3.6 times as long on a 1536x1024 image, a fifth of the whole ``fast`` encode).
+
+        ``out``: a ``(W, C*H)`` sum to add this level to, in place, and return.  On the CPU the
+        second product then adds into it (``addmm_``) instead of writing a full-size result first:
+        the same sums, bit for bit, and on a 768x512 image the eight levels' sum in 8.5 ms instead
+        of 15.7 ms (0.15.7: one full-size allocation and pass over memory less per level)."""
         c, hl, wl = g.shape
         if self.native:
-            return g.permute(2, 0, 1).reshape(wl, c * hl).contiguous()
+            t = g.permute(2, 0, 1).reshape(wl, c * hl)
+            return t.contiguous() if out is None else out.add_(t)
         a = (self.sy @ g.permute(1, 0, 2).reshape(hl, c * wl)).reshape(-1, c, wl)  # (H, C, w_l)
-        h = a.shape[0]
-        return self.sx @ a.permute(1, 0, 2).reshape(c * h, wl).T.contiguous()
+        a = a.permute(2, 1, 0).reshape(wl, -1)  # (w_l, C*H), one copy
+        if out is None:
+            return self.sx @ a
+        if out.device.type == "cpu":
+            return out.addmm_(self.sx, a)
+        return out.add_(self.sx @ a)  # (a sparse addmm_ elsewhere is untried)
 
     def adjoint_stack(self, r: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         """:meth:`adjoint` of every channel of ``r`` ``(C, H, W)`` at once: ``(C, h_l, w_l)``.
@@ -146,7 +156,7 @@ class LevelSampler:
             rows = r.permute(1, 0, 2).reshape(h, c * w)
         a = (self.syt @ rows).reshape(-1, c, w)  # (h_l, C, W)
         hl = a.shape[0]
-        return (self.sxt @ a.permute(1, 0, 2).reshape(c * hl, w).T.contiguous()).T.reshape(c, hl, -1)
+        return (self.sxt @ a.permute(2, 1, 0).reshape(w, c * hl)).T.reshape(c, hl, -1)  # (W, C*h_l): one copy
 
 
     def channel(self, ch: int) -> LevelSampler:
@@ -219,8 +229,8 @@ class FilteredSampler:
     def up_stack(self, g: torch.Tensor) -> torch.Tensor:
         return self.base.up_stack(self._filter_stack(g))
 
-    def up_stack_wt(self, g: torch.Tensor) -> torch.Tensor:
-        return self.base.up_stack_wt(self._filter_stack(g))
+    def up_stack_wt(self, g: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        return self.base.up_stack_wt(self._filter_stack(g), out)
 
     def adjoint_stack(self, r: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         return self._filter_stack(self.base.adjoint_stack(r, rows))
@@ -265,8 +275,7 @@ def sum_levels(samplers: list, grids: Iterable[torch.Tensor | None], shape: tupl
     acc = None
     for smp, g in zip(samplers, grids):
         if g is not None:
-            t = smp.up_stack_wt(g)
-            acc = t if acc is None else acc.add_(t)
+            acc = smp.up_stack_wt(g, acc)
     return torch.zeros(shape, device=samplers[0].device) if acc is None else _from_wt(acc, shape[0])
 
 
