@@ -206,9 +206,10 @@ def choose_weight(plane: np.ndarray, anchor_sum: np.ndarray | None = None) -> in
     return int(np.argmin(np.abs(x[None, :] - pred).sum(axis=1)))
 
 
-def symbols(plane: np.ndarray, mode: int, weight: int) -> np.ndarray:
-    """What is entropy-coded for a plane: the values, minus :func:`predict` in FULL mode."""
-    return plane - predict(plane, weight) if mode == FULL and weight else plane
+def symbols(plane: np.ndarray, mode: int, weight: int, anchor_sum: np.ndarray | None = None) -> np.ndarray:
+    """What is entropy-coded for a plane: the values, minus :func:`predict` in FULL mode
+    (``anchor_sum`` as for :func:`predict`)."""
+    return plane - predict(plane, weight, anchor_sum) if mode == FULL and weight else plane
 
 
 def plane_base(codes: list[list[np.ndarray]], level: int, channel: int) -> np.ndarray:
@@ -394,7 +395,7 @@ def _best_mode(codes: list[list[np.ndarray]], lv: int, c: int, pred: int) -> _Pl
     # FULL: the non-anchors' symbols (values minus their prediction) under their own classes
     ssum = _anchor_sum(x, anc)
     weight = choose_weight(x, ssum)
-    sym_f = x - predict(x, weight, ssum) if weight else x
+    sym_f = symbols(x, FULL, weight, ssum)
     k_full = int(np.abs(sym_f).max())
     if k_full > entropy.MAX_K:
         raise FormatError(f"quantized values up to {k_full} exceed the format's limit {entropy.MAX_K}")
@@ -424,8 +425,7 @@ def _best_mode(codes: list[list[np.ndarray]], lv: int, c: int, pred: int) -> _Pl
         if best is None or bits < best.bits:
             best = _PlaneCode(bits, mode, None, sym, kmax, dists, scls, signs, weight)
     best.costs = tuple(costs)
-    best.cls = (np.zeros(x.shape, dtype=np.int8) if best.mode == SINGLE else base if best.mode == ACTIVITY
-                else np.where(anc, base, other))
+    best.cls = np.where(anc, base, other) if best.mode == FULL else mode_classes(base, x, best.mode)
     return best
 
 

@@ -148,9 +148,8 @@ def fit(y: torch.Tensor, target: torch.Tensor, matrix: torch.Tensor, centre: tor
         net = PostFilter(y.shape[0], hidden, None if features is None else features.shape[0])
     if init is not None:
         net.load_coded_tensors(init)
-    net.to(y.device)  # initialised on the CPU, so the start is the same on every device
     layout = training_layout(y.device)
-    net.to(memory_format=layout)
+    net.to(y.device, memory_format=layout)  # initialised on the CPU, so the start is the same on every device
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     _, h, w = y.shape
     ch, cw = min(CROP, h), min(CROP, w)
