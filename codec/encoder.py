@@ -63,16 +63,17 @@ FIRST_RDOQ_SHARE = 0.85
 # search: what follows them (the coding, the final decode, and the filters refitted where that
 # still fits: REFIT_TAIL) takes about that long, and on a large image under a short --seconds it is
 # most of the budget (a 12 Mpixel image under `fast --seconds 60` in 0.14.1: a 21 s fit, then 12 s
-# coding and a 10 s decode).  On a Kodak image the fit takes well under a second, so the shares
-# above bind first.
-FILTER_TAIL = 1.5
+# coding and a 10 s decode; under `fast --seconds 30` in 0.15.8: a 7.1 s fit, 5.5 s coding and a
+# 5.9 s decode, 1.6 fits, and RDOQ overran its stop by up to a plane: 1.5 fits let the encode take
+# 31 s).  On a Kodak image the fit takes well under a second, so the shares above bind first.
+FILTER_TAIL = 2.0
 # After RDOQ the filters are refitted on the final codes only if REFIT_TAIL fits (the refit, then
-# about as long again for the coding and the final decode) still end before the end of the search.
+# the coding and the final decode, about 1.6 fits since 0.15.8) still end before the end of the search.
 # RDOQ optimised the codes through the filters fitted before it, so a file without the refit is
 # consistent, only a little less good.  On a 12 Mpixel image under `fast --seconds 60` a partial
 # RDOQ sweep (+0.001 dB) otherwise cost a 15-20 s refit and the encode took 68-69 s (0.14.2 and the
 # first 0.14.3); on a Kodak image a fit takes well under a second and the refit always runs.
-REFIT_TAIL = 2.0
+REFIT_TAIL = 2.6
 # The post filter's stage (step 7 of encode_hybrid) ends its fit and its RDOQ rounds, and is not
 # started, WRITE_COST codings of the search's file before the deadline when that is longer than the
 # search's tail: after them come the filter's file coded and decoded and, if the filter is dropped,

@@ -103,12 +103,21 @@ def design(plane: np.ndarray, radius: int, rows: tuple[int, int] | None = None,
     """The regressors of :func:`fit`: ``(h * w, n_taps)``, column ``j`` the plane shifted by the
     ``j``-th offset plus (for ``j > 0``) by its mirror; ``rows = (r0, r1)``: those rows of the
     plane only (``((r1 - r0) * w, n_taps)``).  The columns are summed in float32; ``dtype``
-    float64 widens them (exactly) as they are written, without a float32 copy of the whole."""
+    float64 widens them (exactly) as they are written, without a float32 copy of the whole.
+    A view of :func:`design_t`'s array (Fortran order)."""
+    return design_t(plane, radius, rows, dtype).T
+
+
+def design_t(plane: np.ndarray, radius: int, rows: tuple[int, int] | None = None,
+             dtype: type = np.float32) -> np.ndarray:
+    """:func:`design` transposed, C-contiguous ``(n_taps, (r1 - r0) * w)``: each regressor is one
+    contiguous row, written in place (writing them as the columns of an ``(n, n_taps)`` array
+    strides every value by ``n_taps``, and took four times as long)."""
     h, w = plane.shape
     r0, r1 = (0, h) if rows is None else rows
-    out = np.empty(((r1 - r0) * w, len(offsets(radius))), dtype=dtype)
+    out = np.empty((len(offsets(radius)), (r1 - r0) * w), dtype=dtype)
     for j, col in enumerate(_columns(plane, radius, rows)):
-        out[:, j] = col.reshape(-1)
+        out[j].reshape(r1 - r0, w)[...] = col
     return out
 
 
@@ -194,27 +203,27 @@ def fit_all(plane: np.ndarray, target: np.ndarray, max_radius: int,
     y = np.asarray(target, dtype=np.float32).reshape(-1)
     xtx = np.zeros((n_taps, n_taps))
     xty = np.zeros(n_taps)
-    gx = grams = None
-    if gram is not None and whole:  # G D, column by column
-        gx = np.empty((h * w, n_taps), dtype=np.float32)
+    gxt = grams = None
+    if gram is not None and whole:  # (G D)^T, regressor by regressor
+        gxt = np.empty((n_taps, h * w), dtype=np.float32)
         for j, col in enumerate(_columns(plane, max_radius)):
-            gx[:, j] = np.asarray(gram(col), dtype=np.float32).reshape(-1)
+            gxt[j] = np.asarray(gram(col), dtype=np.float32).reshape(-1)
     elif gram is not None:
         grams = tuple(_diagonals(np.asarray(g, dtype=np.float64)) for g in axis_grams())
     step = max(1, DESIGN_BLOCK // w)
     for r0, r1 in [(r0, min(h, r0 + step)) for r0 in range(0, h, step)] if whole else bands:
         if grams is not None:  # D and G D for the band's rows, from one pass over them and a halo of B_y beside them
             a0, a1 = max(0, r0 - grams[0][0]), min(h, r1 + grams[0][0])
-            x64 = np.empty(((r1 - r0) * w, n_taps))
+            x64 = np.empty((n_taps, (r1 - r0) * w))
             gd = np.empty_like(x64)
             for j, col in enumerate(_columns(plane, max_radius, (a0, a1))):
-                x64[:, j] = col[r0 - a0 : r1 - a0].reshape(-1)
-                gd[:, j] = _gram_band(col, a0, r0, r1, *grams).reshape(-1)
+                x64[j].reshape(r1 - r0, w)[...] = col[r0 - a0 : r1 - a0]
+                gd[j] = _gram_band(col, a0, r0, r1, *grams).reshape(-1)
         else:
-            x64 = design(plane, max_radius, (r0, r1), np.float64)
-            gd = x64 if gx is None else gx[r0 * w : r1 * w].astype(np.float64)
-        xtx += x64.T @ gd
-        xty += x64.T @ y[r0 * w : r1 * w].astype(np.float64)
+            x64 = design_t(plane, max_radius, (r0, r1), np.float64)
+            gd = x64 if gxt is None else gxt[:, r0 * w : r1 * w].astype(np.float64)
+        xtx += x64 @ gd.T
+        xty += x64 @ y[r0 * w : r1 * w].astype(np.float64)
     if whole:
         xtx = 0.5 * (xtx + xtx.T)
     else:

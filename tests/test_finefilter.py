@@ -110,6 +110,28 @@ def _level(h: int, w: int, seed: int) -> tuple[np.ndarray, rdoq.LevelSampler]:
     return plane, rdoq.LevelSampler(2 * h, 2 * w, (h, w), "bicubic")
 
 
+@pytest.mark.parametrize("n_out,n_in", [(46, 23), (47, 24), (100, 25), (29, 29), (7, 3), (1, 1), (3, 7)])
+def test_axis_gram_is_the_dense_product(n_out, n_in):
+    """``axis_gram`` forms ``S^T S`` from the nonzeros of the sparse sampling matrix: the dense
+    float64 product's values (to rounding of the few sums), at half and quarter resolution, odd
+    sizes, the identity of a native level, a single cell and upsampling's wider support."""
+    from codec.models import sampling_matrix
+
+    m = sampling_matrix(n_out, n_in, "bicubic")
+    dense = m.to_dense().double()
+    got = rdoq.axis_gram(m)
+    assert got.shape == (n_in, n_in) and got.dtype == np.float64
+    np.testing.assert_allclose(got, (dense.T @ dense).numpy(), rtol=1e-15, atol=1e-15)
+    if n_out == n_in:
+        np.testing.assert_array_equal(got, np.eye(n_in))
+
+
+@pytest.mark.parametrize("n,radius", [(1, 1), (2, 3), (9, 2), (40, 3)])
+def test_identity_shifts_are_the_identitys_gram_shifts(n, radius):
+    """A native level's column energies skip its (identity) Gram matrices: the same shifts, bit for bit."""
+    np.testing.assert_array_equal(rdoq._identity_shifts(n, radius), rdoq._gram_shifts(np.eye(n), radius))
+
+
 def test_banded_gram_rows_equal_the_dense_product():
     """``_gram_band``: rows of ``G_y X G_x^T`` from the band's rows plus a halo, at the top, inside and
     at the bottom of the grid, for every regressor column of a radius-3 design."""

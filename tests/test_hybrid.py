@@ -704,14 +704,15 @@ def test_first_pass_leaves_time_for_rdoq(cat, monkeypatch, min_bytes):
 def test_rdoq_leaves_the_level_filters_time_before_the_end(cat, monkeypatch):
     """A pass's RDOQ sweeps stop ``FILTER_TAIL`` times its level-filter fit before the end of the
     search, for the refit, the coding and the final decode that follow them (on a large image under
-    a short ``--seconds`` these took most of the budget).  Here the fit is made to take S = 2 s of a
-    B = 5.8 s ``fast`` budget: the 85 % share alone would leave RDOQ about 3 s, the bound B - 2.5 S =
-    0.8 s at most; and the refit after RDOQ (``REFIT_TAIL`` fits, 4 s, from S or later) cannot fit
-    however soon RDOQ ends (3 S > B), so it is left out.  (Until 0.15.2 this used 1.5 s of 4 s, which
-    left RDOQ at most 0.25 s: run alone, in a process whose first encode pays one-off set-up, it
-    sometimes had no time to change a code; with 1.5 s of 5 s, 3 S < B, and RDOQ sometimes converged early
-    enough for the refit to fit.)  A warm-up encode pays the set-up first."""
-    seconds, fit_time = 5.8, 2.0
+    a short ``--seconds`` these took most of the budget).  Here the fit is made to take S = 1.5 s of a
+    B = 5.3 s ``fast`` budget: the 85 % share alone would leave RDOQ about 3 s, the bound B - 3 S =
+    0.8 s at most; and the refit after RDOQ (``REFIT_TAIL`` fits, 3.9 s, from RDOQ's end) cannot fit
+    once RDOQ has run to its bound (B - 2 S + 2.6 S > B), so it is left out.  (Until 0.15.2 this used
+    1.5 s of 4 s, which left RDOQ at most 0.25 s: run alone, in a process whose first encode pays
+    one-off set-up, it sometimes had no time to change a code; with 1.5 s of 5 s, 3 S < B, and RDOQ
+    sometimes converged early enough for the refit to fit.  Until 0.15.7, with ``FILTER_TAIL`` 1.5,
+    it used 2 s of 5.8 s.)  A warm-up encode pays the set-up first."""
+    seconds, fit_time = 5.3, 1.5
     codec.encode_image(cat, preset="fast", quality=60, steps=1)
     left = _deadline_spy(monkeypatch)
     fit = encoder.fit_filters
