@@ -112,7 +112,8 @@ def design_t(plane: np.ndarray, radius: int, rows: tuple[int, int] | None = None
              dtype: type = np.float32) -> np.ndarray:
     """:func:`design` transposed, C-contiguous ``(n_taps, (r1 - r0) * w)``: each regressor is one
     contiguous row, written in place (writing them as the columns of an ``(n, n_taps)`` array
-    strides every value by ``n_taps``, and took four times as long)."""
+    strides every value by ``n_taps``, and took about five times as long: 67 ms against 14 ms for
+    262 rows of a 1000-wide plane at radius 3, float64)."""
     h, w = plane.shape
     r0, r1 = (0, h) if rows is None else rows
     out = np.empty((len(offsets(radius)), (r1 - r0) * w), dtype=dtype)
