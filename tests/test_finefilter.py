@@ -112,7 +112,7 @@ def _level(h: int, w: int, seed: int) -> tuple[np.ndarray, rdoq.LevelSampler]:
 
 @pytest.mark.parametrize("n_out,n_in", [(46, 23), (47, 24), (100, 25), (29, 29), (7, 3), (1, 1), (3, 7)])
 def test_axis_gram_is_the_dense_product(n_out, n_in):
-    """``axis_gram`` forms ``S^T S`` from the nonzeros of the sparse sampling matrix: the dense
+    """``axis_gram`` forms ``S^T S`` as a sparse product of the sampling matrices: the dense
     float64 product's values (to rounding of the few sums), at half and quarter resolution, odd
     sizes, the identity of a native level, a single cell and upsampling's wider support."""
     from codec.models import sampling_matrix
