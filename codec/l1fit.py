@@ -144,13 +144,30 @@ def solve(image: np.ndarray, codes: list[list[np.ndarray]], step_idx: list[int],
     after the operator's norm is known (:meth:`Operator.norm_sq`; ``fill_seconds``, the analytic
     fill's time, lets it decide before its first step): a budget that short is better spent on
     RDOQ and the level filters."""
+    v = solve_continuous(image, codes, step_idx, lam, iterations, op, bits_scale, deadline, tick, fill_seconds)
+    if v is None:
+        return codes
+    out = []
+    for lv, vl in enumerate(v):
+        q = pyramid.deadzone_quantize(vl, deadzone)
+        out.append([q[ch].to(torch.int64).cpu().numpy() for ch in range(vl.shape[0])])
+    return out
+
+
+def solve_continuous(image: np.ndarray, codes: list[list[np.ndarray]], step_idx: list[int], lam: float,
+                     iterations: int, op: Operator, bits_scale: float = 1.0, deadline: float | None = None,
+                     tick: Callable[[str], None] | None = None,
+                     fill_seconds: float | None = None) -> list[torch.Tensor] | None:
+    """:func:`solve` before its quantization: the real-valued solution in code units (``v / Delta``),
+    one ``(C, H_l, W_l)`` tensor per level on the operator's device, or ``None`` where :func:`solve`
+    returns ``codes`` unchanged."""
     if iterations <= 0:
-        return codes
+        return None
     if deadline is not None and time.perf_counter() > deadline:
-        return codes
+        return None
     norm_sq = op.norm_sq(deadline, min(iterations, MIN_ITERATIONS), fill_seconds)
     if norm_sq is None:
-        return codes
+        return None
     c = image.shape[2]
     levels = len(codes)
     dev = op.device
@@ -177,8 +194,4 @@ def solve(image: np.ndarray, codes: list[list[np.ndarray]], step_idx: list[int],
         t_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t * t))
         z = [a + ((t - 1.0) / t_next) * (a - p) for a, p in zip(nxt, u)]
         u, t = nxt, t_next
-    out = []
-    for lv in range(levels):
-        q = pyramid.deadzone_quantize(u[lv] * op.scale[lv] / steps[lv][:, None, None], deadzone)
-        out.append([q[ch].to(torch.int64).cpu().numpy() for ch in range(c)])
-    return out
+    return [u[lv] * op.scale[lv] / steps[lv][:, None, None] for lv in range(levels)]

@@ -98,6 +98,21 @@ def test_solve_lowers_the_rate_distortion_cost_and_is_deterministic(filled):
     assert _cost(image, spec, idx, out, samplers, lam) < 0.97 * _cost(image, spec, idx, codes, samplers, lam)
 
 
+def test_solve_is_the_continuous_solution_deadzone_quantized(filled):
+    delta0 = 0.1
+    image, spec, idx, codes, samplers = _setup(filled, delta0)
+    lam = RDOQ_LAMBDA * delta0**2
+    assert l1fit.solve_continuous(image, codes, idx, lam, 0, l1fit.Operator(samplers, 3)) is None
+    v = l1fit.solve_continuous(image, codes, idx, lam, 30, l1fit.Operator(samplers, 3))
+    assert [tuple(x.shape) for x in v] == [(3, *codes[lv][0].shape) for lv in range(len(codes))]
+    assert any(bool((x != x.round()).any()) for x in v)  # real-valued, not yet rounded
+    for dz in (0.5, 0.3):
+        out = l1fit.solve(image, codes, idx, lam, 30, l1fit.Operator(samplers, 3), deadzone=dz)
+        for lv, x in enumerate(v):
+            want = (torch.sign(x) * torch.floor(x.abs() + dz)).to(torch.int64).numpy()
+            assert all(np.array_equal(out[lv][ch], want[ch]) for ch in range(3))
+
+
 def test_a_huge_multiplier_zeroes_everything(filled):
     image, _, idx, codes, samplers = _setup(filled, 0.1)
     out = l1fit.solve(image, codes, idx, 1e9, 20, l1fit.Operator(samplers, 3))
