@@ -100,7 +100,7 @@ def test_solve_lowers_the_rate_distortion_cost_and_is_deterministic(filled):
 
 def test_solve_is_the_continuous_solution_deadzone_quantized(filled):
     delta0 = 0.1
-    image, spec, idx, codes, samplers = _setup(filled, delta0)
+    image, _, idx, codes, samplers = _setup(filled, delta0)
     lam = RDOQ_LAMBDA * delta0**2
     assert l1fit.solve_continuous(image, codes, idx, lam, 0, l1fit.Operator(samplers, 3)) is None
     v = l1fit.solve_continuous(image, codes, idx, lam, 30, l1fit.Operator(samplers, 3))
