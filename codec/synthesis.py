@@ -62,6 +62,18 @@ class LatentRenderer:
         self.kernel = kernel
         self.colour = colour
         self.channels = self.planes[0].shape[0]
+        self._taps: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def _axis_taps(self, n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`kernel_taps` of a whole axis, weights as float32, computed once per ``(n_out, n_in)``:
+        a band's rows take a slice (the taps of an output pixel do not depend on the band), so the
+        columns' taps are not recomputed for every band and level (a 12 Mpixel decode renders 188
+        bands, and recomputing took 0.4 of its 5.4 s)."""
+        key = (n_out, n_in)
+        if key not in self._taps:
+            idx, w = kernel_taps(n_out, n_in, self.kernel)
+            self._taps[key] = idx, w.astype(np.float32)
+        return self._taps[key]
 
     def rows(self, r0: int, r1: int, ow: int, oh: int) -> np.ndarray:
         """Output rows ``r0..r1-1`` of an ``ow x oh`` rendering: float32 ``(r1 - r0, ow, channels)`` RGB.
@@ -76,11 +88,11 @@ class LatentRenderer:
             if g.shape[1] == oh:
                 band = g[:, r0:r1]
             else:
-                idx, w = kernel_taps(oh, g.shape[1], self.kernel, r0, r1)
-                band = np.einsum("crtw,rt->crw", g[:, idx], w.astype(np.float32))
+                idx, w = self._axis_taps(oh, g.shape[1])
+                band = np.einsum("crtw,rt->crw", g[:, idx[r0:r1]], w[r0:r1])
             if g.shape[2] == ow:
                 acc += band
             else:
-                idx, w = kernel_taps(ow, g.shape[2], self.kernel)
-                acc += np.einsum("crwt,wt->crw", band[:, :, idx], w.astype(np.float32))
+                idx, w = self._axis_taps(ow, g.shape[2])
+                acc += np.einsum("crwt,wt->crw", band[:, :, idx], w)
         return acc

@@ -16,7 +16,7 @@ from codec import bitstream, color, context, decoder, encoder, entropy, pyramid,
 from codec.config import HYBRID_PRESETS, RDOQ_LAMBDA
 from codec.errors import FieldRangeError, FormatError, TruncatedError
 from codec.models import LatentPyramid, PyramidSpec, sampling_matrix
-from codec.synthesis import LatentRenderer
+from codec.synthesis import LatentRenderer, kernel_taps
 
 
 @pytest.mark.parametrize("kernel", ["bilinear", "bicubic"])
@@ -47,6 +47,25 @@ def test_numpy_renderer_matches_torch_model(name, size):
     got = np.concatenate([decoder.color.to_uint8(rend.rows(r0, min(oh, r0 + 5), ow, oh)) for r0 in range(0, oh, 5)])
     diff = np.abs(got.astype(int) - ref.reshape(oh, ow, 3).astype(int))
     assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+
+
+@pytest.mark.parametrize("kernel", ["bilinear", "bicubic"])
+def test_renderer_bands_are_exactly_the_whole_rendering_with_taps_computed_once(kernel):
+    """Bands of any height give the bytes of one whole rendering, and a band's taps are the whole
+    axis's (cached per (n_out, n_in)) sliced, exactly as :func:`kernel_taps` computes a band's."""
+    rng = np.random.default_rng(3)
+    planes = [rng.normal(size=(3, h, w)).astype(np.float32) for h, w in ((14, 20), (7, 10), (4, 5))]
+    ow, oh = 31, 23
+    rend = LatentRenderer(planes, kernel)
+    whole = rend.ycc_rows(0, oh, ow, oh)
+    for step in (1, 4, 7):
+        bands = np.concatenate([rend.ycc_rows(r0, min(oh, r0 + step), ow, oh) for r0 in range(0, oh, step)], axis=1)
+        assert np.array_equal(bands, whole)
+    assert sorted(rend._taps) == sorted({(oh, 14), (oh, 7), (oh, 4), (ow, 20), (ow, 10), (ow, 5)})
+    for r0, r1 in ((0, 5), (6, 23), (22, 23)):
+        idx, w = kernel_taps(oh, 7, kernel, r0, r1)
+        cidx, cw = rend._taps[(oh, 7)]
+        assert np.array_equal(cidx[r0:r1], idx) and np.array_equal(cw[r0:r1], w.astype(np.float32))
 
 
 def _random_planes(seed: int, shapes, channels, density=0.2, scale=3.0):
