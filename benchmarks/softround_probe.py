@@ -161,24 +161,24 @@ def probe(path: Path, quality: int, preset: str, args: argparse.Namespace) -> di
     tensors = [prm.detach().numpy().copy() for prm in net.coded_tensors()]
     net_bytes, qnet = quantized(tensors, c * len(GROUPS))
 
-    def cost(vals: list[torch.Tensor], with_net: bool, nbytes: int, use: torch.nn.Module | None = None) -> tuple[float, float]:
+    def cost(vals: list[torch.Tensor], network: torch.nn.Module | None, nbytes: int) -> tuple[float, float]:
         with torch.no_grad():
             parts = parts_of(vals)
             y = sum(parts)
-            if with_net:
-                y = y + (use or qnet)(torch.cat(parts)[None])[0]
+            if network is not None:
+                y = y + network(torch.cat(parts)[None])[0]
             rgb = color.quantize_uint8(torch.einsum("ij,jhw->ihw", m, y) - shift)
             d = float(((rgb.double() - target.double()) ** 2).sum())
         return d + lam * 8 * nbytes, 10 * math.log10(target.numel() / d)
 
     final_t = [torch.tensor(np.stack(f), dtype=torch.float32) for f in final]
-    j_net, psnr_net = cost(final_t, True, len(lat_data) + net_bytes)
-    j_lat, psnr_lat = cost(final_t, False, len(lat_data))
-    j_float, psnr_float = cost(final_t, True, len(lat_data) + net_bytes, net)  # the network unquantized
+    j_net, psnr_net = cost(final_t, qnet, len(lat_data) + net_bytes)
+    j_lat, psnr_lat = cost(final_t, None, len(lat_data))
+    j_float, psnr_float = cost(final_t, net, len(lat_data) + net_bytes)  # the network unquantized
     changed = probe_cli.latents_changed(codes, final)
     if start_rounded is not None:  # the continuous start rounded and coded, without training or network
         sr_data = encoder.code_hybrid(spec, start_rounded, idx, p.filters)
-        j_sr, psnr_sr = cost([torch.tensor(np.stack(f), dtype=torch.float32) for f in start_rounded], False,
+        j_sr, psnr_sr = cost([torch.tensor(np.stack(f), dtype=torch.float32) for f in start_rounded], None,
                              len(sr_data))
     pct = lambda j: round(100 * (j / start_cost - 1), 2)
     row = {"image": path.name, "quality": quality, "preset": preset, "lambda": lam,
@@ -192,7 +192,7 @@ def probe(path: Path, quality: int, preset: str, args: argparse.Namespace) -> di
               if start_rounded is not None else {}),
            # the rate term against the latent bytes it stands for, for the start's codes and the result's
            "rate_term_kbit": {"start": round(self_priced(codes) / 1000, 1),
-                              "start_coded": round(8 * len(encoder.code_hybrid(spec, codes, idx, p.filters)) / 1000, 1),
+                              "start_coded": round(8 * len(bare_data) / 1000, 1),  # the same codes, no post filter
                               "trained": round(self_priced(final) / 1000, 1),
                               "trained_coded": round(8 * len(lat_data) / 1000, 1)},
            "trained_float_network": {"psnr": round(psnr_float, 3), "dJ_percent": pct(j_float)},
