@@ -14,10 +14,8 @@ weight chosen by the sum of absolute symbols, as the encoder chooses it.
 """
 from __future__ import annotations
 
-import argparse
-import json
-
 import numpy as np
+from probe_cli import files_main
 
 from codec import context, decoder
 
@@ -71,20 +69,7 @@ def probe(path: str) -> dict:
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("files", nargs="+")
-    ap.add_argument("--out", help="write the results as JSON")
-    args = ap.parse_args()
-    results = [probe(f) for f in args.files]
-    for r in results:
-        print(r["file"], r["bytes"], " | ".join(
-            f"L{p['level']} non-anchors {p['mean_bytes']} B -> {p['directional_bytes']} B ({p['change_pct']:+.1f} %)"
-            for p in r["planes"]))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(results, f, indent=1)
-
-
 if __name__ == "__main__":
-    main()
+    files_main(__doc__, probe, lambda r: f"{r['file']} {r['bytes']} " + " | ".join(
+        f"L{p['level']} non-anchors {p['mean_bytes']} B -> {p['directional_bytes']} B ({p['change_pct']:+.1f} %)"
+        for p in r["planes"]))

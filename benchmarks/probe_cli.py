@@ -1,7 +1,10 @@
 """The command line the file probes share (``joint_probe.py``, ``softround_probe.py``,
 ``post_alternation_probe.py``): images, qualities and the preset that writes the starting file in;
 one JSON row per (image, quality) out, with the machine and the arguments; for the two training
-probes also their common start (:func:`start`: the preset's file unpacked for training) and row parts."""
+probes also their common start (:func:`start`: the preset's file unpacked for training) and row parts.
+Also the shapes of two other kinds of probe: those that read written ``.inr`` files and print a line
+per file (:func:`files_main`), and those that encode images under a changed encoder and compare the
+runs afterwards (:func:`runs_main`, :func:`encode_point`)."""
 from __future__ import annotations
 
 import argparse
@@ -104,3 +107,55 @@ def run(args: argparse.Namespace, probe: Callable[[Path, int], dict]) -> list[di
                 "version": codec.__version__, "args": vars(args)}
         Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     return rows
+
+
+def files_main(doc: str, probe: Callable[[str], dict], line: Callable[[dict], str]) -> None:
+    """``probe(path)`` for every ``.inr`` file on the command line, ``line(row)`` printed for each, the
+    rows written as JSON to ``--out`` if given."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("files", nargs="+")
+    ap.add_argument("--out", help="write the results as JSON")
+    args = ap.parse_args()
+    results = [probe(f) for f in args.files]
+    for r in results:
+        print(line(r))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+def encode_point(image: np.ndarray, name: str, preset: str, quality: int, **extra) -> dict:
+    """Encode ``image`` (called ``name``) with ``preset`` at ``quality`` and print and return its row:
+    bytes, bpp, PSNR (8-bit RGB), ``D + lambda R`` of the written file (:func:`codec.encoder.file_cost`),
+    seconds, and ``extra``."""
+    t0 = time.perf_counter()
+    r = codec.encode_image(image, preset=preset, quality=quality, quiet=True)
+    seconds = time.perf_counter() - t0
+    cost, psnr = encoder.file_cost(r.data, image, r.stats["lambda"])
+    row = {"image": name, "quality": quality, **extra, "bytes": len(r.data),
+           "bpp": len(r.data) * 8 / (image.shape[0] * image.shape[1]), "psnr": psnr, "cost": cost,
+           "seconds": round(seconds, 2)}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def runs_main(doc: str, qualities: str, extend: Callable[[argparse.ArgumentParser], None],
+              run: Callable[[argparse.Namespace], None], compare: Callable[[list[str]], None]) -> None:
+    """The command line of an encoding probe: ``images`` and ``--out`` (with ``--preset``, ``--qualities``,
+    ``--threads`` and what ``extend`` adds) run it, ``--compare RUN.json ...`` compares written runs."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("images", nargs="*")
+    ap.add_argument("--preset", default="fast")
+    ap.add_argument("--qualities", default=qualities)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default one: two probes side by side)")
+    ap.add_argument("--out")
+    ap.add_argument("--compare", nargs="+", metavar="RUN.json", help="compare written runs instead")
+    extend(ap)
+    args = ap.parse_args()
+    if args.compare:
+        compare(args.compare)
+    elif args.images and args.out:
+        torch.set_num_threads(args.threads)
+        run(args)
+    else:
+        ap.error("give images and --out, or --compare")
