@@ -32,7 +32,7 @@ def moved(word: int, angle: int, steps: int) -> int:
     """``word`` with angle ``angle`` (0..2) moved by ``steps`` index steps."""
     k = list(color.angle_indices(word))
     k[angle] = (k[angle] + steps) % color.ANGLE_LEVELS
-    return color.ROTATION_FLAG | k[0] << 2 * color.ANGLE_BITS | k[1] << color.ANGLE_BITS | k[2]
+    return color.rotation_word(*k)
 
 
 def run(args: argparse.Namespace) -> None:

@@ -54,12 +54,7 @@ def plane_bits(codes: list[list[np.ndarray]], lv: int, ch: int) -> tuple[float, 
     # P1: class 8 + 4 min(A, 4) + N(n) and the weighted mean prediction, from the diagonal P0 values
     n = diagonal_sum(np.abs(np.where(p0, x, 0)))
     s = diagonal_sum(np.where(p0, x, 0))
-    nz = p1 & (s != 0)
-    weight = 0
-    if nz.any():
-        pred = context._weighted(s[nz][None, :], np.arange(1 << context.WEIGHT_BITS)[:, None])
-        weight = int(np.argmin(np.abs(x[nz][None, :] - pred).sum(axis=1)))
-    sym1 = x - context._weighted(s, weight)
+    sym1 = x - context._weighted(s, context.choose_weight(x, s, where=p1))
     cls1 = context.N_ANCHOR + len(context.EDGES_N) * np.minimum(base, 4) + context._BIN_N[np.minimum(n, int(context.EDGES_N[-1]))]
     three = bits(sym, cls, ~p1) + bits(sym1, cls1, p1) + context.WEIGHT_BITS
     return two, min(two, three) + 1

@@ -20,7 +20,8 @@ bits per unit of ``|q|`` (the chord of its code length), and its solution is rou
   length, reweighted L1 as in Candes, Wakin & Boyd 2008).
 
 Every image is encoded at every quality with the preset (one torch thread unless ``--threads``),
-and ``--compare`` prints the BD-rate of each run against the first, per image and the mean of those.
+and ``--compare`` prints the BD-rate of each run against the first (``lambda_sweep.compare``): per image,
+their mean, and on the mean curve.
 """
 from __future__ import annotations
 
@@ -30,11 +31,11 @@ import functools
 import json
 from pathlib import Path
 
+import lambda_sweep
 import numpy as np
 from probe_cli import encode_point, runs_main
 
 from codec import config, imageio, l1fit
-from codec.bdrate import bd_rate
 
 
 def run(args: argparse.Namespace) -> None:
@@ -53,18 +54,11 @@ def run(args: argparse.Namespace) -> None:
 
 def compare(paths: list[str]) -> None:
     runs = [json.loads(Path(p).read_text())["records"] for p in paths]
-    ref = runs[0]
     for path, test in zip(paths[1:], runs[1:]):
-        per = {}
-        for image in sorted({r["image"] for r in ref}):
-            a = sorted((r for r in ref if r["image"] == image), key=lambda r: r["quality"])
-            b = sorted((r for r in test if r["image"] == image), key=lambda r: r["quality"])
-            if [r["quality"] for r in a] == [r["quality"] for r in b]:
-                per[image] = bd_rate([r["bpp"] for r in a], [r["psnr"] for r in a],
-                                     [r["bpp"] for r in b], [r["psnr"] for r in b])
-        seconds = np.median([r["seconds"] for r in test]), np.median([r["seconds"] for r in ref])
-        print(f"{path}: mean BD-rate {np.mean(list(per.values())):+.2f} %  "
-              + "  ".join(f"{k.split('.')[0]} {v:+.2f}" for k, v in per.items())
+        bd = lambda_sweep.compare(runs[0], test)
+        seconds = np.median([r["seconds"] for r in test]), np.median([r["seconds"] for r in runs[0]])
+        print(f"{path}: mean BD-rate {bd['mean_per_image']:+.2f} % (mean curve {bd['mean_curve']:+.2f} %)  "
+              + "  ".join(f"{k.split('.')[0]} {v:+.2f}" for k, v in bd["per_image"].items())
               + f"  (encode median {seconds[0]:.1f} s against {seconds[1]:.1f} s)")
 
 

@@ -79,6 +79,11 @@ def angle_indices(word: int) -> tuple[int, int, int]:
     return (word >> 2 * ANGLE_BITS) & m, (word >> ANGLE_BITS) & m, word & m
 
 
+def rotation_word(ka: int, kb: int, kc: int) -> int:
+    """The rotation word of three angle indices (each ``0 .. ANGLE_LEVELS - 1``; :func:`angle_indices` inverted)."""
+    return ROTATION_FLAG | ka << 2 * ANGLE_BITS | kb << ANGLE_BITS | kc
+
+
 @lru_cache(maxsize=64)
 def matrices(word: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(F, M, centre)`` of colour word ``word`` (float32, read-only): ``t = F rgb + centre`` and
@@ -146,7 +151,7 @@ def adaptive_word(image: np.ndarray) -> int:
     a = math.atan2(v[1, 0], v[0, 0])
     c = math.atan2(v[2, 1], v[2, 2])
     ks = [(round(t / _ANGLE_STEP) + ANGLE_LEVELS // 2) % ANGLE_LEVELS for t in (a, b, c)]
-    word = ROTATION_FLAG | ks[0] << 2 * ANGLE_BITS | ks[1] << ANGLE_BITS | ks[2]
+    word = rotation_word(*ks)
     vq = matrices(word)[0].astype(np.float64) * math.sqrt(3.0)
     return word if np.linalg.norm(vq - v) <= _MAX_ROTATION_ERROR else 0
 

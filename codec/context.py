@@ -192,10 +192,11 @@ def _anchor_sum(plane: np.ndarray, anc: np.ndarray) -> np.ndarray:
     return _cross4(np.where(anc, plane, 0).astype(np.int32))  # int32: at most 4 MAX_K in size
 
 
-def choose_weight(plane: np.ndarray, anchor_sum: np.ndarray | None = None) -> int:
+def choose_weight(plane: np.ndarray, anchor_sum: np.ndarray | None = None, where: np.ndarray | None = None) -> int:
     """The weight ``w`` of :func:`predict` with the smallest sum of ``|q - pred|`` over the non-anchors
-    (the Laplace code length's proxy); ``anchor_sum`` as for :func:`predict`."""
-    m = ~anchors(plane.shape)
+    (the Laplace code length's proxy); ``anchor_sum`` as for :func:`predict`.  ``where``: the values
+    predicted, if not the non-anchors (a probe's other schedule; ``anchor_sum`` then required)."""
+    m = ~anchors(plane.shape) if where is None else where
     s = (_anchor_sum(plane, ~m) if anchor_sum is None else anchor_sum)[m]
     x = plane[m].astype(np.int64)
     nz = s != 0  # where s = 0 every weight predicts 0
