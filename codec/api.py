@@ -88,7 +88,7 @@ def info(data: bytes) -> dict:
 
 def export(data: bytes, path: str | os.PathLike) -> dict:
     """Write the dequantized weights to a safetensors file, the configuration in its metadata."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     p, model = decoder.load_model(bytes(data))
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
@@ -109,5 +109,24 @@ def export(data: bytes, path: str | os.PathLike) -> dict:
         config["output"] = "0.5 + last linear layer; clip to [0, 1]"
     meta["config"] = json.dumps(config)
 
-    imageio.atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    blob = _canonical_safetensors(save(tensors, metadata=meta))
+    imageio.write_bytes(path, blob)
     return {"tensors": len(tensors), "params": int(sum(int(np.prod(t.shape)) for t in tensors.values()))}
+
+
+def _canonical_safetensors(blob: bytes) -> bytes:
+    """The same safetensors file with its JSON header in a fixed order.
+
+    safetensors writes the metadata map in a random order (a Rust ``HashMap``), so two exports of
+    one ``.inr`` file would differ.  The header (8-byte little-endian length, then JSON padded with
+    spaces to a multiple of 8) is rewritten with the metadata keys sorted and the tensors in the
+    order of their data; the data after it is untouched, and its offsets are relative to it.
+    """
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + n])
+    meta = header.pop("__metadata__", None)
+    ordered = {"__metadata__": dict(sorted(meta.items()))} if meta else {}
+    ordered.update(sorted(header.items(), key=lambda kv: (kv[1]["data_offsets"], kv[0])))
+    text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + blob[8 + n:]

@@ -19,15 +19,40 @@ OVERRUN = 1.25
 OVERRUN_SLACK = 0.5
 
 
-def _emit(obj: dict, as_json: bool, lines: list[str]) -> None:
+def _emit(obj: dict, as_json: bool, lines: list[str], err: bool = False) -> None:
+    """The command's report: one JSON object or its lines, on stdout (stderr when ``err``: the
+    output file itself went to stdout)."""
     if as_json:
         click.echo(json.dumps(obj, sort_keys=False))
     else:
         for line in lines:
-            click.echo(line)
+            click.echo(line, err=err)
+
+
+def _stdio_paths(input: str, output: str | None, default_suffix: str, as_json: bool) -> str:
+    """The output path, checked against ``-`` (standard input and output): reading stdin needs
+    ``-o``, and ``--json`` cannot share stdout with the file."""
+    from .imageio import is_stdio
+
+    if output is None:
+        if is_stdio(input):
+            raise OptionError("reading standard input needs -o FILE (or -o - for standard output)")
+        output = str(Path(input).with_suffix(default_suffix))
+    if as_json and is_stdio(output):
+        raise OptionError("--json and -o - both write to standard output; give -o FILE")
+    return output
+
+
+def _name(path: str, stream: str) -> str:
+    """A path as the report names it: ``-`` is ``stdin`` or ``stdout``."""
+    return stream if str(path) == "-" else str(path)
 
 
 def _read_inr(path: str) -> bytes:
+    from .imageio import is_stdio, read_stdin
+
+    if is_stdio(path):
+        return read_stdin("an .inr file")
     p = Path(path)
     if not p.exists():
         raise ImageInputError(f"{path}: no such file")
@@ -40,6 +65,8 @@ def _read_inr(path: str) -> bytes:
 
 
 def _same_file(a: str, b: str) -> bool:
+    if "-" in (str(a), str(b)):  # standard input or output
+        return False
     try:
         return Path(a).resolve() == Path(b).resolve()
     except OSError:
@@ -54,7 +81,8 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("input", type=click.Path(dir_okay=True))
-@click.option("-o", "--output", type=click.Path(), help="Output .inr file [default: INPUT with .inr].")
+@click.option("-o", "--output", type=click.Path(),
+              help="Output .inr file, - for standard output [default: INPUT with .inr].")
 @click.option("--model", type=click.Choice(["hybrid", "siren", "fourier", "pe", "relu"]), default=None,
               help="hybrid: latent grids, context-coded; the others: coordinate MLPs [default: hybrid].")
 @click.option("--preset", type=click.Choice(["fast", "medium", "slow"]), default=None,
@@ -77,10 +105,10 @@ def cli() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def encode(input, output, model, preset, quality, bpp, steps, seconds, device, seed, batch, lr, threads, as_json,
            quiet) -> None:
-    """Overfit a network to INPUT and write a compact .inr file."""
+    """Overfit a network to INPUT (- for standard input) and write a compact .inr file."""
     from . import api, config, imageio, runtime
 
-    output = output or str(Path(input).with_suffix(".inr"))
+    output = _stdio_paths(input, output, ".inr", as_json)
     if _same_file(input, output):
         raise OptionError("output would overwrite the input image")
     if quality is not None and bpp is not None:
@@ -91,14 +119,15 @@ def encode(input, output, model, preset, quality, bpp, steps, seconds, device, s
                 "quiet": quiet}
     if quality is not None:
         config.check_quality(quality)
+    imageio.check_output(output)  # before the encode, not after it
     n_threads = runtime.set_threads(threads)
     image = imageio.open_image(input)
     result = api.encode_image(image, **opts)
     imageio.write_bytes(output, result.data)
     d = {"input": str(input), "output": str(output), **result.as_dict(), "threads": n_threads}
-    _emit(d, as_json, [(f"{output}: {d['width']}x{d['height']} {d['model']} {d['bytes']} bytes "
+    _emit(d, as_json, [(f"{_name(output, 'stdout')}: {d['width']}x{d['height']} {d['model']} {d['bytes']} bytes "
                        f"{d['bpp']:.4f} bpp  PSNR {d['psnr']:.2f} dB  ({d['steps']} steps, "
-                       f"{d['seconds']:.1f} s on {d['device']})")])
+                       f"{d['seconds']:.1f} s on {d['device']})")], err=imageio.is_stdio(output))
     if seconds is not None and result.seconds > OVERRUN * seconds + OVERRUN_SLACK:
         # the budget bounds the search, not the work every encode of the image needs (on the
         # hybrid: the fill, one pass, the filters, the coding and the verifying decode)
@@ -114,23 +143,26 @@ def encode(input, output, model, preset, quality, bpp, steps, seconds, device, s
 
 @cli.command()
 @click.argument("input", type=click.Path(dir_okay=True))
-@click.option("-o", "--output", type=click.Path(), help="Output image (.png, .bmp, .tif, .webp, .ppm) [default: INPUT with .png].")
+@click.option("-o", "--output", type=click.Path(),
+              help="Output image (.png, .bmp, .tif, .webp, .ppm, .jpg), - for PNG on standard output "
+                   "[default: INPUT with .png].")
 @click.option("--size", type=str, default=None, help="N: longer side N, aspect kept; WxH: exact size.")
 @click.option("--scale", type=float, default=None, help="Scale factor relative to the native size.")
 @click.option("--max-pixels", type=int, default=None, help="Refuse larger outputs [default: 89478485].")
 @click.option("--device", type=click.Choice(["cpu", "auto", "cuda", "mps"]), default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def decode(input, output, size, scale, max_pixels, device, as_json) -> None:
-    """Render an .inr file to an image, at native size or any other."""
+    """Render an .inr file (- for standard input) to an image, at native size or any other."""
     import time
 
     from . import decoder, imageio
 
     t0 = time.perf_counter()
-    output = output or str(Path(input).with_suffix(".png"))
+    output = _stdio_paths(input, output, ".png", as_json)
     if _same_file(input, output):
         raise OptionError("output would overwrite the input file")
     imageio.save_format(output)
+    imageio.check_output(output)
     if max_pixels is not None and max_pixels < 1:
         raise OptionError("--max-pixels must be positive")
     data = _read_inr(input)
@@ -145,20 +177,20 @@ def decode(input, output, size, scale, max_pixels, device, as_json) -> None:
         imageio.save_image(imageio.to_pil(arr), output)
     d = {"input": str(input), "output": str(output), "width": ow, "height": oh,
          "seconds": round(time.perf_counter() - t0, 3)}
-    _emit(d, as_json, [f"{output}: {ow}x{oh} ({d['seconds']:.2f} s)"])
+    _emit(d, as_json, [f"{_name(output, 'stdout')}: {ow}x{oh} ({d['seconds']:.2f} s)"], err=imageio.is_stdio(output))
 
 
 @cli.command()
 @click.argument("input", type=click.Path(dir_okay=True))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def info(input, as_json) -> None:
-    """Show what an .inr file holds."""
+    """Show what an .inr file (- for standard input) holds."""
     from . import api, bitstream
 
     d = api.info(_read_inr(input))
     latent = d["model"] in bitstream.LATENT_MODELS
     lines = [
-        f"file            {input}",
+        f"file            {_name(input, 'stdin')}",
         f"format version  {d['format_version']}",
         f"image           {d['width']}x{d['height']}, {d['channels']} channel(s)",
         (f"model           {d['model']}: {d['layers']} latent levels" if latent else
@@ -184,15 +216,16 @@ def info(input, as_json) -> None:
 
 @cli.command()
 @click.argument("input", type=click.Path(dir_okay=True))
-@click.option("-o", "--output", type=click.Path(), required=True, help="Output .safetensors file.")
+@click.option("-o", "--output", type=click.Path(), required=True, help="Output .safetensors file, - for standard output.")
 def export(input, output) -> None:
     """Write the dequantized weights as safetensors (configuration in the metadata)."""
-    from . import api
+    from . import api, imageio
 
     if _same_file(input, output):
         raise OptionError("output would overwrite the input file")
+    imageio.check_output(output)
     r = api.export(_read_inr(input), output)
-    click.echo(f"{output}: {r['tensors']} tensors, {r['params']} values")
+    click.echo(f"{_name(output, 'stdout')}: {r['tensors']} tensors, {r['params']} values", err=imageio.is_stdio(output))
 
 
 @cli.command()
@@ -276,8 +309,20 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError:
         click.echo("inrc: error: out of memory", err=True)
         return 1
-    except BrokenPipeError:
+    except BrokenPipeError:  # the reader of our standard output went away (``inrc decode ... -o - | head``)
+        _silence_stdout()
         return 1
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush does not raise again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def entry() -> None:

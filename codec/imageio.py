@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import struct
+import sys
 import tempfile
 import warnings
 import zlib
@@ -26,26 +28,66 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageInputError, LimitError
+from .errors import ImageInputError, LimitError, OptionError
 
 MAX_INPUT_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 MAX_SIDE = 0xFFFF
 _MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 _SAVE_FORMATS = {".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP",
                  ".ppm": "PPM", ".pgm": "PPM", ".jpg": "JPEG", ".jpeg": "JPEG"}
+STDIO = "-"  # as a path: standard input or output, as for cwebp, cjxl and gzip
+STDOUT_FORMAT = "PNG"  # an image written to standard output has no extension to name its format
+MAX_STDIN_BYTES = 1 << 30  # 1 GiB: above any image or .inr file the codec accepts
+
+
+def is_stdio(path: str | os.PathLike | None) -> bool:
+    """Whether ``path`` names standard input or output (``-``)."""
+    return path is not None and str(path) == STDIO
+
+
+def read_stdin(what: str) -> bytes:
+    """All of standard input, refused when it is a terminal, empty or over ``MAX_STDIN_BYTES``."""
+    stream = sys.stdin
+    if stream is None or stream.isatty():
+        raise OptionError(f"standard input is a terminal: pipe {what} into it, or name a file")
+    data = getattr(stream, "buffer", stream).read(MAX_STDIN_BYTES + 1)
+    if not data:
+        raise ImageInputError("standard input is empty")
+    if len(data) > MAX_STDIN_BYTES:
+        raise LimitError(f"standard input is over {MAX_STDIN_BYTES} bytes")
+    return data
+
+
+def check_output(path: str | os.PathLike) -> None:
+    """Refuse before any work an output that cannot be written: a missing directory, or standard
+    output when it is a terminal (binary data there is garbage on the screen)."""
+    if is_stdio(path):
+        if sys.stdout is None or sys.stdout.isatty():
+            raise OptionError("standard output is a terminal: redirect it to a file or a pipe, or give -o FILE")
+        return
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    if p.is_dir():
+        raise ImageInputError(f"{path}: is a directory")
+    if not parent.is_dir():
+        raise ImageInputError(f"{path}: directory {parent} does not exist")
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:
-    """Open an image file with clear errors for missing, unreadable and oversized inputs."""
-    p = Path(path)
-    if not p.exists():
-        raise ImageInputError(f"{path}: no such file")
-    if p.is_dir():
-        raise ImageInputError(f"{path}: is a directory, not an image")
+    """Open an image file (``-``: standard input) with clear errors for missing, unreadable and
+    oversized inputs."""
+    if is_stdio(path):
+        path, source = "stdin", io.BytesIO(read_stdin("an image"))
+    else:
+        source = Path(path)
+        if not source.exists():
+            raise ImageInputError(f"{path}: no such file")
+        if source.is_dir():
+            raise ImageInputError(f"{path}: is a directory, not an image")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(p)
+            img = Image.open(source)
             img.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise LimitError(f"{path}: image too large (over {MAX_INPUT_PIXELS} pixels)") from None
@@ -166,8 +208,14 @@ def to_pil(a: np.ndarray) -> Image.Image:
 def atomic_write(path: str | os.PathLike, writer) -> None:
     """Call ``writer(tmp_path)`` then rename onto ``path``; on failure leave ``path`` untouched.
 
-    Operating-system errors (permissions, a full disk) become one ``ImageInputError`` naming the path.
+    ``path`` ``-`` is standard output: the temporary file is copied there once it is complete, so
+    a failure writes nothing there either.  Operating-system errors (permissions, a full disk)
+    become one ``ImageInputError`` naming the path.
     """
+    if is_stdio(path):
+        check_output(path)
+        _write_stdout(writer)
+        return
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
@@ -192,6 +240,26 @@ def atomic_write(path: str | os.PathLike, writer) -> None:
         raise
 
 
+def _write_stdout(writer) -> None:
+    """``writer`` fills a file in the temporary directory, which is then copied to standard output."""
+    fd, tmp = tempfile.mkstemp(prefix=".inrc-stdout.", suffix=".part")
+    os.close(fd)
+    try:
+        try:
+            writer(tmp)
+        except OSError as exc:
+            raise ImageInputError(f"cannot write a temporary file for standard output ({exc.strerror or exc})") from None
+        out = getattr(sys.stdout, "buffer", sys.stdout)
+        with open(tmp, "rb") as f:
+            shutil.copyfileobj(f, out, 1 << 20)
+        out.flush()
+    finally:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     def w(tmp: str) -> None:
         with open(tmp, "wb") as f:
@@ -201,6 +269,9 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def save_format(path: str | os.PathLike) -> str:
+    """The Pillow format an output path names by its extension (``-``: PNG on standard output)."""
+    if is_stdio(path):
+        return STDOUT_FORMAT
     ext = Path(path).suffix.lower()
     if ext not in _SAVE_FORMATS:
         raise ImageInputError(f"{path}: unknown output image type {ext or '(none)'}; use one of {', '.join(sorted(_SAVE_FORMATS))}")

@@ -242,3 +242,97 @@ def test_an_encode_over_its_seconds_budget_is_noted_on_stderr(tmp_path, img_path
         assert err.count("\n") == 1 and err.startswith("inrc: note: the encode took 3.0 s, over --seconds 1")
     else:
         assert err == ""
+
+
+class _Stdin(io.TextIOWrapper):
+    """A standard input holding ``data``, as a pipe or a redirected file gives it."""
+
+    def __init__(self, data: bytes, tty: bool = False):
+        super().__init__(io.BytesIO(data))
+        self._tty = tty
+
+    def isatty(self) -> bool:
+        return self._tty
+
+
+def test_standard_input_and_output(tmp_path, img_path, capsysbinary, monkeypatch):
+    """``-`` is standard input or output, as for cwebp and cjxl: the file goes to stdout, the
+    report to stderr, and every command reads stdin."""
+    def run_bin(*args, stdin: bytes | None = None):
+        if stdin is not None:
+            monkeypatch.setattr(sys, "stdin", _Stdin(stdin))
+        code = main([str(a) for a in args])
+        return (code, *capsysbinary.readouterr())
+
+    code, inr, err = run_bin("encode", "-", "-o", "-", "--preset", "fast", "--quiet", stdin=img_path.read_bytes())
+    assert code == 0 and inr[:3] == b"INR" and err.decode().startswith(f"stdout: 64x48 hybrid {len(inr)} bytes")
+    ref = tmp_path / "ref.inr"
+    assert run_bin("encode", img_path, "-o", ref, "--preset", "fast", "--quiet")[0] == 0
+    assert ref.read_bytes() == inr  # the same encode as from the file
+    code, png, err = run_bin("decode", "-", "-o", "-", "--size", "100x33", stdin=inr)
+    assert code == 0 and err.decode().startswith("stdout: 100x33")
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png))), np.asarray(codec.decode(inr, size="100x33")))
+    code, out, _ = run_bin("info", "-", "--json", stdin=inr)
+    assert code == 0 and json.loads(out)["bytes"] == len(inr)
+    code, out, _ = run_bin("info", "-", stdin=inr)
+    assert code == 0 and out.decode().startswith("file            stdin\n")
+    code, st, err = run_bin("export", ref, "-o", "-")
+    assert code == 0 and err.decode().startswith("stdout: ") and st == _export_bytes(tmp_path, ref)
+
+
+def _export_bytes(tmp_path, inr) -> bytes:
+    out = tmp_path / "w.safetensors"
+    assert main(["export", str(inr), "-o", str(out)]) == 0
+    return out.read_bytes()
+
+
+@pytest.mark.parametrize("args,stdin,code,msg", [
+    (["encode", "-"], b"", 2, "needs -o FILE"),
+    (["decode", "-"], b"", 2, "needs -o FILE"),
+    (["encode", "{img}", "-o", "-", "--json"], None, 2, "--json and -o -"),
+    (["decode", "-", "-o", "-", "--json"], b"", 2, "--json and -o -"),
+    (["encode", "-", "-o", "{d}/x.inr"], b"", 1, "standard input is empty"),
+    (["encode", "-", "-o", "{d}/x.inr"], b"not an image", 1, "stdin: not a supported image file"),
+    (["decode", "-", "-o", "{d}/x.png"], b"\x89PNG\r\n\x1a\n" + bytes(30), 1, "not an .inr file"),
+    (["info", "-"], None, 2, "standard input is a terminal"),
+    (["encode", "{img}", "-o", "-"], "tty", 2, "standard output is a terminal"),
+    (["decode", "{d}/ref.inr", "-o", "-"], "tty", 2, "standard output is a terminal"),
+])
+def test_standard_input_and_output_errors(tmp_path, img_path, capsys, monkeypatch, args, stdin, code, msg):
+    """Each misuse of ``-`` is one line and a usage or data exit code, before any work is done;
+    nothing is written to stdout."""
+    from codec import api
+
+    (tmp_path / "ref.inr").write_bytes(codec.encode(img_path, preset="fast"))
+    monkeypatch.setattr(api, "encode_image", lambda *a, **k: pytest.fail("encoded"))
+    if stdin == "tty":  # standard output is the terminal
+        monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    else:
+        monkeypatch.setattr(sys, "stdin", _Stdin(b"", tty=True) if stdin is None else _Stdin(stdin))
+    c, out, err = run(capsys, *[a.format(d=tmp_path, img=img_path) for a in args])
+    assert c == code and out == "" and err.count("\n") == 1 and err.startswith("inrc: error:") and msg in err, err
+    assert sorted(os.listdir(tmp_path)) == sorted([img_path.name, "ref.inr"])  # nothing written, no temporary left
+
+
+def test_output_directory_is_checked_before_the_encode(tmp_path, img_path, capsys, monkeypatch):
+    """A missing output directory, or an output that is a directory, fails at once, not after
+    minutes of encoding."""
+    from codec import api
+
+    monkeypatch.setattr(api, "encode_image", lambda *a, **k: pytest.fail("encoded"))
+    for out, msg in ((tmp_path / "no" / "x.inr", "does not exist"), (tmp_path, "is a directory")):
+        c, _, err = run(capsys, "encode", img_path, "-o", out)
+        assert c == 1 and msg in err and err.count("\n") == 1
+
+
+def test_a_pipe_between_two_processes(tmp_path, img_path):
+    """The real thing: ``inrc encode - -o - < cat.png | inrc decode - -o - > out.png``."""
+    cmd = [sys.executable, "-m", "codec"]
+    enc = subprocess.run([*cmd, "encode", "-", "-o", "-", "--preset", "fast", "--quiet"], input=img_path.read_bytes(),
+                         capture_output=True, check=False)
+    assert enc.returncode == 0 and enc.stdout[:3] == b"INR" and enc.stderr.startswith(b"stdout: 64x48 hybrid")
+    dec = subprocess.run([*cmd, "decode", "-", "-o", "-"], input=enc.stdout, capture_output=True, check=False)
+    assert dec.returncode == 0 and Image.open(io.BytesIO(dec.stdout)).size == (64, 48)
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(dec.stdout))), np.asarray(codec.decode(enc.stdout)))
+    bad = subprocess.run([*cmd, "decode", "-", "-o", "-"], input=enc.stdout[:-5], capture_output=True, check=False)
+    assert bad.returncode == 1 and bad.stdout == b"" and bad.stderr.count(b"\n") == 1
