@@ -40,9 +40,11 @@ def encode(image, **options) -> bytes:
 
 
 def decode(data: bytes, size: str | int | None = None, scale: float | None = None,
-           max_pixels: int = decoder.DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Decode ``.inr`` bytes to a PIL image, at native size or at ``size`` / ``scale``."""
-    return imageio.to_pil(decoder.decode_to_array(bytes(data), size, scale, max_pixels))
+           max_pixels: int = decoder.DEFAULT_MAX_PIXELS, crop: str | tuple | None = None) -> Image.Image:
+    """Decode ``.inr`` bytes to a PIL image, at native size or at ``size`` / ``scale``; ``crop =
+    (x, y, w, h)`` (or ``"x,y,w,h"``, native pixels) renders only that region, at its own size or at
+    ``size`` / ``scale``."""
+    return imageio.to_pil(decoder.decode_to_array(bytes(data), size, scale, max_pixels, crop=crop))
 
 
 def read_header(data: bytes) -> Header:

@@ -148,10 +148,13 @@ def encode(input, output, model, preset, quality, bpp, steps, seconds, device, s
                    "[default: INPUT with .png].")
 @click.option("--size", type=str, default=None, help="N: longer side N, aspect kept; WxH: exact size.")
 @click.option("--scale", type=float, default=None, help="Scale factor relative to the native size.")
+@click.option("--crop", type=str, default=None,
+              help="X,Y,W,H: render only this region, in pixels of the native image (fractions allowed); "
+                   "--size and --scale then apply to it.")
 @click.option("--max-pixels", type=int, default=None, help="Refuse larger outputs [default: 89478485].")
 @click.option("--device", type=click.Choice(["cpu", "auto", "cuda", "mps"]), default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def decode(input, output, size, scale, max_pixels, device, as_json) -> None:
+def decode(input, output, size, scale, crop, max_pixels, device, as_json) -> None:
     """Render an .inr file (- for standard input) to an image, at native size or any other."""
     import time
 
@@ -168,15 +171,15 @@ def decode(input, output, size, scale, max_pixels, device, as_json) -> None:
     data = _read_inr(input)
     limit = max_pixels if max_pixels is not None else decoder.DEFAULT_MAX_PIXELS
     p = decoder.parse(data)
-    ow, oh = decoder.resolve_size(p.header.width, p.header.height, size, scale, limit)
-    bands = decoder.Renderer(data, p, device).bands(ow, oh)
+    window, ow, oh = decoder.output_geometry(p.header, size, scale, crop, limit)
+    bands = decoder.Renderer(data, p, device).bands(ow, oh, window)
     if imageio.save_format(output) == "PNG":  # streamed: memory stays bounded at any size
         imageio.write_png_bands(output, ow, oh, p.header.channels, bands)
     else:
         arr = decoder.assemble(bands, ow, oh, p.header.channels)
         imageio.save_image(imageio.to_pil(arr), output)
     d = {"input": str(input), "output": str(output), "width": ow, "height": oh,
-         "seconds": round(time.perf_counter() - t0, 3)}
+         "crop": None if window is None else list(window), "seconds": round(time.perf_counter() - t0, 3)}
     _emit(d, as_json, [f"{_name(output, 'stdout')}: {ow}x{oh} ({d['seconds']:.2f} s)"], err=imageio.is_stdio(output))
 
 

@@ -20,7 +20,7 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-from . import bitstream, color, context, entropy, finefilter, postfilter, quant
+from . import bitstream, color, context, coords, entropy, finefilter, postfilter, quant
 from .bitstream import Header
 from .errors import FieldRangeError, LimitError, OptionError
 from .layout import spec_from_header
@@ -153,27 +153,57 @@ class Renderer:
             self.device = pick_device(device)
             _, self.model = load_model(data, self.parsed)
 
-    def bands(self, ow: int, oh: int) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(first_row, uint8 rows)`` bands of an ``ow x oh`` rendering."""
+    def bands(self, ow: int, oh: int, crop: Crop | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(first_row, uint8 rows)`` bands of an ``ow x oh`` rendering of the whole image, or
+        of ``crop`` (:func:`resolve_crop`)."""
         if self.latent is None:
-            yield from render_bands(self.model, self.header, ow, oh, self.device)
+            yield from render_bands(self.model, self.header, ow, oh, self.device, crop)
             return
+        spans = coords.spans(self.header.width, self.header.height, crop)
         rows = max(1, TILE_PIXELS // ow)
         for r0 in range(0, oh, rows):
             r1 = min(oh, r0 + rows)
-            yield r0, color.to_uint8(self.latent.rows(r0, r1, ow, oh))
+            yield r0, color.to_uint8(self.latent.rows(r0, r1, ow, oh, spans))
 
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*(?:[xX]\s*(\d+))?\s*$")
+Crop = tuple[float, float, float, float]  # (x0, y0, w, h) in pixels of the native image
 
 
-def resolve_size(width: int, height: int, size: str | int | None = None, scale: float | None = None,
+def resolve_crop(width: int, height: int, crop: str | tuple | list | None) -> Crop | None:
+    """``--crop X,Y,W,H``: the region of the ``width x height`` image to render, in its pixels
+    (left, top, width, height, as for dwebp's ``-crop``; fractions allowed, since the model is a
+    continuous function).  It must lie inside the image; ``None`` is the whole image."""
+    if crop is None:
+        return None
+    if isinstance(crop, str):
+        parts = crop.replace(" ", "").split(",")
+        try:
+            vals = [float(v) for v in parts]
+        except ValueError:
+            vals = []
+        if len(vals) != 4:
+            raise OptionError(f"crop must be X,Y,W,H in pixels (e.g. 100,50,64,64), got {crop!r}")
+    else:
+        vals = [float(v) for v in crop]
+        if len(vals) != 4:
+            raise OptionError(f"crop must be 4 numbers X, Y, W, H, got {len(vals)}")
+    x, y, w, h = vals
+    if not all(np.isfinite(vals)) or w <= 0 or h <= 0:
+        raise OptionError(f"crop X,Y,W,H needs finite numbers and W, H above 0, got {x:g},{y:g},{w:g},{h:g}")
+    if x < 0 or y < 0 or x + w > width or y + h > height:
+        raise OptionError(f"crop {x:g},{y:g},{w:g},{h:g} is not inside the {width}x{height} image")
+    return x, y, w, h
+
+
+def resolve_size(width: float, height: float, size: str | int | None = None, scale: float | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
-    """Output size from ``--size`` (``N``: longer side N, aspect kept; ``WxH``: exact) or ``--scale``."""
+    """Output size from ``--size`` (``N``: longer side N, aspect kept; ``WxH``: exact) or ``--scale``,
+    relative to ``width x height``: the image's, or a crop's (whose default size is its own, rounded)."""
     if size is not None and scale is not None:
         raise OptionError("give --size or --scale, not both")
     if size is None and scale is None:
-        ow, oh = width, height
+        ow, oh = max(1, round(width)), max(1, round(height))
     elif scale is not None:
         if not (scale > 0 and np.isfinite(scale)):
             raise OptionError(f"scale must be a positive number, got {scale}")
@@ -204,19 +234,28 @@ def resolve_size(width: int, height: int, size: str | int | None = None, scale: 
     return ow, oh
 
 
-def render_bands(model: torch.nn.Module, header: Header, ow: int, oh: int,
-                 device: torch.device | str = "cpu") -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(first_row, uint8 rows)`` bands of an ``ow x oh`` rendering by a torch model."""
-    import torch
+def output_geometry(header: Header, size: str | int | None = None, scale: float | None = None,
+                    crop: str | tuple | list | None = None,
+                    max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Crop | None, int, int]:
+    """``(window, ow, oh)``: the region to render (:func:`resolve_crop`) and the output size
+    (:func:`resolve_size`, relative to the region), all checked before anything is allocated."""
+    window = resolve_crop(header.width, header.height, crop)
+    base = (header.width, header.height) if window is None else window[2:]
+    return (window, *resolve_size(*base, size, scale, max_pixels))
 
-    from . import coords
+
+def render_bands(model: torch.nn.Module, header: Header, ow: int, oh: int,
+                 device: torch.device | str = "cpu", crop: Crop | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(first_row, uint8 rows)`` bands of an ``ow x oh`` rendering by a torch model (of the
+    region ``crop`` only, if given)."""
+    import torch
 
     rows = max(1, TILE_PIXELS // ow)
     model = model.to(device)
     with torch.inference_mode():
         for r0 in range(0, oh, rows):
             r1 = min(oh, r0 + rows)
-            xy = coords.grid(ow, oh, header.width, header.height, rows=(r0, r1), device=device)
+            xy = coords.grid(ow, oh, header.width, header.height, rows=(r0, r1), device=device, window=crop)
             out = model(xy)
             yield r0, color.to_uint8(out).reshape(r1 - r0, ow, header.channels)
 
@@ -234,8 +273,10 @@ def render(model: torch.nn.Module, header: Header, ow: int, oh: int, device: tor
 
 
 def decode_to_array(data: bytes, size: str | int | None = None, scale: float | None = None,
-                    max_pixels: int = DEFAULT_MAX_PIXELS, device: str = "cpu") -> np.ndarray:
-    """Decode to a ``uint8 (H, W, C)`` array."""
+                    max_pixels: int = DEFAULT_MAX_PIXELS, device: str = "cpu",
+                    crop: str | tuple | list | None = None) -> np.ndarray:
+    """Decode to a ``uint8 (H, W, C)`` array: the whole image, or the region ``crop``
+    (:func:`resolve_crop`), at its own size or at ``size`` / ``scale``."""
     p = parse(data)
-    ow, oh = resolve_size(p.header.width, p.header.height, size, scale, max_pixels)
-    return assemble(Renderer(data, p, device).bands(ow, oh), ow, oh, p.header.channels)
+    window, ow, oh = output_geometry(p.header, size, scale, crop, max_pixels)
+    return assemble(Renderer(data, p, device).bands(ow, oh, window), ow, oh, p.header.channels)

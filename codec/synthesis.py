@@ -12,6 +12,10 @@ on a grid of ``n_in`` cells is ``u = (p + 0.5) n_in / n_out - 0.5`` (``align_cor
 * bicubic: Keys' kernel with ``a = -0.75`` on taps ``floor(u) - 1 .. floor(u) + 2``, each tap index
   clamped to the grid (``padding_mode="border"``), as ``grid_sample`` does.
 
+A crop (``inrc decode --crop``) renders only the fraction ``lo..hi`` of an axis (its ``span``):
+``u = (lo + (hi - lo)(p + 0.5) / n_out) n_in - 0.5``, the same positions as
+:func:`codec.coords.axis` with that span.
+
 A unit test checks both against ``grid_sample``.
 """
 from __future__ import annotations
@@ -21,6 +25,7 @@ import numpy as np
 from . import color
 
 KEYS_A = -0.75
+FULL = (0.0, 1.0)  # the span of a whole axis
 
 
 def _keys(t: np.ndarray, a: float = KEYS_A) -> np.ndarray:
@@ -31,10 +36,16 @@ def _keys(t: np.ndarray, a: float = KEYS_A) -> np.ndarray:
     return np.where(t <= 1.0, near, np.where(t < 2.0, far, 0.0))
 
 
-def kernel_taps(n_out: int, n_in: int, kernel: str, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Tap indices ``(n, T)`` and float64 weights ``(n, T)`` of output pixels ``start..stop-1``."""
+def kernel_taps(n_out: int, n_in: int, kernel: str, start: int = 0, stop: int | None = None,
+                span: tuple[float, float] = FULL) -> tuple[np.ndarray, np.ndarray]:
+    """Tap indices ``(n, T)`` and float64 weights ``(n, T)`` of output pixels ``start..stop-1``
+    of ``n_out`` covering the fraction ``span`` of the axis (the whole axis by default)."""
     p = np.arange(start, n_out if stop is None else stop, dtype=np.float64)
-    u = (p + 0.5) * n_in / n_out - 0.5
+    if span == FULL:
+        u = (p + 0.5) * n_in / n_out - 0.5
+    else:
+        lo, hi = span
+        u = (lo + (hi - lo) * (p + 0.5) / n_out) * n_in - 0.5
     if kernel == "bilinear":
         u = np.clip(u, 0.0, n_in - 1.0)
         i0 = np.floor(u)
@@ -62,37 +73,42 @@ class LatentRenderer:
         self.kernel = kernel
         self.colour = colour
         self.channels = self.planes[0].shape[0]
-        self._taps: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._taps: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
-    def _axis_taps(self, n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray]:
-        """:func:`kernel_taps` of a whole axis, weights as float32, computed once per ``(n_out, n_in)``:
-        a band's rows take a slice (the taps of an output pixel do not depend on the band), so the
-        columns' taps are not recomputed for every band and level (a 12 Mpixel decode renders 188
-        bands, and recomputing them took about 0.4 s of its 5.4 s, profiled)."""
-        key = (n_out, n_in)
+    def _axis_taps(self, n_out: int, n_in: int, span: tuple[float, float] = FULL) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`kernel_taps` of a whole axis, weights as float32, computed once per
+        ``(n_out, n_in, span)``: a band's rows take a slice (the taps of an output pixel do not
+        depend on the band), so the columns' taps are not recomputed for every band and level (a
+        12 Mpixel decode renders 188 bands, and recomputing them took about 0.4 s of its 5.4 s,
+        profiled)."""
+        key = (n_out, n_in, span)
         if key not in self._taps:
-            idx, w = kernel_taps(n_out, n_in, self.kernel)
+            idx, w = kernel_taps(n_out, n_in, self.kernel, span=span)
             self._taps[key] = idx, w.astype(np.float32)
         return self._taps[key]
 
-    def rows(self, r0: int, r1: int, ow: int, oh: int) -> np.ndarray:
+    def rows(self, r0: int, r1: int, ow: int, oh: int,
+             spans: tuple[tuple[float, float], tuple[float, float]] = (FULL, FULL)) -> np.ndarray:
         """Output rows ``r0..r1-1`` of an ``ow x oh`` rendering: float32 ``(r1 - r0, ow, channels)`` RGB.
+        ``spans = (x span, y span)`` restrict it to a crop (:func:`kernel_taps`).
 
         Work and memory per call are ``O(channels * (r1 - r0) * (w_l + ow))`` per level."""
-        return color.ycbcr_to_rgb_np(np.moveaxis(self.ycc_rows(r0, r1, ow, oh), 0, -1), self.colour)
+        return color.ycbcr_to_rgb_np(np.moveaxis(self.ycc_rows(r0, r1, ow, oh, spans), 0, -1), self.colour)
 
-    def ycc_rows(self, r0: int, r1: int, ow: int, oh: int) -> np.ndarray:
+    def ycc_rows(self, r0: int, r1: int, ow: int, oh: int,
+                 spans: tuple[tuple[float, float], tuple[float, float]] = (FULL, FULL)) -> np.ndarray:
         """The same rows before the colour transform: float32 ``(channels, r1 - r0, ow)`` YCbCr."""
+        sx, sy = spans
         acc = np.zeros((self.channels, r1 - r0, ow), dtype=np.float32)
         for g in self.planes:
-            if g.shape[1] == oh:
+            if g.shape[1] == oh and sy == FULL:
                 band = g[:, r0:r1]
             else:
-                idx, w = self._axis_taps(oh, g.shape[1])
+                idx, w = self._axis_taps(oh, g.shape[1], sy)
                 band = np.einsum("crtw,rt->crw", g[:, idx[r0:r1]], w[r0:r1])
-            if g.shape[2] == ow:
+            if g.shape[2] == ow and sx == FULL:
                 acc += band
             else:
-                idx, w = self._axis_taps(ow, g.shape[2])
+                idx, w = self._axis_taps(ow, g.shape[2], sx)
                 acc += np.einsum("crwt,wt->crw", band[:, :, idx], w)
         return acc

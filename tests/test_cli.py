@@ -336,3 +336,20 @@ def test_a_pipe_between_two_processes(tmp_path, img_path):
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(dec.stdout))), np.asarray(codec.decode(enc.stdout)))
     bad = subprocess.run([*cmd, "decode", "-", "-o", "-"], input=enc.stdout[:-5], capture_output=True, check=False)
     assert bad.returncode == 1 and bad.stdout == b"" and bad.stderr.count(b"\n") == 1
+
+
+def test_decode_crop(tmp_path, capsys):
+    """``--crop X,Y,W,H`` renders a region (its own size, or --size / --scale of it); a crop outside
+    the image or malformed is a usage error, and nothing is written."""
+    inr = Path(__file__).parent / "data" / "golden_v8_post.inr"
+    out = tmp_path / "crop.png"
+    code, stdout, _ = run(capsys, "decode", inr, "-o", out, "--crop", "4,3,20,10", "--scale", 2.5, "--json")
+    d = json.loads(stdout)
+    assert code == 0 and (d["width"], d["height"]) == (50, 25) and d["crop"] == [4, 3, 20, 10]
+    assert Image.open(out).size == (50, 25)
+    code, stdout, _ = run(capsys, "decode", inr, "-o", out, "--json")
+    assert code == 0 and json.loads(stdout)["crop"] is None
+    for crop, msg in (("4,3,20", "X,Y,W,H"), ("4,3,2000,10", "not inside"), ("4,3,-2,10", "above 0")):
+        out.unlink(missing_ok=True)
+        c, _, err = run(capsys, "decode", inr, "-o", out, "--crop", crop)
+        assert c == 2 and msg in err and err.count("\n") == 1 and not out.exists()

@@ -826,7 +826,7 @@ def test_hybrid_decode_does_not_import_torch(tmp_path, cat):
     path = tmp_path / "c.inr"
     path.write_bytes(codec.encode(cat, preset="fast"))
     code = ("import sys; from codec import cli; "
-            f"rc = cli.main(['decode', {str(path)!r}, '-o', {str(tmp_path / 'o.png')!r}]); "
+            f"rc = cli.main(['decode', {str(path)!r}, '-o', {str(tmp_path / 'o.png')!r}, '--crop', '3,4,20,10.5']); "
             "print(rc, 'torch' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.split()[-2:] == ["0", "False"] and (tmp_path / "o.png").exists()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from conftest import MODELS
 
 import codec
 from codec import metrics
+from codec.errors import OptionError
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -186,3 +188,39 @@ def test_delta0_search_stops_at_the_range_when_the_target_is_out_of_reach():
     assert delta0_for_size(f, 1e9, 0.15) == pytest.approx(DELTA0_RANGE[0])  # the smallest step is too coarse
     assert delta0_for_size(f, 1.0, 0.15) == pytest.approx(DELTA0_RANGE[1])  # the largest step is too fine
     assert len(calls) <= 12
+
+
+GOLDEN = Path(__file__).parent / "data"
+
+
+@pytest.mark.parametrize("name", ["golden_v8_post.inr", "golden_v8.inr", "golden_v1_hybrid.inr"])
+def test_a_crop_renders_the_same_pixels_as_the_whole_image(name):
+    """``crop=(x, y, w, h)`` at scale s samples the positions of the same pixels of a whole
+    rendering at scale s (codec.coords): the latent models (with a post filter; format v1's YCbCr)
+    and an MLP.  Their coordinates are computed another way, so a rounding may differ by 1."""
+    data = (GOLDEN / name).read_bytes()
+    h = codec.read_header(data)
+    x, y, w, hh = 3, 2, h.width // 2, h.height // 2
+    for s in (1, 2, 3):
+        whole = np.asarray(codec.decode(data, scale=s)).astype(int)
+        part = np.asarray(codec.decode(data, scale=s, crop=(x, y, w, hh))).astype(int)
+        ref = whole[s * y:s * (y + hh), s * x:s * (x + w)]
+        assert part.shape == ref.shape
+        assert np.abs(part - ref).max() <= 1 and (part != ref).mean() < 0.01, (s, (part != ref).mean())
+    # the whole image as a crop is the image, exactly
+    full = np.asarray(codec.decode(data, crop=(0, 0, h.width, h.height)))
+    np.testing.assert_array_equal(full, np.asarray(codec.decode(data)))
+    # a fractional crop at a chosen size: a zoom between native pixels, smooth and in range
+    zoom = np.asarray(codec.decode(data, size="40x30", crop="0.5,0.25,2.5,1.875")).astype(int)
+    assert zoom.shape[:2] == (30, 40)
+    assert np.abs(np.diff(zoom, axis=1)).max() < 64  # 2.5 native pixels over 40 columns: no jumps
+
+
+@pytest.mark.parametrize("crop,msg", [
+    ("1,2,3", "X,Y,W,H"), ("a,b,c,d", "X,Y,W,H"), ("1,2,0,3", "above 0"), ("nan,0,4,4", "finite"),
+    ("-1,0,4,4", "not inside"), ("0,0,1000,4", "not inside"), ((0, 0, 4), "4 numbers"),
+])
+def test_bad_crops_are_usage_errors(crop, msg):
+    data = (GOLDEN / "golden_v8_post.inr").read_bytes()
+    with pytest.raises(OptionError, match=msg):
+        codec.decode(data, crop=crop)
