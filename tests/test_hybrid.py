@@ -52,7 +52,8 @@ def test_numpy_renderer_matches_torch_model(name, size):
 @pytest.mark.parametrize("kernel", ["bilinear", "bicubic"])
 def test_renderer_bands_are_exactly_the_whole_rendering_with_taps_computed_once(kernel):
     """Bands of any height give the bytes of one whole rendering, and a band's taps are the whole
-    axis's (cached per (n_out, n_in)) sliced, exactly as :func:`kernel_taps` computes a band's."""
+    axis's (cached per (n_out, n_in, span)) sliced, exactly as :func:`kernel_taps` computes a band's;
+    a crop's bands too, with taps of their own."""
     rng = np.random.default_rng(3)
     planes = [rng.normal(size=(3, h, w)).astype(np.float32) for h, w in ((14, 20), (7, 10), (4, 5))]
     ow, oh = 31, 23
@@ -61,11 +62,18 @@ def test_renderer_bands_are_exactly_the_whole_rendering_with_taps_computed_once(
     for step in (1, 4, 7):
         bands = np.concatenate([rend.ycc_rows(r0, min(oh, r0 + step), ow, oh) for r0 in range(0, oh, step)], axis=1)
         assert np.array_equal(bands, whole)
-    assert sorted(rend._taps) == sorted({(oh, 14), (oh, 7), (oh, 4), (ow, 20), (ow, 10), (ow, 5)})
+    full = (0.0, 1.0)
+    assert sorted(rend._taps) == sorted({(n, n_in, full) for n, n_in in
+                                         ((oh, 14), (oh, 7), (oh, 4), (ow, 20), (ow, 10), (ow, 5))})
     for r0, r1 in ((0, 5), (6, 23), (22, 23)):
         idx, w = kernel_taps(oh, 7, kernel, r0, r1)
-        cidx, cw = rend._taps[(oh, 7)]
+        cidx, cw = rend._taps[(oh, 7, full)]
         assert np.array_equal(cidx[r0:r1], idx) and np.array_equal(cw[r0:r1], w.astype(np.float32))
+    spans = ((0.25, 0.75), (0.1, 0.6))
+    crop = rend.ycc_rows(0, oh, ow, oh, spans)
+    bands = np.concatenate([rend.ycc_rows(r0, min(oh, r0 + 4), ow, oh, spans) for r0 in range(0, oh, 4)], axis=1)
+    assert np.array_equal(bands, crop) and not np.array_equal(crop, whole)
+    assert len(rend._taps) == 12 and (ow, 20, spans[0]) in rend._taps and (oh, 14, spans[1]) in rend._taps
 
 
 def _random_planes(seed: int, shapes, channels, density=0.2, scale=3.0):
