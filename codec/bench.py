@@ -88,6 +88,32 @@ def threads_per_job(jobs: int) -> int:
     return max(1, runtime.available_cpus() // jobs)
 
 
+SPEED_PROBE = "hybrid fast q70 encode of skimage's astronaut, top-left 256x256, alone, threads_per_job threads"
+SPEED_PROBE_RUNS = 2  # about 1.8 s each on this project's 2-core machine
+
+
+def speed_probe(threads: int, runs: int | None = None) -> list[float]:
+    """Seconds of ``runs`` identical encodes (``SPEED_PROBE``), before a run's inrc encodes.
+
+    The presets are time-capped, so their files depend on the machine's speed: a machine 1.5 times
+    slower than usual cuts ``slow`` short (benchmarks/README.md).  ``summary.json`` keeps these
+    times, so runs of different days can be told apart; the fastest is the one to compare.
+    """
+    import skimage.data
+    import torch
+
+    from . import api
+
+    torch.set_num_threads(threads)
+    img = skimage.data.astronaut()[:256, :256]
+    times = []
+    for _ in range(SPEED_PROBE_RUNS if runs is None else runs):
+        t0 = time.perf_counter()
+        api.encode_image(img, preset="fast", quality=70, seconds=600.0, quiet=True)
+        times.append(round(time.perf_counter() - t0, 3))
+    return times
+
+
 def run_task(task: Task, threads: int) -> dict:
     """Encode and decode one image with one codec setting; return the measured record."""
     import torch
@@ -374,6 +400,8 @@ def run(images_dir: str, codecs: list[str], inrc_settings: list[str], points: li
             records.append(json.loads(f.read_text()))
         else:
             todo.append(t)
+    # the machine's speed now, when inrc encodes (time-capped) are to run
+    probe = speed_probe(threads) if any(t.codec.startswith("inrc") for t in todo) else None
     t_start = time.perf_counter()
     bar = None
     if progress:
@@ -398,10 +426,11 @@ def run(images_dir: str, codecs: list[str], inrc_settings: list[str], points: li
     if bar is not None:
         bar.close()
     wall = time.perf_counter() - t_start
-    return write_outputs(records, outdir, version, codecs, inrc, points, images, jobs, wall, published)
+    return write_outputs(records, outdir, version, codecs, inrc, points, images, jobs, wall, published, probe)
 
 
-def write_outputs(records, outdir: Path, version, codecs, inrc, points, images, jobs, wall, published) -> dict:
+def write_outputs(records, outdir: Path, version, codecs, inrc, points, images, jobs, wall, published,
+                  probe: list[float] | None = None) -> dict:
     import torch
 
     curves = summarize(records)
@@ -428,6 +457,8 @@ def write_outputs(records, outdir: Path, version, codecs, inrc, points, images, 
                "available_cpus": runtime.available_cpus(), "threads_per_job": threads_per_job(jobs),
                "torch": torch.__version__, "pillow": Image.__version__,
                "codecs": {k: features.version(k) for k in ("jpg", "webp", "jpg_2000", "avif")}}
+    if probe:
+        machine["speed_probe"] = {"workload": SPEED_PROBE, "seconds": probe, "min": min(probe)}
     summary = {"code_version": version, "date": time.strftime("%Y-%m-%d"), "machine": machine,
                "images": [p.name for p in images], "codecs": codecs, "inrc_settings": inrc,
                "inrc_qualities": points, "classic_settings": {c: CLASSIC_SETTINGS[c] for c in codecs if c in CLASSIC_SETTINGS},

@@ -261,6 +261,9 @@ def bench(images_dir, codecs, inrc_settings, inrc_qualities, out_dir, jobs, limi
                     out_dir, jobs=jobs, limit=limit, anchors=anchors, progress=not quiet)
     ref = "jpeg" if "jpeg" in summary["bd_rate_percent"] else None
     click.echo(f"{len(summary['images'])} images -> {out_dir} ({summary['wall_seconds_this_run']} s this run)")
+    probe = summary.get("machine", {}).get("speed_probe")
+    if probe:  # the inrc presets are time-capped: this says how fast the machine was for them
+        click.echo(f"  speed probe {probe['min']:.2f} s (a fixed `fast` encode before the run; compare runs by it)")
     if "inrc" in names and len(points) < 4:
         click.echo(f"  inrc curves have {len(points)} point(s): no BD-rates (they need 4); per-image results in per_image.csv,"
                    " to merge with other runs (benchmarks/compare_runs.py)")

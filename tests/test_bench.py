@@ -12,6 +12,12 @@ from codec import bench
 from codec.cli import main
 
 
+@pytest.fixture(autouse=True)
+def one_probe(monkeypatch):
+    """One speed-probe encode per run instead of two, to keep the suite short."""
+    monkeypatch.setattr(bench, "SPEED_PROBE_RUNS", 1)
+
+
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     d = tmp_path_factory.mktemp("imgs")
@@ -49,11 +55,17 @@ def test_bench_outputs_and_resume(folder, tmp_path, capsys):
     assert s["bd_rate_percent"]["jpeg"]["jpeg"] == 0.0
     assert s["images"] == ["a.png", "b.png"] and s["code_version"]
     assert (out / "rd.png").stat().st_size > 10_000
-    # Resume: a second run finds everything cached and does no work.
+    # the machine's speed before the inrc encodes, kept and printed
+    probe = s["machine"]["speed_probe"]
+    assert len(probe["seconds"]) == 1 and 0 < probe["min"] == probe["seconds"][0] < 60 and "astronaut" in probe["workload"]
+    assert f"speed probe {probe['min']:.2f} s" in printed
+    # Resume: a second run finds everything cached and does no work, not even the probe.
     before = {p.name for p in (out / "cache").iterdir()}
     assert main(args) == 0
     assert {p.name for p in (out / "cache").iterdir()} == before
-    assert json.loads((out / "summary.json").read_text())["wall_seconds_this_run"] < 5
+    s = json.loads((out / "summary.json").read_text())
+    assert s["wall_seconds_this_run"] < 5 and "speed_probe" not in s["machine"]
+    assert "speed probe" not in capsys.readouterr().out
 
 
 def test_summary_means_per_setting():
