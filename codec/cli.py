@@ -147,12 +147,13 @@ def encode(input, output, model, preset, quality, bpp, steps, seconds, device, s
               help="Output image (.png, .bmp, .tif, .webp, .ppm, .jpg), - for PNG on standard output "
                    "[default: INPUT with .png].")
 @click.option("--size", type=str, default=None, help="N: longer side N, aspect kept; WxH: exact size.")
-@click.option("--scale", type=float, default=None, help="Scale factor relative to the native size.")
+@click.option("--scale", type=float, default=None, help="Scale factor relative to the native size (or the crop's).")
 @click.option("--crop", type=str, default=None,
               help="X,Y,W,H: render only this region, in pixels of the native image (fractions allowed); "
                    "--size and --scale then apply to it.")
 @click.option("--max-pixels", type=int, default=None, help="Refuse larger outputs [default: 89478485].")
-@click.option("--device", type=click.Choice(["cpu", "auto", "cuda", "mps"]), default="cpu", show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "auto", "cuda", "mps"]), default="cpu", show_default=True,
+              help="Where MLP files render (hybrid files decode with numpy on the CPU).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def decode(input, output, size, scale, crop, max_pixels, device, as_json) -> None:
     """Render an .inr file (- for standard input) to an image, at native size or any other."""
