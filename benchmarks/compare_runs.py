@@ -169,13 +169,18 @@ def main() -> None:
         raise SystemExit("the runs have no complete image in common")
     curves = {lab: curve(rows, images) for lab, rows in data.items()}
     table = bench.bd_table(curves)["bd_rate_percent"]
+    ms_table = bench.bd_table_ms_ssim(curves)["bd_rate_percent_ms_ssim"]
     out: dict = {"images": images,
-                 "curves": {k: {"bpp": [p["bpp"] for p in v], "psnr": [p["psnr"] for p in v]} for k, v in curves.items()},
-                 "bd_rate_percent": table}
+                 "curves": {k: {"bpp": [p["bpp"] for p in v], "psnr": [p["psnr"] for p in v],
+                                "ms_ssim": [p["ms_ssim"] for p in v]} for k, v in curves.items()},
+                 "bd_rate_percent": table, "bd_rate_percent_ms_ssim": ms_table}
     print(f"{len(images)} images: {', '.join(images)}")
-    print("BD-rate % (row vs column): " + " ".join(f"{b:>9s}" for b in curves))
-    for a in curves:
-        print(f"{a:>26s} " + " ".join(f"{'-' if table[a][b] is None else table[a][b]:>9}" for b in curves))
+    for title, tab in (("BD-rate % (row vs column)", table), ("BD-rate % on MS-SSIM dB", ms_table)):
+        if not tab:
+            continue
+        print(f"{title}: " + " ".join(f"{b:>9s}" for b in tab))
+        for a in tab:
+            print(f"{a:>26s} " + " ".join(f"{'-' if tab[a][b] is None else tab[a][b]:>9}" for b in tab))
     times = {}
     for lab, rows in data.items():
         t = [float(rows[i][s]["encoding_time"]) for i in images for s in rows[i]]

@@ -242,6 +242,17 @@ def bd_table(curves: dict[str, list[dict]]) -> dict:
     return _bd_grid(curves, {b: ([p["bpp"] for p in pb], [p["psnr"] for p in pb]) for b, pb in curves.items()})
 
 
+def bd_table_ms_ssim(curves: dict[str, list[dict]]) -> dict:
+    """The same on MS-SSIM in dB (:func:`codec.metrics.ms_ssim_db` of each point's mean MS-SSIM, as
+    CompressAI plots it): BD-rate (%) and the MS-SSIM difference (dB), for the curves that have
+    MS-SSIM at every point (images of 161 px per side or more); empty tables if none has."""
+    have = {k: [{**p, "ms_ssim_db": metrics.ms_ssim_db(p["ms_ssim"])} for p in v]
+            for k, v in curves.items() if v and all(p.get("ms_ssim") is not None for p in v)}
+    grid = _bd_grid(have, {b: ([p["bpp"] for p in pb], [p["ms_ssim_db"] for p in pb]) for b, pb in have.items()},
+                    lambda ref: "ms_ssim_db")
+    return {"bd_rate_percent_ms_ssim": grid["bd_rate_percent"], "bd_ms_ssim_db": grid["bd_psnr_db"]}
+
+
 KODAK_IMAGES = frozenset(f"kodim{i:02d}.png" for i in range(1, 25))
 MEAN_MSE_LABEL = "[PSNR of mean MSE]"
 
@@ -452,7 +463,7 @@ def write_outputs(records, outdir: Path, version, codecs, inrc, points, images, 
         for r in sorted(records, key=lambda r: (r["codec"], r["image"], float(r["setting"]))):
             st = r.get("encoder_stats")
             wr.writerow({**{k: r[k] for k in cols}, "encoder_stats": json.dumps(st, sort_keys=True) if st else ""})
-    table = bd_table(curves)
+    table = {**bd_table(curves), **bd_table_ms_ssim(curves)}
     machine = {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count(),
                "available_cpus": runtime.available_cpus(), "threads_per_job": threads_per_job(jobs),
                "torch": torch.__version__, "pillow": Image.__version__,
@@ -465,6 +476,7 @@ def write_outputs(records, outdir: Path, version, codecs, inrc, points, images, 
                "jobs": jobs, "wall_seconds_this_run": round(wall, 1),
                "psnr": "mean over images of per-image PSNR on 8-bit RGB",
                "bd": "Bjontegaard, PCHIP of log-rate over the overlapping PSNR range; row = test, column = reference",
+               "bd_ms_ssim": "the same on MS-SSIM in dB, -10 log10(1 - mean MS-SSIM) per setting",
                **table}
     vs = vs_published(curves, [p.name for p in images], records, published)
     if vs:

@@ -269,9 +269,11 @@ def bench(images_dir, codecs, inrc_settings, inrc_qualities, out_dir, jobs, limi
         click.echo(f"  inrc curves have {len(points)} point(s): no BD-rates (they need 4); per-image results in per_image.csv,"
                    " to merge with other runs (benchmarks/compare_runs.py)")
     if ref:
+        ms = summary.get("bd_rate_percent_ms_ssim", {})
         for name, row in summary["bd_rate_percent"].items():
-            v = row.get(ref)
-            click.echo(f"  {name:16s} BD-rate vs JPEG {'n/a' if v is None else f'{v:+.1f} %'}")
+            v, m = row.get(ref), ms.get(name, {}).get(ref)
+            click.echo(f"  {name:16s} BD-rate vs JPEG {'n/a' if v is None else f'{v:+.1f} %'}"
+                       + ("" if m is None else f" (MS-SSIM {m:+.1f} %)"))
     for name, row in summary.get("vs_published", {}).get("bd_rate_percent", {}).items():
         if name.startswith("inrc"):
             cells = ", ".join(f"{a.split()[0]} {'n/a' if v is None else f'{v:+.1f} %'}" for a, v in row.items())

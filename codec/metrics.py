@@ -3,6 +3,8 @@
 PSNR is computed over all channels of the 8-bit images, ``10 log10(255^2 / MSE)``; identical
 images are reported as ``PSNR_CAP`` dB (JSON has no infinity).  MS-SSIM (Wang et al. 2003) comes
 from pytorch-msssim with ``data_range=255`` (images need >= 161 px per side for its 5 scales).
+For BD-rates and plots MS-SSIM is taken in decibels, ``-10 log10(1 - MS-SSIM)``, as CompressAI
+and the learned-compression papers report it, where equal steps are comparable changes.
 """
 from __future__ import annotations
 
@@ -30,6 +32,11 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR (dB) between two uint8 images, capped at ``PSNR_CAP``."""
     m = mse(a, b)
     return PSNR_CAP if m == 0 else min(PSNR_CAP, 10.0 * math.log10(255.0**2 / m))
+
+
+def ms_ssim_db(v: float) -> float:
+    """MS-SSIM ``v`` in dB, ``-10 log10(1 - v)``, capped at ``PSNR_CAP`` (``v = 1``: identical)."""
+    return PSNR_CAP if v >= 1.0 else min(PSNR_CAP, -10.0 * math.log10(1.0 - v))
 
 
 def ms_ssim(a: np.ndarray, b: np.ndarray) -> float | None:

@@ -76,6 +76,36 @@ def test_summary_means_per_setting():
     assert pt["psnr_of_mean_mse"] < pt["psnr"]  # Cool-chic's convention is lower
 
 
+def test_bd_rates_on_ms_ssim_in_db(capsys, monkeypatch, folder, tmp_path):
+    """BD-rates on MS-SSIM use -10 log10(1 - MS-SSIM) per point, as CompressAI does; a curve
+    without MS-SSIM (images under 161 px) is left out; the command prints them beside PSNR's."""
+    from codec.bdrate import bd_rate
+    from codec.metrics import PSNR_CAP, ms_ssim_db
+
+    assert ms_ssim_db(0.99) == pytest.approx(20.0) and ms_ssim_db(0.9) == pytest.approx(10.0)
+    assert ms_ssim_db(1.0) == PSNR_CAP
+    ref = [{"bpp": b, "psnr": 30.0 + i, "ms_ssim": m} for i, (b, m) in enumerate(((0.2, 0.9), (0.4, 0.95), (0.8, 0.98), (1.6, 0.99)))]
+    test = [{**p, "bpp": p["bpp"] * 0.8} for p in ref]  # the same quality for 20 % less rate
+    small = [{**p, "ms_ssim": None} for p in ref]
+    t = bench.bd_table_ms_ssim({"ref": ref, "test": test, "small": small})
+    assert set(t["bd_rate_percent_ms_ssim"]) == {"ref", "test"}
+    assert t["bd_rate_percent_ms_ssim"]["test"]["ref"] == pytest.approx(-20.0, abs=0.01)
+    bent = [{**p, "ms_ssim": 1 - (1 - p["ms_ssim"]) * 0.9} for p in ref]  # MS-SSIM better, PSNR not
+    t = bench.bd_table_ms_ssim({"ref": ref, "bent": bent})
+    db = [ms_ssim_db(p["ms_ssim"]) for p in ref]
+    expected = bd_rate([p["bpp"] for p in ref], db, [p["bpp"] for p in bent], [ms_ssim_db(p["ms_ssim"]) for p in bent])
+    assert t["bd_rate_percent_ms_ssim"]["bent"]["ref"] == pytest.approx(round(expected, 2)) and expected < 0
+    assert bench.bd_table({"ref": ref, "bent": bent})["bd_rate_percent"]["bent"]["ref"] == pytest.approx(0.0, abs=0.01)
+    summary = {"images": ["a.png"], "wall_seconds_this_run": 1.0,
+               "bd_rate_percent": {"jpeg": {"jpeg": 0.0}, "inrc-x": {"jpeg": -40.0}, "inrc-y": {"jpeg": -10.0}},
+               "bd_rate_percent_ms_ssim": {"jpeg": {"jpeg": 0.0}, "inrc-x": {"jpeg": -30.5}}}
+    monkeypatch.setattr(bench, "run", lambda *a, **k: summary)
+    assert main(["bench", str(folder), "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert any(ln.strip() == "inrc-x           BD-rate vs JPEG -40.0 % (MS-SSIM -30.5 %)" for ln in out), out
+    assert any(ln.strip() == "inrc-y           BD-rate vs JPEG -10.0 %" for ln in out), out
+
+
 def test_bd_vs_published_anchors_uses_each_anchors_psnr_convention():
     pts = [{"bpp": b, "psnr": p, "psnr_of_mean_mse": p - 0.5} for b, p in
            ((0.1, 25.0), (0.2, 28.0), (0.4, 31.0), (0.8, 34.0), (1.6, 37.0))]
