@@ -286,6 +286,12 @@ def _export_bytes(tmp_path, inr) -> bytes:
     return out.read_bytes()
 
 
+@pytest.fixture(scope="module")
+def fast_cat(cat) -> bytes:
+    """A `fast` file of the cat, encoded once for the tests that need any valid file."""
+    return codec.encode(cat, preset="fast")
+
+
 @pytest.mark.parametrize("args,stdin,code,msg", [
     (["encode", "-"], b"", 2, "needs -o FILE"),
     (["decode", "-"], b"", 2, "needs -o FILE"),
@@ -298,12 +304,12 @@ def _export_bytes(tmp_path, inr) -> bytes:
     (["encode", "{img}", "-o", "-"], "tty", 2, "standard output is a terminal"),
     (["decode", "{d}/ref.inr", "-o", "-"], "tty", 2, "standard output is a terminal"),
 ])
-def test_standard_input_and_output_errors(tmp_path, img_path, capsys, monkeypatch, args, stdin, code, msg):
+def test_standard_input_and_output_errors(tmp_path, img_path, capsys, monkeypatch, args, stdin, code, msg, fast_cat):
     """Each misuse of ``-`` is one line and a usage or data exit code, before any work is done;
     nothing is written to stdout."""
     from codec import api
 
-    (tmp_path / "ref.inr").write_bytes(codec.encode(img_path, preset="fast"))
+    (tmp_path / "ref.inr").write_bytes(fast_cat)
     monkeypatch.setattr(api, "encode_image", lambda *a, **k: pytest.fail("encoded"))
     if stdin == "tty":  # standard output is the terminal
         monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
