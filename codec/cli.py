@@ -161,7 +161,6 @@ def decode(input, output, size, scale, crop, max_pixels, device, as_json) -> Non
 
     from . import decoder, imageio
 
-    t0 = time.perf_counter()
     output = _stdio_paths(input, output, ".png", as_json)
     if _same_file(input, output):
         raise OptionError("output would overwrite the input file")
@@ -170,6 +169,7 @@ def decode(input, output, size, scale, crop, max_pixels, device, as_json) -> Non
     if max_pixels is not None and max_pixels < 1:
         raise OptionError("--max-pixels must be positive")
     data = _read_inr(input)
+    t0 = time.perf_counter()  # after the input is read: from a pipe, reading waits for its writer
     limit = max_pixels if max_pixels is not None else decoder.DEFAULT_MAX_PIXELS
     p = decoder.parse(data)
     window, ow, oh = decoder.output_geometry(p.header, size, scale, crop, limit)
