@@ -185,7 +185,10 @@ def resolve_crop(width: int, height: int, crop: str | tuple | list | None) -> Cr
         if len(vals) != 4:
             raise OptionError(f"crop must be X,Y,W,H in pixels (e.g. 100,50,64,64), got {crop!r}")
     else:
-        vals = [float(v) for v in crop]
+        try:
+            vals = [float(v) for v in crop]
+        except (TypeError, ValueError):
+            raise OptionError(f"crop must be 4 numbers X, Y, W, H, got {crop!r}") from None
         if len(vals) != 4:
             raise OptionError(f"crop must be 4 numbers X, Y, W, H, got {len(vals)}")
     x, y, w, h = vals

@@ -247,6 +247,7 @@ def test_any_crop_on_the_grid_is_the_whole_renderings_pixels(data):
 @pytest.mark.parametrize("crop,msg", [
     ("1,2,3", "X,Y,W,H"), ("a,b,c,d", "X,Y,W,H"), ("1,2,0,3", "above 0"), ("nan,0,4,4", "finite"),
     ("-1,0,4,4", "not inside"), ("0,0,1000,4", "not inside"), ((0, 0, 4), "4 numbers"),
+    ((0, 0, "a", 4), "4 numbers"), (7, "4 numbers"),
 ])
 def test_bad_crops_are_usage_errors(crop, msg):
     data = (GOLDEN / "golden_v8_post.inr").read_bytes()
