@@ -11,6 +11,8 @@ every setting of every curve are used, so the points are the same means as ``inr
 (bpp of the real files, mean over images of per-image PSNR on 8-bit RGB), over a common image set.
 Prints the BD-rate of every curve against every other (row: test, column: reference), and with
 ``--per-image REF`` each curve's BD-rate against ``REF`` image by image, and the encode times.
+When a run's ``summary.json`` has a speed probe (``inrc bench`` since 0.16.0), it is printed
+too: the presets are time-capped, so runs on a slower machine are cut short.
 ``--cost REF,LABEL[,LABEL...]`` compares hybrid curves (settings = qualities) with ``REF`` point by
 point in the cost the encoder minimises, ``D + lambda R`` (:func:`cost`): how many points are worse,
 the median and the extremes of ``J / J_REF - 1``.  When the common images are the 24 Kodak images,
@@ -58,6 +60,19 @@ def load(spec: str) -> tuple[str, dict[str, dict[str, dict]]]:
 
 
 NUMERIC = ("bpp", "psnr", "mse", "ms_ssim", "encoding_time", "decoding_time")
+
+
+def speed_probes(spec: str) -> dict[str, float]:
+    """The speed probe (the fastest time of ``inrc bench``'s fixed encode, since 0.16.0) of each run
+    directory of a ``LABEL=DIR[,DIR...]:CURVE`` argument that has one in its ``summary.json``."""
+    out = {}
+    for run in spec.partition("=")[2].rpartition(":")[0].split(","):
+        try:
+            probe = json.loads((Path(run) / "summary.json").read_text())["machine"]["speed_probe"]["min"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        out[run] = probe
+    return out
 
 
 def curve(rows: dict[str, dict[str, dict]], images: list[str]) -> list[dict]:
@@ -187,6 +202,12 @@ def main() -> None:
         times[lab] = {"median": round(statistics.median(t), 3), "min": round(min(t), 3), "max": round(max(t), 3)}
         print(f"encode s {lab}: median {times[lab]['median']}, {times[lab]['min']}-{times[lab]['max']}")
     out["encoding_time"] = times
+    probes = {lab: speed_probes(spec) for lab, spec in zip(data, args.curves)}
+    if any(probes.values()):  # the presets are time-capped: runs on machines of other speeds differ
+        out["speed_probe_seconds"] = probes
+        for lab, p in probes.items():
+            if p:
+                print(f"speed probe {lab}: " + ", ".join(f"{Path(r).name} {s:.2f} s" for r, s in p.items()))
     if args.per_image:
         ref = args.per_image
         per = {lab: {i: bench.bd_table({ref: curve(data[ref], [i]), lab: curve(data[lab], [i])})["bd_rate_percent"][lab][ref]

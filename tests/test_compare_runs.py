@@ -52,7 +52,16 @@ def test_compare_on_common_images(compare, tmp_path, monkeypatch, capsys):
     assert res["bd_rate_percent"]["ref"]["test"] == pytest.approx(100.0, abs=0.01)
     assert res["per_image_vs"]["bd_rate_percent"]["test"] == {"x.png": pytest.approx(-50.0, abs=0.01)}
     assert res["encoding_time"]["test"] == {"median": 4.0, "min": 2.0, "max": 6.0}
-    assert "1 images: x.png" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "1 images: x.png" in printed
+    assert "speed_probe_seconds" not in res and "speed probe" not in printed  # no run has one
+    # a run of 0.16.0 or later keeps the machine's speed probe, and the comparison shows it
+    (tmp_path / "b" / "summary.json").write_text(json.dumps({"machine": {"speed_probe": {"min": 1.725}}}))
+    (tmp_path / "a" / "summary.json").write_text(json.dumps({"machine": {}}))
+    compare.main()
+    res = json.loads(out.read_text())
+    assert res["speed_probe_seconds"] == {"ref": {}, "test": {str(tmp_path / "b"): 1.725}}
+    assert "speed probe test: b 1.73 s" in capsys.readouterr().out
 
 
 def test_plot_draws_the_merged_curves(compare, tmp_path, monkeypatch):
