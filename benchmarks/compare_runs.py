@@ -41,21 +41,27 @@ from codec.config import RDOQ_LAMBDA
 from codec.encoder import hybrid_delta0
 
 
-def load(spec: str) -> tuple[str, dict[str, dict[str, dict]]]:
-    """``LABEL=DIR[,DIR...]:CURVE`` -> (label, {image: {setting: row}}); several directories (runs
-    of the same code on different images) are merged, a later run's row replacing an earlier's."""
+def split(spec: str) -> tuple[str, list[str], str]:
+    """``LABEL=DIR[,DIR...]:CURVE`` -> (label, run directories, curve)."""
     label, eq, rest = spec.partition("=")
     runs, colon, curve = rest.rpartition(":")
     if not (eq and colon and label and curve and runs):
         raise SystemExit(f"bad curve {spec!r}: use LABEL=RUN_DIR[,RUN_DIR...]:CURVE")
+    return label, runs.split(","), curve
+
+
+def load(spec: str) -> tuple[str, dict[str, dict[str, dict]]]:
+    """``LABEL=DIR[,DIR...]:CURVE`` -> (label, {image: {setting: row}}); several directories (runs
+    of the same code on different images) are merged, a later run's row replacing an earlier's."""
+    label, runs, curve = split(spec)
     rows: dict[str, dict[str, dict]] = defaultdict(dict)
-    for run in runs.split(","):
+    for run in runs:
         with (Path(run) / "per_image.csv").open() as f:
             for r in csv.DictReader(f):
                 if r["codec"] == curve:
                     rows[r["image"]][r["setting"]] = r
     if not rows:
-        raise SystemExit(f"{runs}: no rows of curve {curve!r}")
+        raise SystemExit(f"{','.join(runs)}: no rows of curve {curve!r}")
     return label, rows
 
 
@@ -66,7 +72,7 @@ def speed_probes(spec: str) -> dict[str, float]:
     """The speed probe (the fastest time of ``inrc bench``'s fixed encode, since 0.16.0) of each run
     directory of a ``LABEL=DIR[,DIR...]:CURVE`` argument that has one in its ``summary.json``."""
     out = {}
-    for run in spec.partition("=")[2].rpartition(":")[0].split(","):
+    for run in split(spec)[1]:
         try:
             probe = json.loads((Path(run) / "summary.json").read_text())["machine"]["speed_probe"]["min"]
         except (OSError, ValueError, KeyError, TypeError):

@@ -92,8 +92,8 @@ SPEED_PROBE = "hybrid fast q70 encode of skimage's astronaut, top-left 256x256, 
 SPEED_PROBE_RUNS = 2  # about 1.8 s each on this project's 2-core machine
 
 
-def speed_probe(threads: int, runs: int | None = None) -> list[float]:
-    """Seconds of ``runs`` identical encodes (``SPEED_PROBE``), before a run's inrc encodes.
+def speed_probe(threads: int) -> list[float]:
+    """Seconds of ``SPEED_PROBE_RUNS`` identical encodes (``SPEED_PROBE``), before a run's inrc encodes.
 
     The presets are time-capped, so their files depend on the machine's speed: a machine 1.5 times
     slower than usual cuts ``slow`` short (benchmarks/README.md).  ``summary.json`` keeps these
@@ -107,7 +107,7 @@ def speed_probe(threads: int, runs: int | None = None) -> list[float]:
     torch.set_num_threads(threads)
     img = skimage.data.astronaut()[:256, :256]
     times = []
-    for _ in range(SPEED_PROBE_RUNS if runs is None else runs):
+    for _ in range(SPEED_PROBE_RUNS):
         t0 = time.perf_counter()
         api.encode_image(img, preset="fast", quality=70, seconds=600.0, quiet=True)
         times.append(round(time.perf_counter() - t0, 3))

@@ -65,12 +65,17 @@ def check_output(path: str | os.PathLike) -> None:
         if sys.stdout is None or sys.stdout.isatty():
             raise OptionError("standard output is a terminal: redirect it to a file or a pipe, or give -o FILE")
         return
-    p = Path(path)
-    parent = p.parent if str(p.parent) else Path(".")
-    if p.is_dir():
+    if Path(path).is_dir():
         raise ImageInputError(f"{path}: is a directory")
+    _parent(path)
+
+
+def _parent(path: str | os.PathLike) -> Path:
+    """The directory an output file goes into, which must exist."""
+    parent = Path(path).parent if str(Path(path).parent) else Path(".")
     if not parent.is_dir():
         raise ImageInputError(f"{path}: directory {parent} does not exist")
+    return parent
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:
@@ -216,10 +221,8 @@ def atomic_write(path: str | os.PathLike, writer) -> None:
         check_output(path)
         _write_stdout(writer)
         return
+    parent = _parent(path)
     path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise ImageInputError(f"{path}: directory {parent} does not exist")
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=parent)

@@ -3,8 +3,9 @@
 PSNR is computed over all channels of the 8-bit images, ``10 log10(255^2 / MSE)``; identical
 images are reported as ``PSNR_CAP`` dB (JSON has no infinity).  MS-SSIM (Wang et al. 2003) comes
 from pytorch-msssim with ``data_range=255`` (images need >= 161 px per side for its 5 scales).
-For BD-rates and plots MS-SSIM is taken in decibels, ``-10 log10(1 - MS-SSIM)``, as CompressAI
-and the learned-compression papers report it, where equal steps are comparable changes.
+For BD-rates MS-SSIM is taken in decibels, ``-10 log10(1 - MS-SSIM)``, as CompressAI and the
+learned-compression papers report it, where equal steps are comparable changes (the plots show
+MS-SSIM itself).
 """
 from __future__ import annotations
 
