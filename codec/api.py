@@ -34,6 +34,7 @@ def encode(image, **options) -> bytes:
     """Encode ``image`` (path, PIL image or ``(H, W[, C])`` array) and return the ``.inr`` bytes.
 
     Options: ``model`` (hybrid, siren, fourier, pe, relu), ``quality`` (1..100), ``bpp`` (target rate),
+    ``psnr`` (target PSNR in dB, hybrid only),
     ``preset`` (fast, medium, slow: the hybrid's effort), ``steps``, ``seconds``, ``device`` (auto, cpu, cuda, mps), ``seed``, ``batch``, ``lr``, ``quiet``.
     """
     return encode_image(image, **options).data

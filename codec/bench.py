@@ -423,21 +423,38 @@ def run(images_dir: str, codecs: list[str], inrc_settings: list[str], points: li
     # in the child (a lock held by a parent thread at the fork; seen when the tests ran the hybrid
     # encoder before the bench in one process)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(run_task, t, threads): t for t in todo}
-        for fut in as_completed(futures):
-            t = futures[fut]
-            rec = fut.result()
-            tmp = cache / f".{t.key(version)}.tmp"
-            tmp.write_text(json.dumps(rec))
-            os.replace(tmp, cache / f"{t.key(version)}.json")
-            records.append(rec)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix_str(f"{t.codec} {t.setting} {Path(t.image).name}")
+        try:
+            futures = {pool.submit(run_task, t, threads): t for t in todo}
+            for fut in as_completed(futures):
+                t = futures[fut]
+                rec = fut.result()
+                tmp = cache / f".{t.key(version)}.tmp"
+                tmp.write_text(json.dumps(rec))
+                os.replace(tmp, cache / f"{t.key(version)}.json")
+                records.append(rec)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix_str(f"{t.codec} {t.setting} {Path(t.image).name}")
+        except BaseException:
+            # interrupted (Ctrl-C, SIGTERM: codec.cli.entry) or failed: stop the workers now, not
+            # after their encodes (a `slow` encode takes 5 minutes; killed without this, the
+            # workers of a bench outlived it); the finished points stay in the cache
+            stop_workers(pool)
+            raise
     if bar is not None:
         bar.close()
     wall = time.perf_counter() - t_start
     return write_outputs(records, outdir, version, codecs, inrc, points, images, jobs, wall, published, probe)
+
+
+def stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel ``pool``'s queued tasks and terminate its worker processes."""
+    # ProcessPoolExecutor.terminate_workers() is Python 3.14's; before it, the processes themselves
+    # (taken before shutdown(), which forgets them)
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        proc.terminate()
 
 
 def write_outputs(records, outdir: Path, version, codecs, inrc, points, images, jobs, wall, published,

@@ -89,6 +89,8 @@ def cli() -> None:
               help="Hybrid encoder effort: caps of 20 s / 60 s / 5 min per 768x512 image, in proportion for larger ones [default: medium].")
 @click.option("-q", "--quality", type=int, default=None, help="1..100: model size and bit depth [default: 75].")
 @click.option("--bpp", type=float, default=None, help="Target bits per pixel (real file size, within 10%).")
+@click.option("--psnr", type=float, default=None,
+              help="Target PSNR in dB (hybrid): of the decoded 8-bit image, within 1 dB where the image reaches it.")
 @click.option("--steps", type=int, default=None,
               help="MLP models: training steps [default: 1000]; hybrid: RDOQ sweeps [default: per preset].")
 @click.option("--seconds", type=float, default=None,
@@ -103,7 +105,7 @@ def cli() -> None:
                    "give each its share of the cores.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the measured figures.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def encode(input, output, model, preset, quality, bpp, steps, seconds, device, seed, batch, lr, threads, as_json,
+def encode(input, output, model, preset, quality, bpp, psnr, steps, seconds, device, seed, batch, lr, threads, as_json,
            quiet) -> None:
     """Overfit a network to INPUT (- for standard input) and write a compact .inr file."""
     from . import api, config, imageio, runtime
@@ -111,11 +113,11 @@ def encode(input, output, model, preset, quality, bpp, steps, seconds, device, s
     output = _stdio_paths(input, output, ".inr", as_json)
     if _same_file(input, output):
         raise OptionError("output would overwrite the input image")
-    if quality is not None and bpp is not None:
-        raise OptionError("give --quality or --bpp, not both")
+    if sum(x is not None for x in (quality, bpp, psnr)) > 1:
+        raise OptionError("give one of --quality, --bpp and --psnr")
     opts = {"model": model or config.DEFAULT_MODEL, "quality": quality or config.DEFAULT_QUALITY,
             "preset": preset or config.DEFAULT_PRESET,
-                "bpp": bpp, "steps": steps, "seconds": seconds, "device": device, "seed": seed, "batch": batch, "lr": lr,
+                "bpp": bpp, "psnr": psnr, "steps": steps, "seconds": seconds, "device": device, "seed": seed, "batch": batch, "lr": lr,
                 "quiet": quiet}
     if quality is not None:
         config.check_quality(quality)
@@ -139,6 +141,20 @@ def encode(input, output, model, preset, quality, bpp, steps, seconds, device, s
         click.echo(f"inrc: note: the time budget cut the encoder's first pass short ({d['steps']} RDOQ sweeps), so "
                    "this file is below the preset's usual quality: is the machine busy? (when running "
                    "several encodes, fewer --threads each; or a longer --seconds)", err=True)
+    _note_target(result, bpp, psnr)
+
+
+def _note_target(result, bpp: float | None, psnr: float | None) -> None:
+    """A note on stderr when the written file is outside the promised band of ``--bpp`` or
+    ``--psnr`` (a target the image cannot reach, or a time budget too short to get there)."""
+    from .encoder import BPP_BAND, PSNR_BAND
+
+    if bpp is not None and abs(result.bpp / bpp - 1) > BPP_BAND:
+        click.echo(f"inrc: note: the file has {result.bpp:.4f} bpp, outside --bpp {bpp:g} ± {100 * BPP_BAND:g} %: "
+                   "the nearest this encode found", err=True)
+    if psnr is not None and abs(result.psnr - psnr) > PSNR_BAND:
+        click.echo(f"inrc: note: the file has {result.psnr:.2f} dB, outside --psnr {psnr:g} ± {PSNR_BAND:g} dB: "
+                   "the nearest this encode found", err=True)
 
 
 @cli.command()
@@ -315,6 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("inrc: error: interrupted", err=True)
         return 130
+    except Terminated:
+        click.echo("inrc: error: terminated", err=True)
+        return 143
     except MemoryError:
         click.echo("inrc: error: out of memory", err=True)
         return 1
@@ -334,8 +353,20 @@ def _silence_stdout() -> None:
         pass
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread by :func:`entry`'s handler, so that the command unwinds
+    as after Ctrl-C: a temporary output file is removed, ``inrc bench`` stops its workers."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated
+
+
 def entry() -> None:
+    import signal
+
     from .runtime import tune_allocator
 
     tune_allocator()
+    signal.signal(signal.SIGTERM, _terminate)
     sys.exit(main())

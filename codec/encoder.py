@@ -90,6 +90,25 @@ WRITE_COST = 3.0
 # 16 of 20 rate-control encodes (kodim01-04) ended below their target, by up to 9.9 %; with it, max 3.8 %.
 BPP_BAND = 0.10
 BPP_AIM = 0.04
+# --psnr X (hybrid): the same rules in decibels.  The written file's PSNR (8-bit output, every channel)
+# lands within PSNR_BAND of X (the promise; `inrc encode` notes a file outside it), the corrections
+# stop within PSNR_AIM of it, and a later candidate replaces the best file only if it is within
+# PSNR_AIM of X or no further from it than the best file.  Each correction is a whole pass: `medium`
+# has time for two or three and lands within PSNR_AIM (0.17.0, kodim01-08 at 30 and 37 dB: 15 of 16,
+# max 0.39 dB); `fast` for one at most, and lands within 0.64 dB (at 28-40 dB: 17 of 32 within PSNR_AIM).
+PSNR_BAND = 1.0
+PSNR_AIM = 0.15
+# PSNR is close to linear in log Delta_0: at high rates the error is uniform over each step, so
+# PSNR = const - 20 log10 Delta_0, PSNR_PER_LOG dB per unit of ln Delta_0 (less at low rates).
+PSNR_PER_LOG = 20.0 / math.log(10.0)
+# The analytic fill is aimed PSNR_FILL_GAIN below the target: the L1 refit, the level filters and
+# RDOQ raise the PSNR at the same Delta_0 (and lower the rate), and the secant corrects the rest.
+PSNR_FILL_GAIN = 1.1
+PSNR_TOLERANCE = 0.05  # the analytic search stops within this many dB of its aim
+# The analytic search's first step, in PSNR_PER_LOG units per unit of ln Delta_0 (kodim01 at 28 and
+# 36 dB under `fast` lost 6.2 dB per unit, 0.71 of the high-rate slope).
+PSNR_SLOPE = -0.7
+MIN_PSNR, MAX_PSNR = 10.0, 80.0
 RD_SAMPLE = 1 << 15
 MIN_BPP, MAX_BPP = 0.01, 64.0
 
@@ -100,6 +119,7 @@ class EncodeOptions:
     quality: int = DEFAULT_QUALITY
     preset: str = DEFAULT_PRESET
     bpp: float | None = None
+    psnr: float | None = None
     steps: int | None = None
     seconds: float | None = None
     device: str = "auto"
@@ -116,6 +136,13 @@ class EncodeOptions:
             raise OptionError(f"unknown preset {self.preset!r}; choose from {', '.join(HYBRID_PRESETS)}")
         if self.bpp is not None and not (MIN_BPP <= self.bpp <= MAX_BPP):
             raise OptionError(f"bpp target must be in [{MIN_BPP}, {MAX_BPP}], got {self.bpp}")
+        if self.psnr is not None:
+            if self.bpp is not None:
+                raise OptionError("give a bpp target or a PSNR target, not both")
+            if self.model != "hybrid":
+                raise OptionError(f"a PSNR target needs the hybrid model, not {self.model}")
+            if not (MIN_PSNR <= self.psnr <= MAX_PSNR):
+                raise OptionError(f"PSNR target must be in [{MIN_PSNR:g}, {MAX_PSNR:g}] dB, got {self.psnr:g}")
         if self.steps is not None and not (1 <= self.steps <= 10_000_000):
             raise OptionError(f"steps must be in 1..10000000, got {self.steps}")
         if self.seconds is not None and not (0 < self.seconds <= 86_400):
@@ -186,29 +213,39 @@ DELTA0_BRACKET = 0.01  # ... or when the bracket is narrower than this in log De
 def delta0_for_size(size_of: Callable[[float], float], target: float, start: float) -> float:
     """The ``Delta_0`` whose file ``size_of(Delta_0)`` (decreasing in ``Delta_0``) is closest to ``target``.
 
-    ``log size`` is close to linear in ``log Delta_0`` (slope about -1.3), so secant steps on
-    ``f(x) = log(size_of(e^x) / target)`` from ``start`` find it in a few evaluations, where
-    bisection over ``DELTA0_RANGE`` took 14: the first step takes slope -1.3, later ones the secant's
-    (clamped to [-4, -0.3]) until the target is bracketed, then each step is the Illinois variant of
-    regula falsi (Dowell & Jarratt 1971), which stays in the bracket and shrinks it from both sides
-    (the size is a step function of ``Delta_0``, the steps coming from a table, so plain secant steps
-    could stall).  Stops within ``DELTA0_TOLERANCE`` of the target, when the bracket is narrower
-    than ``DELTA0_BRACKET`` (1 % of ``Delta_0``: a jump of the step function, as bisection also ends
-    at), at a bound of ``DELTA0_RANGE`` whose size is still on the wrong side, or after
-    ``DELTA0_EVALUATIONS`` evaluations; returns the evaluated ``Delta_0`` closest to the target."""
+    ``log size`` is close to linear in ``log Delta_0`` (slope about -1.3), so :func:`delta0_for`
+    searches ``f(x) = log(size_of(e^x) / target)`` from ``start``, its first step at slope -1.3, and
+    stops within ``DELTA0_TOLERANCE`` of the target."""
+    return delta0_for(lambda d0: math.log(max(size_of(d0), 1.0) / target), start,
+                      math.log1p(DELTA0_TOLERANCE), -1.3)
+
+
+def delta0_for(error_of: Callable[[float], float], start: float, tolerance: float, first_slope: float) -> float:
+    """The ``Delta_0`` whose signed error ``error_of(Delta_0)`` (decreasing in ``Delta_0``, close to
+    linear in ``log Delta_0``) is closest to 0.
+
+    Secant steps on ``f(x) = error_of(e^x)`` from ``start``, where bisection over ``DELTA0_RANGE`` took
+    14 evaluations: the first step takes slope ``first_slope``, later ones the secant's (clamped to
+    [-4, -0.3]) until the target is bracketed, then each step is the Illinois variant of regula falsi
+    (Dowell & Jarratt 1971), which stays in the bracket and shrinks it from both sides (the error is
+    a step function of ``Delta_0``, the steps coming from a table, so plain secant steps could
+    stall).  Stops within ``tolerance``, when the bracket is narrower than ``DELTA0_BRACKET`` (1 % of
+    ``Delta_0``: a jump of the step function, as bisection also ends at), at a bound of
+    ``DELTA0_RANGE`` whose error is still on the wrong side, or after ``DELTA0_EVALUATIONS``
+    evaluations; returns the evaluated ``Delta_0`` closest to the target."""
     lo_x, hi_x = math.log(DELTA0_RANGE[0]), math.log(DELTA0_RANGE[1])
     tried: list[tuple[float, float]] = []  # (x, f) in evaluation order
 
     def f(x: float) -> float:
-        v = math.log(max(size_of(math.exp(x)), 1.0) / target)
+        v = error_of(math.exp(x))
         tried.append((x, v))
         return v
 
     x = min(hi_x, max(lo_x, math.log(start)))
     fx = f(x)
-    big = small = None  # the bracket's ends: [x, f] with f > 0 (file too big) and f < 0
+    big = small = None  # the bracket's ends: [x, f] with f > 0 (too big a file, too high a PSNR) and f < 0
     last = 0  # the end replaced last: +1 big, -1 small
-    while abs(fx) > math.log1p(DELTA0_TOLERANCE) and len(tried) < DELTA0_EVALUATIONS:
+    while abs(fx) > tolerance and len(tried) < DELTA0_EVALUATIONS:
         if (fx > 0 and x >= hi_x) or (fx < 0 and x <= lo_x):
             break  # the target is out of reach
         if fx > 0:
@@ -227,7 +264,7 @@ def delta0_for_size(size_of: Callable[[float], float], target: float, start: flo
             x = (small[0] * big[1] - big[0] * small[1]) / (big[1] - small[1])
         else:
             (x0, f0), (x1, f1) = tried[-2] if len(tried) > 1 else (x, fx), tried[-1]
-            slope = -1.3 if x1 == x0 else min(-0.3, max(-4.0, (f1 - f0) / (x1 - x0)))
+            slope = first_slope if x1 == x0 else min(-0.3, max(-4.0, (f1 - f0) / (x1 - x0)))
             x = min(hi_x, max(lo_x, x - fx / slope))
         fx = f(x)
     return math.exp(min(tried, key=lambda t: abs(t[1]))[0])
@@ -364,6 +401,20 @@ def keeps_rate(size: int, target_bytes: float, best_size: int | None = None) -> 
     return off <= BPP_BAND and (best_size is None or off <= max(BPP_AIM, abs(best_size / target_bytes - 1)))
 
 
+def keeps_psnr(psnr: float, target: float, best_psnr: float | None = None) -> bool:
+    """Under ``--psnr``, whether a file of PSNR ``psnr`` may be kept: its error ``|psnr - target|``
+    is at most ``PSNR_BAND`` and, against the best file so far, at most ``max(PSNR_AIM, its error)``
+    (:func:`keeps_rate` in decibels)."""
+    off = abs(psnr - target)
+    return off <= PSNR_BAND and (best_psnr is None or off <= max(PSNR_AIM, abs(best_psnr - target)))
+
+
+def psnr_of(sse: float, values: int) -> float:
+    """PSNR in dB of a squared error ``sse`` over ``values`` 8-bit values scaled to [0, 1]:
+    ``10 log10(values / sse)`` (finite: ``sse`` is taken as at least 1e-12)."""
+    return 10.0 * math.log10(values / max(sse, 1e-12))
+
+
 def file_cost(data: bytes, image: np.ndarray, lam: float) -> tuple[float, float]:
     """``(D + lambda R, PSNR)`` of written bytes against ``image`` (``(H, W, C)`` in [0, 1]): ``D`` the
     squared error of the decoded 8-bit RGB in [0, 1] units (summed in float64), ``R`` the file's bits;
@@ -372,7 +423,7 @@ def file_cost(data: bytes, image: np.ndarray, lam: float) -> tuple[float, float]
 
     out = decode_to_array(data).astype(np.float64) / 255.0
     sse = float(((out - image) ** 2).sum())
-    return sse + lam * 8 * len(data), 10 * math.log10(image.size / max(sse, 1e-12))
+    return sse + lam * 8 * len(data), psnr_of(sse, image.size)
 
 
 @dataclass
@@ -529,6 +580,8 @@ class _HybridSearch:
         self.centre = rdoq.colour_centre(c, device, spec.colour)
         self.l1_operator = l1fit.Operator(self.samplers, c, spec.colour)
         self.target_bytes = None if opts.bpp is None else opts.bpp * w * h / 8.0
+        self.target_psnr = opts.psnr
+        self.fill_psnrs: dict[float, float] = {}  # the analytic fill's PSNR per Delta_0 (--psnr)
         self.shown_cost = math.inf  # the cost of the best file shown on the progress display
         self.post_steps = preset.post_steps  # 0 once the first pass shows a file too small for the filter to pay
         self.coding_seconds: list[float] = []  # each pass's coding of its file (the post stage's tail, WRITE_COST)
@@ -542,14 +595,45 @@ class _HybridSearch:
         """``D + lambda R`` of a written candidate: squared 8-bit RGB error in [0, 1] units plus bits."""
         return cand.sse + lam * 8 * len(cand.data)
 
-    def in_size(self, cand: _Candidate, best: _Candidate | None = None) -> bool:
-        """Under ``--bpp``, whether a candidate may be kept (:func:`keeps_rate`)."""
-        return self.target_bytes is None or keeps_rate(len(cand.data), self.target_bytes,
-                                                        None if best is None else len(best.data))
+    def sse_of(self, y: torch.Tensor) -> float:
+        """The squared 8-bit RGB error against the image (values in [0, 1]) of ``y``, a rendering
+        ``(C, H, W)`` in the coded colour space."""
+        rgb = torch.einsum("ij,jhw->ihw", self.matrix, y - self.centre[:, None, None])
+        return float(((color.quantize_uint8(rgb) - self.target) ** 2).sum())
+
+    def psnr(self, cand: _Candidate) -> float:
+        """A candidate's PSNR in dB (8-bit RGB, every channel; :func:`psnr_of`)."""
+        return psnr_of(cand.sse, self.h * self.w * self.c)
+
+    def on_target(self, cand: _Candidate, best: _Candidate | None = None) -> bool:
+        """Under ``--bpp`` or ``--psnr``, whether a candidate may be kept (:func:`keeps_rate`,
+        :func:`keeps_psnr`); without a target, always."""
+        if self.target_bytes is not None:
+            return keeps_rate(len(cand.data), self.target_bytes, None if best is None else len(best.data))
+        if self.target_psnr is not None:
+            return keeps_psnr(self.psnr(cand), self.target_psnr, None if best is None else self.psnr(best))
+        return True
+
+    def fill_psnr(self, delta0: float) -> float:
+        """The PSNR of the analytic fill (step 1, the preset's first shape) at ``delta0``, as the
+        decoder would render its codes without filters (remembered per ``delta0``)."""
+        if delta0 not in self.fill_psnrs:
+            self.progress.tick("analytic start")
+            c, h, w = self.c, self.h, self.w
+            idx, codes = self.start(delta0, self.preset.shapes[0])
+            y = rdoq.reconstruct(codes, [quant.step_from_index(i) for i in idx], self.samplers, (c, h, w))
+            self.fill_psnrs[delta0] = psnr_of(self.sse_of(y), h * w * c)
+        return self.fill_psnrs[delta0]
+
+    def psnr_delta0(self, aim: float, start: float) -> float:
+        """The ``Delta_0`` whose analytic fill's PSNR is closest to ``aim`` (:func:`delta0_for` from
+        ``start``, first slope ``PSNR_SLOPE``, within ``PSNR_TOLERANCE``)."""
+        return delta0_for(lambda d0: (self.fill_psnr(d0) - aim) / PSNR_PER_LOG, start,
+                          PSNR_TOLERANCE / PSNR_PER_LOG, PSNR_SLOPE)
 
     def better(self, cand: _Candidate, best: _Candidate, lam: float) -> bool:
-        """Whether ``cand`` replaces ``best``: it may be kept (:meth:`in_size`) and costs less."""
-        return self.in_size(cand, best) and self.cost(cand, lam) < self.cost(best, lam)
+        """Whether ``cand`` replaces ``best``: it may be kept (:meth:`on_target`) and costs less."""
+        return self.on_target(cand, best) and self.cost(cand, lam) < self.cost(best, lam)
 
     # -- one pass -----------------------------------------------------------------------------
 
@@ -588,15 +672,13 @@ class _HybridSearch:
         filtered = rdoq.with_filters(self.samplers, filter_kernels(filters))
 
         def render() -> float:
-            y = rdoq.reconstruct(res.codes, steps, filtered, (c, h, w))
-            rgb = torch.einsum("ij,jhw->ihw", self.matrix, y - self.centre[:, None, None])
-            return float(((color.quantize_uint8(rgb) - self.target) ** 2).sum())
+            return self.sse_of(rdoq.reconstruct(res.codes, steps, filtered, (c, h, w)))
 
         cand = _Candidate(data, None, shape, delta0, res.sweeps, res.codes, idx, filtered, filters,
                           cut_short=l1_cut or res.stopped, render=render)
-        if progress.active and self.in_size(cand) and self.cost(cand, lam) < self.shown_cost:
+        if progress.active and self.on_target(cand) and self.cost(cand, lam) < self.shown_cost:
             self.shown_cost = self.cost(cand, lam)
-            progress.best(len(data), 10.0 * math.log10(h * w * c / max(cand.sse, 1e-12)))
+            progress.best(len(data), self.psnr(cand))
         return cand
 
     def fill_pass(self, p: HybridPreset, number: int, delta0: float, shape: tuple[float, float, float], lam: float,
@@ -673,6 +755,9 @@ class _HybridSearch:
                 else:
                     break
             lam = p.rdoq_lambda * best.delta0 ** 2
+        if self.target_psnr is not None:
+            best, passes = self.psnr_corrections(p, best, passes, sweeps, stop, end)
+            lam = p.rdoq_lambda * best.delta0 ** 2
         # a shape pass leaves time for one refit pass (a refit saves more than a shape: docs/design.md, Presets)
         reserve = REFIT_COST * first_seconds if p.refits else 0.0
         for shape in p.shapes[1:]:
@@ -698,11 +783,48 @@ class _HybridSearch:
         return best, {"preset": p.name, "passes": passes, "first_pass_seconds": round(first_seconds, 3),
                       "refit_seconds": [round(t, 3) for t in refit_seconds], "refits_kept": refits_kept}
 
+    def psnr_corrections(self, p: HybridPreset, best: _Candidate, passes: int, sweeps: int, stop: float,
+                         end: float) -> tuple[_Candidate, int]:
+        """``--psnr``: up to three passes at a corrected ``Delta_0`` until the best file is within
+        ``PSNR_AIM`` of the target or ``stop`` has passed; returns the file nearest the target and
+        the pass count.  Once two files lie on either side of the target, ``log Delta_0`` is
+        interpolated linearly in their PSNR (regula falsi); before that, the analytic fill's PSNR
+        curve (cheap, with the image's own slope) is aimed at the target minus what the optimisation
+        added to the fill at the best file's ``Delta_0``."""
+        target = self.target_psnr
+        tried = [best]
+        for _ in range(3):
+            err = self.psnr(best) - target
+            if abs(err) < PSNR_AIM or time.perf_counter() > stop:
+                break
+            above = [c for c in tried if self.psnr(c) > target]
+            below = [c for c in tried if self.psnr(c) < target]
+            if above and below:
+                hi = min(above, key=self.psnr)  # the nearest on each side
+                lo = max(below, key=self.psnr)
+                t = (self.psnr(hi) - target) / (self.psnr(hi) - self.psnr(lo))
+                d0 = math.exp(math.log(hi.delta0) + t * (math.log(lo.delta0) - math.log(hi.delta0)))
+            else:
+                gain = self.psnr(best) - self.fill_psnr(best.delta0)
+                d0 = self.psnr_delta0(target - gain, best.delta0)
+                if abs(math.log(d0 / best.delta0)) < 1e-9:  # the fill's PSNR does not move: move lambda with it
+                    d0 = best.delta0 * math.exp(-err / (PSNR_SLOPE * PSNR_PER_LOG))
+            cand = self.fill_pass(p, passes + 1, d0, p.shapes[0], p.rdoq_lambda * d0 * d0, sweeps, stop, stop, end)
+            passes += 1
+            tried.append(cand)
+            if abs(self.psnr(cand) - target) < abs(err):
+                best = cand
+        return best, passes
+
     # -- the whole encode ---------------------------------------------------------------------
 
     def initial_delta0(self) -> float:
-        """``Delta_0`` from the quality, or under ``--bpp`` from the analytic fill's coded size
-        (:func:`delta0_for_size`)."""
+        """``Delta_0`` from the quality, under ``--bpp`` from the analytic fill's coded size
+        (:func:`delta0_for_size`), under ``--psnr`` from the analytic fill's PSNR, aimed
+        ``PSNR_FILL_GAIN`` below the target (:func:`delta0_for`)."""
+        if self.target_psnr is not None:
+            self.progress.stage("quality control")
+            return self.psnr_delta0(self.target_psnr - PSNR_FILL_GAIN, hybrid_delta0(DEFAULT_QUALITY))
         if self.target_bytes is None:
             return hybrid_delta0(self.opts.quality)
         self.progress.stage("rate control")

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,21 @@ def run(capsys, *args):
     code = main([str(a) for a in args])
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def test_encode_to_a_psnr_target_and_its_note_when_outside_the_band(tmp_path, img_path, capsys, monkeypatch):
+    """``--psnr X`` writes a file whose reported PSNR is X within ``PSNR_BAND``, silently; a file
+    outside the band (here, a band of 0 dB) is still written, with one note on stderr."""
+    from codec import encoder
+
+    inr = tmp_path / "cat.inr"
+    code, out, err = run(capsys, "encode", img_path, "-o", inr, "--psnr", 30, "--preset", "fast", "--json", "--quiet")
+    d = json.loads(out)
+    assert code == 0 and err == "" and abs(d["psnr"] - 30) <= encoder.PSNR_BAND and inr.stat().st_size == d["bytes"]
+    monkeypatch.setattr(encoder, "PSNR_BAND", 0.0)
+    code, out, err = run(capsys, "encode", img_path, "-o", inr, "--psnr", 30, "--preset", "fast", "--quiet")
+    assert code == 0 and "bpp" in out and inr.exists()
+    assert err.count("\n") == 1 and "inrc: note:" in err and "outside --psnr 30 ± 0 dB" in err, err
 
 
 def test_encode_decode_info_export_json(tmp_path, img_path, capsys):
@@ -60,7 +76,11 @@ def test_encode_decode_info_export_json(tmp_path, img_path, capsys):
 @pytest.mark.parametrize("args,code,msg", [
     (["encode", "{d}/missing.png"], 1, "no such file"),
     (["encode", "{img}", "--quality", "0"], 2, "quality"),
-    (["encode", "{img}", "--quality", "5", "--bpp", "1"], 2, "not both"),
+    (["encode", "{img}", "--quality", "5", "--bpp", "1"], 2, "one of --quality"),
+    (["encode", "{img}", "--bpp", "1", "--psnr", "30"], 2, "one of --quality"),
+    (["encode", "{img}", "--psnr", "5"], 2, "PSNR target"),
+    (["encode", "{img}", "--psnr", "thirty"], 2, "thirty"),
+    (["encode", "{img}", "--model", "siren", "--psnr", "30"], 2, "hybrid model"),
     (["encode", "{img}", "--steps", "-3"], 2, "steps"),
     (["encode", "{img}", "--model", "gan"], 2, "gan"),
     (["encode", "{img}", "--preset", "turbo"], 2, "turbo"),
@@ -342,6 +362,76 @@ def test_a_pipe_between_two_processes(tmp_path, img_path):
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(dec.stdout))), np.asarray(codec.decode(enc.stdout)))
     bad = subprocess.run([*cmd, "decode", "-", "-o", "-"], input=enc.stdout[:-5], capture_output=True, check=False)
     assert bad.returncode == 1 and bad.stdout == b"" and bad.stderr.count(b"\n") == 1
+
+
+def _workers(pid: int) -> set[int]:
+    """The multiprocessing workers among ``pid``'s child processes (Linux: /proc)."""
+    out = set()
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in children.read_text().split():
+            cmdline = Path(f"/proc/{child}/cmdline")
+            if cmdline.exists() and b"spawn_main" in cmdline.read_bytes():
+                out.add(int(child))
+    return out
+
+
+def _wait_for(what, seconds: float = 90.0):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        got = what()
+        if got:
+            return got
+        time.sleep(0.1)
+    pytest.fail("timed out")
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the workers in /proc")
+def test_sigterm_ends_bench_and_its_workers(tmp_path):
+    """SIGTERM to ``inrc bench`` ends it with one line and exit code 143, and its worker processes
+    with it: they used to run on until their encodes ended (minutes under `slow`)."""
+    import signal
+
+    import skimage.data
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(skimage.data.astronaut()[:256, :256]).save(folder / "a.png")
+    p = subprocess.Popen([sys.executable, "-m", "codec", "bench", str(folder), "--codecs", "inrc",
+                          "--inrc-settings", "slow:preset=slow,seconds=600", "--inrc-qualities", "70",
+                          "--out", str(tmp_path / "out"), "--jobs", "1", "--quiet"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        workers = _wait_for(lambda: _workers(p.pid))
+        time.sleep(1.0)
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == 143 and err.decode().strip() == "inrc: error: terminated", err
+    _wait_for(lambda: not any(Path(f"/proc/{w}").exists() and b"spawn_main" in Path(f"/proc/{w}/cmdline").read_bytes()
+                              for w in workers), 20)
+
+
+def test_sigterm_during_an_encode_leaves_no_file(tmp_path):
+    """A terminated encode exits 143 with one line, and leaves neither the output nor a temporary file."""
+    import signal
+
+    import skimage.data
+
+    src = tmp_path / "a.png"
+    Image.fromarray(skimage.data.astronaut()[:256, :256]).save(src)
+    out = tmp_path / "out" / "a.inr"
+    out.parent.mkdir()
+    p = subprocess.Popen([sys.executable, "-m", "codec", "encode", str(src), "-o", str(out), "--preset", "slow"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(4.0)
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == 143 and err.decode().strip().endswith("inrc: error: terminated"), err
+    assert list(out.parent.iterdir()) == []
 
 
 def test_decode_crop(tmp_path, capsys):

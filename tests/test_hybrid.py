@@ -483,6 +483,39 @@ def test_a_later_candidate_under_bpp_must_stay_near_the_target(size, best, kept)
     assert encoder.keeps_rate(size, 1000.0, best) is kept
 
 
+@pytest.mark.parametrize("psnr, best, kept", [
+    (30.9, None, True), (29.1, None, True), (31.1, None, False), (28.9, None, False),  # the +-1 dB promise
+    (30.1, 29.95, True), (29.86, 30.05, True),   # within PSNR_AIM (0.15 dB): kept
+    (30.3, 30.05, False),                         # a post filter that lifts the file 0.3 dB past the target
+    (29.6, 29.5, True), (29.4, 29.5, False),      # off by more than 0.15 dB: only no further off than the best
+    (30.45, 29.5, True), (30.55, 29.5, False),
+])
+def test_a_later_candidate_under_psnr_must_stay_near_the_target(psnr, best, kept):
+    """``--psnr``: :func:`codec.encoder.keeps_psnr` is :func:`codec.encoder.keeps_rate`'s rule in
+    decibels: within ``PSNR_BAND`` of the target, and within ``PSNR_AIM`` or no further off than the
+    best file."""
+    assert encoder.PSNR_BAND == 1.0 and encoder.PSNR_AIM == 0.15
+    assert encoder.keeps_psnr(psnr, 30.0, best) is kept
+
+
+def test_later_candidates_under_psnr_are_kept_only_through_keeps_psnr(cat, monkeypatch):
+    """Under ``--psnr`` the later candidates are judged by :func:`codec.encoder.keeps_psnr`; a rule
+    that refuses them all leaves the corrections' best file."""
+    from codec import config
+
+    preset = dataclasses.replace(config.HYBRID_PRESETS["medium"], seconds=1e6, sweeps=2, l1_iterations=12,
+                                 refit_iterations=5, refits=2, post_min_bytes=0)
+    monkeypatch.setitem(config.HYBRID_PRESETS, "medium", preset)
+    against = []
+    real = encoder.keeps_psnr
+    monkeypatch.setattr(encoder, "keeps_psnr", lambda p, t, b=None: against.append(b) or real(p, t, b))
+    free = codec.encode_image(cat, psnr=30.0, preset="medium")
+    assert any(b is not None for b in against) and abs(free.psnr - 30.0) <= encoder.PSNR_BAND
+    monkeypatch.setattr(encoder, "keeps_psnr", lambda p, t, b=None: b is None)
+    strict = codec.encode_image(cat, psnr=30.0, preset="medium")
+    assert strict.stats["refits_kept"] == 0 and strict.stats["post_filter"] == 0 and strict.stats["passes"] >= 2
+
+
 def test_later_candidates_under_bpp_are_kept_only_through_keeps_rate(cat, monkeypatch):
     """Every candidate after the first (shapes, refits, the post filter) is judged by
     :func:`codec.encoder.keeps_rate` against the best file; a rule that refuses them all leaves the

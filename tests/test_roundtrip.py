@@ -106,6 +106,57 @@ def test_bpp_rate_control_within_10_percent(model, target):
     assert abs(r.bpp - target) <= 0.1 * target, r.bpp
 
 
+@pytest.mark.parametrize("target", [26.0, 31.0, 36.0])
+def test_psnr_target_lands_within_half_a_db(target):
+    """``--psnr X``: the written file's PSNR (measured on its decoded 8-bit image) is within
+    ``PSNR_BAND`` of X, and a higher target gives a larger file."""
+    import skimage.data
+    from PIL import Image
+
+    from codec.encoder import PSNR_BAND
+
+    img = np.asarray(Image.fromarray(skimage.data.astronaut()).resize((256, 256)))
+    r = codec.encode_image(img, psnr=target, preset="fast")
+    decoded = np.asarray(codec.decode(r.data), dtype=np.float64)
+    measured = 10 * np.log10(255.0 ** 2 / np.mean((decoded - img) ** 2))
+    assert measured == pytest.approx(r.psnr, abs=1e-3)
+    assert abs(r.psnr - target) <= PSNR_BAND, r.psnr
+
+
+def test_psnr_target_orders_file_sizes_and_grey_images_work(cat):
+    """A higher PSNR target never gives a smaller file; a one-channel image takes a target too."""
+    gray = cat.mean(axis=2).astype(np.uint8)
+    sizes = [len(codec.encode(gray, psnr=t, preset="fast")) for t in (24.0, 30.0, 38.0)]
+    assert sizes[0] < sizes[1] < sizes[2], sizes
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"psnr": 30.0, "bpp": 1.0}, "not both"),
+    ({"psnr": 30.0, "model": "siren"}, "hybrid"),
+    ({"psnr": 5.0}, "PSNR target"),
+    ({"psnr": 81.0}, "PSNR target"),
+])
+def test_psnr_target_refuses_bad_combinations(cat, options, message):
+    with pytest.raises(OptionError, match=message):
+        codec.encode(cat, **options)
+
+
+def test_psnr_delta0_search_follows_the_fill_and_stays_in_range():
+    """:func:`codec.encoder.delta0_for` on a PSNR-like error (``-PSNR_PER_LOG ln Delta_0``, flatter
+    at low rates) lands within the tolerance, and at the range's end when the aim is out of reach."""
+    from codec.encoder import DELTA0_RANGE, PSNR_PER_LOG, PSNR_SLOPE, delta0_for
+
+    def psnr(d0: float) -> float:
+        return 20.0 - 0.8 * PSNR_PER_LOG * math.log(d0)
+
+    for aim in (25.0, 33.0, 41.0):
+        f, calls = _counted(lambda d0, aim=aim: (psnr(d0) - aim) / PSNR_PER_LOG)
+        d0 = delta0_for(f, 0.15, 0.05 / PSNR_PER_LOG, PSNR_SLOPE)
+        assert abs(psnr(d0) - aim) <= 0.05 and len(calls) <= 5, (aim, d0, len(calls))
+    f, _ = _counted(lambda d0: (psnr(d0) - 500.0) / PSNR_PER_LOG)
+    assert delta0_for(f, 0.15, 1e-3, PSNR_SLOPE) == pytest.approx(DELTA0_RANGE[0])
+
+
 def test_grayscale_and_alpha(cat):
     gray = cat.mean(axis=2).astype(np.uint8)
     img = codec.decode(codec.encode(gray, steps=30))
