@@ -102,8 +102,8 @@ PSNR_AIM = 0.15
 # PSNR = const - 20 log10 Delta_0, PSNR_PER_LOG dB per unit of ln Delta_0 (less at low rates).
 PSNR_PER_LOG = 20.0 / math.log(10.0)
 # The analytic fill is aimed PSNR_FILL_GAIN below the target: the L1 refit, the level filters and
-# RDOQ raise the PSNR at the same Delta_0 (and lower the rate), by 0 to 1.7 dB on Kodak under `fast`
-# (kodim05 and kodim01 at 36 dB), and _HybridSearch.psnr_corrections correct the rest.
+# RDOQ raise the PSNR at the same Delta_0 (and lower the rate), by -0.1 to 1.8 dB on kodim01-16 at
+# 26-40 dB under `fast` (docs/design.md), and _HybridSearch.psnr_corrections correct the rest.
 PSNR_FILL_GAIN = 1.1
 PSNR_TOLERANCE = 0.05  # the analytic search stops within this many dB of its aim
 # The analytic search's first step, in PSNR_PER_LOG units per unit of ln Delta_0 (kodim01 at 28 and
