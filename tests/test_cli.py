@@ -47,6 +47,18 @@ def test_encode_to_a_psnr_target_and_its_note_when_outside_the_band(tmp_path, im
     assert err.count("\n") == 1 and "inrc: note:" in err and "outside --psnr 30 ± 0 dB" in err, err
 
 
+def test_a_bpp_target_outside_its_band_is_noted(tmp_path, img_path, capsys, monkeypatch):
+    """``--bpp X``: silent within ``BPP_BAND``; a file outside it (here, a band of 0) is written, with one note."""
+    from codec import encoder
+
+    inr = tmp_path / "cat.inr"
+    code, out, err = run(capsys, "encode", img_path, "-o", inr, "--bpp", 3, "--preset", "fast", "--quiet")
+    assert code == 0 and err == ""
+    monkeypatch.setattr(encoder, "BPP_BAND", 0.0)
+    code, out, err = run(capsys, "encode", img_path, "-o", inr, "--bpp", 3, "--preset", "fast", "--quiet")
+    assert code == 0 and inr.exists() and err.count("\n") == 1 and "outside --bpp 3 ± 0 %" in err, err
+
+
 def test_encode_decode_info_export_json(tmp_path, img_path, capsys):
     inr = tmp_path / "cat.inr"
     code, out, err = run(capsys, "encode", img_path, "-o", inr, "--steps", 20, "--json", "--quiet")
