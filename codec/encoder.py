@@ -355,7 +355,7 @@ def fit_filters(target_ycc: torch.Tensor, codes: list[list[np.ndarray]], steps: 
                 resid = target_ycc[ch] - y[ch] + plain
                 rhs = smp.adjoint(resid)
                 fits = finefilter.fit_all(g, rhs.cpu().numpy(), finefilter.MAX_RADIUS, None if smp.native else gram,
-                                          lambda smp=smp: smp.axis_grams)
+                                          lambda smp=smp: smp.axis_grams, lam / float(weight[ch]))
                 for radius, (taps, dsse) in enumerate(fits, start=1):
                     rec = bitstream.FilterRecord(radius, tuple(taps))
                     cost = float(weight[ch]) * dsse + lam * finefilter.record_bits(rec)

@@ -77,6 +77,39 @@ def test_fit_recovers_a_filter_and_reports_its_gain():
     assert got == [0] * finefilter.n_taps(1) and abs(gain) < 1e-6
 
 
+def test_rate_weighted_taps_trade_error_for_bits():
+    """:func:`finefilter.rdo_taps` (0.18): from the rounded least-squares taps, coordinate descent on
+    ``E + mu * bits``.  Its ``J`` never exceeds the rounding's, no single move of one tap by -1, +1
+    or to 0 lowers it further, ``mu = 0`` keeps the rounding, a ``mu`` far above every tap's error
+    gives the identity filter, and the error ``fit_all`` reports is the chosen taps' own."""
+    rng = np.random.default_rng(5)
+    plane = (rng.normal(size=(48, 40)) * (rng.random((48, 40)) < 0.4)).astype(np.float32)
+    target = finefilter.apply(plane, finefilter.kernel(2, _random_taps(2, 9))) + rng.normal(0, 0.3, plane.shape).astype(np.float32)
+    x = finefilter.design(plane, 2, None, np.float64)
+    xtx, xty = x.T @ x, x.T @ target.reshape(-1).astype(np.float64)
+
+    def j_of(t: np.ndarray, mu: float) -> float:
+        k = t / finefilter.SCALE
+        k[0] += 1.0
+        return float(k @ xtx @ k - 2 * k @ xty) + mu * sum(bitstream.se_bits(int(v)) for v in t)
+
+    plain = np.array(finefilter.fit(plane, target, 2)[0])
+    for mu in (0.0, 0.05, 0.5, 5.0):
+        got = finefilter.rdo_taps(xtx, xty, plain, mu) if mu else plain
+        assert j_of(got, mu) <= j_of(plain, mu) + 1e-9
+        for i in range(len(got)):
+            for cand in (got[i] - 1, got[i] + 1, 0):
+                moved = got.copy()
+                moved[i] = cand
+                assert j_of(moved, mu) >= j_of(got, mu) - 1e-9
+        taps, dsse = finefilter.fit_all(plane, target, 2, rate_weight=mu)[1]
+        assert taps == [int(v) for v in got]
+        assert dsse + j_of(np.zeros_like(got), 0.0) == pytest.approx(j_of(np.array(taps), 0.0), rel=1e-9, abs=1e-6)
+    assert finefilter.rdo_taps(xtx, xty, plain, 1e9).tolist() == [0] * len(plain)
+    few = finefilter.rdo_taps(xtx, xty, plain, 5.0)
+    assert sum(bitstream.se_bits(int(v)) for v in few) < sum(bitstream.se_bits(int(v)) for v in plain)
+
+
 @pytest.mark.parametrize("block", [1, 50, 130, 1 << 30])  # one row, one row, two rows, one block
 def test_fit_does_not_depend_on_the_row_blocks(block, monkeypatch):
     """The normal equations are summed over row blocks of the design (bounded memory); the blocks
