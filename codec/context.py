@@ -209,6 +209,7 @@ def choose_weight(plane: np.ndarray, anchor_sum: np.ndarray | None = None, where
 
 _COARSE = slice(None, None, 4)  # every fourth ratio index: best_weight's grid
 BEST_WEIGHT_VALUES = 1 << 20  # best_weight prices weights in batches of about this many values
+_LOG2_COARSE = entropy._LOG2_THETAS[_COARSE]  # log2 of those ratios
 
 
 def best_weight(plane: np.ndarray, anchor_sum: np.ndarray, anc: np.ndarray, cls: np.ndarray, scls: np.ndarray,
@@ -372,7 +373,6 @@ _N = len(entropy.THETAS)
 _SE = np.array([bitstream.se_bits(d) for d in range(-_N, _N + 1)], dtype=np.float64)
 _SE_PAIR = _SE[np.subtract.outer(np.arange(_N), np.arange(_N)) + _N]
 _IDX = np.arange(_N)
-_LOG2_COARSE = np.log2(entropy.THETAS[_COARSE] / 65536.0)
 _SE_STEP = _SE[np.subtract.outer(_IDX, _IDX) + _N]  # [t, u]: bits of se(t - u)
 _SE_SIGN = np.array([bitstream.se_bits(k - entropy.SIGN_MID) for k in range(entropy.SIGN_LEVELS)], dtype=np.float64)
 
@@ -496,7 +496,8 @@ def _best_mode(codes: list[list[np.ndarray]], lv: int, c: int, pred: int) -> _Pl
     other = _non_anchor_classes(base, x, anc)
     s_plain = sign_classes(codes, lv, c, ACTIVITY)
     s_full = _full_signs(s_plain, ssum, anc, c > 0)
-    weight = best_weight(x, ssum, anc, np.where(anc, base, other), s_full, bitstream.sign_contexts(FULL, c > 0))
+    cls_full = np.where(anc, base, other)
+    weight = best_weight(x, ssum, anc, cls_full, s_full, bitstream.sign_contexts(FULL, c > 0))
     sym_f = symbols(x, FULL, weight, ssum)
     k_full = int(np.abs(sym_f).max())
     if k_full > entropy.MAX_K:
@@ -524,7 +525,7 @@ def _best_mode(codes: list[list[np.ndarray]], lv: int, c: int, pred: int) -> _Pl
         if best is None or bits < best.bits:
             best = _PlaneCode(bits, mode, None, sym, kmax, dists, scls, signs, weight)
     best.costs = tuple(costs)
-    best.cls = np.where(anc, base, other) if best.mode == FULL else mode_classes(base, x, best.mode)
+    best.cls = cls_full if best.mode == FULL else mode_classes(base, x, best.mode)
     return best
 
 

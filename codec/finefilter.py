@@ -29,7 +29,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .bitstream import FILTER_MAX_TAP as MAX_TAP
-from .bitstream import FILTER_RADIUS_BITS, FilterRecord
+from .bitstream import FILTER_RADIUS_BITS, FilterRecord, se_bits
 from .bitstream import filter_taps as n_taps
 
 SCALE = 128
@@ -285,8 +285,6 @@ def rdo_taps(xtx: np.ndarray, xty: np.ndarray, taps: np.ndarray, rate_weight: fl
     ``g`` and sweeps again until no move pays (at most :data:`RDO_SWEEPS` sweeps).  The rate-distortion
     rounding of quantized coefficients (RDOQ) applied to the filter's own coefficients, whose side
     information weighs most at low rates (a radius-3 filter is 13 taps of 3-9 bits)."""
-    from .bitstream import se_bits
-
     t = np.asarray(taps, dtype=np.int64).copy()
     k = t / SCALE
     k[0] += 1.0
@@ -320,8 +318,6 @@ def kernels(filters: list[FilterRecord]) -> list[np.ndarray | None]:
 
 def record_bits(record: FilterRecord) -> int:
     """Bits of ``record`` in the side information (radius field and signed Exp-Golomb taps)."""
-    from .bitstream import se_bits
-
     return FILTER_RADIUS_BITS + sum(se_bits(t) for t in record.taps)
 
 
