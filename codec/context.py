@@ -213,9 +213,9 @@ _LOG2_COARSE = entropy._LOG2_THETAS[_COARSE]  # log2 of those ratios
 
 
 def best_weight(plane: np.ndarray, anchor_sum: np.ndarray, anc: np.ndarray, cls: np.ndarray, scls: np.ndarray,
-                n_signs: int) -> int:
-    """FULL mode's prediction weight by code length (0.18; the encoder's choice; :func:`choose_weight`,
-    the L1 proxy, is still what RDOQ prices with).  For each ``w`` in ``0..15``, the plane's FULL
+                n_signs: int, weights: range | None = None) -> int:
+    """FULL mode's prediction weight by code length (the coder's choice since 0.18, RDOQ's since 0.19;
+    :func:`choose_weight` is the L1 proxy they used before).  For each ``w`` in ``0..15``, the plane's FULL
     symbols ``q - pred_w`` (:func:`predict`) under its classes ``cls`` and sign contexts ``scls``
     (``n_signs`` of them) cost about::
 
@@ -224,7 +224,8 @@ def best_weight(plane: np.ndarray, anchor_sum: np.ndarray, anc: np.ndarray, cls:
     with ``L_b`` class ``b``'s two-ratio code length (:func:`codec.entropy.two_ratio_bits`, from its
     count, non-zeros and excess over 1; ratios on every fourth index of the table) and ``S_s(k)``
     the bits of sign context ``s``'s signs at probability index ``k`` plus ``se(k - SIGN_MID)``; the
-    weight with the fewest wins (the lowest of equals).  The side information of the ratios is left
+    weight with the fewest wins (the lowest of equals); ``weights``: the candidates, if not all
+    16 (RDOQ's later sweeps try a few around the plane's last weight).  The side information of the ratios is left
     out (it hardly depends on ``w``).  Only the non-anchors with a non-zero neighbour sum change
     with ``w``; the rest are counted once.  The sign contexts are why the L1 proxy misses: a
     weight below the neighbours' mean leaves residuals whose sign follows the neighbours' sum,
@@ -249,11 +250,13 @@ def best_weight(plane: np.ndarray, anchor_sum: np.ndarray, anc: np.ndarray, cls:
     sv = anchor_sum[var].astype(np.int64)
     cv = c_all[var]
     scv = 3 * scls[var].astype(np.int64) + 1
-    n_w = 1 << WEIGHT_BITS
+    cand = np.arange(1 << WEIGHT_BITS) if weights is None else np.asarray(weights, dtype=np.int64)
+    n_w = cand.size
     chunk = max(1, min(n_w, BEST_WEIGHT_VALUES // xv.size))  # weights priced at once, bounding the memory
     total = np.empty(n_w)
     for w0 in range(0, n_w, chunk):
-        ws = np.arange(w0, min(n_w, w0 + chunk))
+        at_w = np.arange(w0, min(n_w, w0 + chunk))
+        ws = cand[at_w]
         k = ws.size
         sym = xv[None, :] - _weighted(sv[None, :], ws[:, None])  # (k, values)
         a = np.abs(sym)
@@ -267,9 +270,9 @@ def best_weight(plane: np.ndarray, anchor_sum: np.ndarray, anc: np.ndarray, cls:
         at = (np.arange(k)[:, None] * (3 * n_signs) + scv[None, :] + np.sign(sym)).ravel()
         counts = np.bincount(at, minlength=k * 3 * n_signs).reshape(k, n_signs, 3) + signs0.reshape(n_signs, 3)
         neg, pos = counts[..., 0], counts[..., 2]
-        total[ws] = bits + np.minimum((entropy.sign_bits(pos, neg) + _SE_SIGN).min(axis=-1).sum(axis=-1),
+        total[at_w] = bits + np.minimum((entropy.sign_bits(pos, neg) + _SE_SIGN).min(axis=-1).sum(axis=-1),
                                       (neg + pos).sum(axis=-1))
-    return int(np.argmin(total))
+    return int(cand[np.argmin(total)])
 
 
 def symbols(plane: np.ndarray, mode: int, weight: int, anchor_sum: np.ndarray | None = None) -> np.ndarray:

@@ -291,6 +291,16 @@ def _full_bits(codes, lv: int, c: int, weight: int, pred: int) -> float:
     return bits + sbits - np.count_nonzero(sym) + bitstream.ue_bits(kmax, bitstream.K_ORDER) + context.WEIGHT_BITS
 
 
+def _smooth_plane_and_parent(seed: int) -> list[list[np.ndarray]]:
+    """``codes`` of two levels: a smooth plane plus Laplace noise (seed ``0..3``, more noise with
+    each) and its parent, half the smooth part; residual signs then follow the neighbours' sum."""
+    rng = np.random.default_rng(seed)
+    i, j = np.indices((40, 44))
+    smooth = 6 * np.sin(i / (3.0 + seed)) * np.cos(j / 4.0)
+    x = np.round(smooth + rng.laplace(0, [0.3, 0.6, 1.0, 2.0][seed], smooth.shape)).astype(np.int64)
+    return [[x], [np.round(smooth[::2, ::2] / 2).astype(np.int64)]]
+
+
 def test_prediction_weight_is_chosen_by_code_length():
     """:func:`context.best_weight` (0.18) prices each of the 16 weights by the FULL mode's code length
     (magnitudes under two-ratio distributions on a coarse grid, signs under their contexts): its
@@ -300,12 +310,8 @@ def test_prediction_weight_is_chosen_by_code_length():
     se_sign = np.array([bitstream.se_bits(k - entropy.SIGN_MID) for k in range(entropy.SIGN_LEVELS)])
     better = 0
     for seed in range(4):
-        rng = np.random.default_rng(seed)
-        i, j = np.indices((40, 44))
-        smooth = 6 * np.sin(i / (3.0 + seed)) * np.cos(j / 4.0)
-        x = np.round(smooth + rng.laplace(0, [0.3, 0.6, 1.0, 2.0][seed], smooth.shape)).astype(np.int64)
-        parent = np.round(smooth[::2, ::2] / 2).astype(np.int64)
-        codes = [[x], [parent]]
+        codes = _smooth_plane_and_parent(seed)
+        x = codes[0][0]
         anc = context.anchors(x.shape)
         ssum = context._anchor_sum(x.astype(np.int32), anc)
         cls = context.full_classes(context.plane_base(codes, 0, 0), x)
@@ -333,6 +339,60 @@ def test_prediction_weight_is_chosen_by_code_length():
         assert exact[got] <= exact[l1] + 16
         better += exact[got] < exact[l1] - 1
     assert better >= 1
+
+
+def test_rdoq_prices_the_weight_the_coder_will_choose():
+    """RDOQ's rate model (:func:`rdoq.plane_rate_terms`) must predict the non-anchors with the weight
+    the coder picks for the plane as it stands (:func:`context.best_weight`, through
+    :func:`context._best_mode`), not the L1 proxy's, and its symbols must be the ones coded.  On
+    planes whose residual signs follow the neighbours' sum the two rules differ, so the check can fail."""
+    differ = 0
+    for seed in range(4):
+        codes = _smooth_plane_and_parent(seed)
+        x = codes[0][0]
+        _, _, weight, sym = rdoq.plane_rate_terms(codes, 0, 0)
+        coded = context._best_mode(codes, 0, 0, bitstream.FIRST_THETA)
+        assert weight == coded.weight
+        np.testing.assert_array_equal(sym, context.symbols(x, context.FULL, coded.weight))
+        differ += weight != context.choose_weight(x)
+    assert differ >= 1
+
+
+def test_rdoq_prices_what_a_move_costs_the_children():
+    """:class:`rdoq._ContextEffect` (0.19): a move of a coarse value changes its children's context
+    classes, and with them their bits.  Its price of every move, by one or by several units, must
+    equal the children's change of bits recounted from scratch (their classes recomputed from the
+    moved plane, under the distributions held fixed), for luma and chroma planes."""
+    rng = np.random.default_rng(0)
+
+    def sparse(shape, p, s):
+        return np.where(rng.random(shape) < p, rng.integers(-s, s + 1, shape), 0).astype(np.int64)
+
+    codes = [[sparse((21, 19), 0.15, 3) for _ in range(3)], [sparse((11, 10), 0.3, 3) for _ in range(3)],
+             [sparse((6, 5), 0.6, 4) for _ in range(3)]]
+    checked = moved = 0
+    for lv, ch in [(1, 0), (1, 2), (2, 1)]:
+        eff = rdoq._ContextEffect(codes, lv, {}, ch)
+        costs = rdoq._BinCosts(codes, lv - 1, ch, context.choose_weight(codes[lv - 1][ch]))
+        before = context.plane_base(codes, lv - 1, ch).astype(np.int64)
+        q = codes[lv][ch]
+        eff.start_phase(q)
+        for pi in (0, 1):
+            for pj in (0, 1):
+                sub = (slice(pi, None, 2), slice(pj, None, 2))
+                new = np.maximum(np.abs(q[sub]) + rng.integers(-3, 3, q[sub].shape), 0)
+                got = eff.cost(sub, new)
+                for i in range(got.shape[0]):
+                    for j in range(got.shape[1]):
+                        other = [[p.copy() for p in level] for level in codes]
+                        y, x = pi + 2 * i, pj + 2 * j
+                        other[lv][ch][y, x] = new[i, j] * (1 if q[y, x] >= 0 else -1)
+                        after = context.plane_base(other, lv - 1, ch).astype(np.int64)
+                        want = costs.change(before, after).sum()
+                        assert got[i, j] == pytest.approx(want, abs=1e-4), (lv, ch, y, x)
+                        checked += 1
+                        moved += abs(want) > 1e-6
+    assert checked > 200 and moved > 50
 
 
 def test_context_modes_are_chosen_by_cost_and_beat_one_distribution():
