@@ -431,17 +431,26 @@ class _BinCosts:
         self.cls_of = np.vstack([b] + [context.N_ANCHOR + n_n * np.minimum(b, 4) + nb for nb in range(n_n)])
         # a zero's change of bits depends on its kind and the two bins only: [kind, old, new]
         c_old, c_new = self.cls_of[:, :, None], self.cls_of[:, None, :]
-        self.zero_change = np.where(self.used[c_old] & self.used[c_new], self.z[c_new] - self.z[c_old], 0.0)
-        self.zero_flat = self.zero_change.ravel()
+        self.zero_flat = np.where(self.used[c_old] & self.used[c_new], self.z[c_new] - self.z[c_old], 0.0).ravel()
         n_b = context.N_ANCHOR
         self.kind_base = (self.kind * (n_b * n_b)).astype(np.int32)  # + old * n_b + new: index into zero_flat
         self.nonzero = np.flatnonzero(mag)
         self.nz_mag = mag.ravel()[self.nonzero]
 
-    def change(self, old: np.ndarray, new: np.ndarray, at: tuple | slice = ...) -> np.ndarray:
-        """Bits gained by the values at ``at`` (an index into the plane; all of it by default) moving
+    def change(self, old: np.ndarray, new: np.ndarray, at: tuple | None = None) -> np.ndarray:
+        """Bits gained by the values at ``at`` (an index into the plane; all of it if None) moving
         from anchor bins ``old`` to ``new`` (arrays shaped as ``kind[at]``)."""
-        return self.zero_change[self.kind[at], old, new] + self._nonzero_part(old, new, at)
+        if at is None:
+            return self.change_all(self.kind_base + (old * context.N_ANCHOR).astype(np.int32), old, new)
+        out = self.zero_flat.take(self.kind_base[at] + old * context.N_ANCHOR + new)
+        if self.nonzero.size:
+            # the non-zero symbols among ``at``: their flat indices found in the sorted ``nonzero``
+            flat = np.ravel_multi_index(at, self.kind.shape)
+            pos = np.minimum(np.searchsorted(self.nonzero, flat), self.nonzero.size - 1)
+            hit = self.nonzero[pos] == flat
+            if hit.any():
+                out[hit] += self._nonzero_change(self.kind[at][hit], old[hit], new[hit], self.nz_mag[pos[hit]])
+        return out
 
     def change_all(self, old_base: np.ndarray, old: np.ndarray, new: np.ndarray) -> np.ndarray:
         """:meth:`change` of the whole plane, given ``old_base = kind_base + old * N_ANCHOR``
@@ -449,39 +458,16 @@ class _BinCosts:
         out = self.zero_flat.take(old_base + new)
         if self.nonzero.size:
             sel = self.nonzero
-            k, o, n = self.kind.ravel()[sel], old.ravel()[sel], new.ravel()[sel]
-            co, cn = self.cls_of[k, o], self.cls_of[k, n]
-            part = (self.first[cn] - self.first[co]) + (self.nz_mag - 1) * (self.more[cn] - self.more[co])
-            out.reshape(-1)[sel] += np.where(self.used[co] & self.used[cn], part, 0.0)
+            out.reshape(-1)[sel] += self._nonzero_change(self.kind.ravel()[sel], old.ravel()[sel], new.ravel()[sel],
+                                                         self.nz_mag)
         return out
 
-    def _nonzero_part(self, old: np.ndarray, new: np.ndarray, at) -> np.ndarray:
-        """The correction of :meth:`change` at the non-zero symbols: ``log2 Z`` is in the zero
-        part; a non-zero adds ``-log2 rho' - (|s| - 1) log2 theta'`` under each class."""
-        kind = self.kind[at]
-        out = np.zeros(kind.shape, dtype=np.float64)
-        if not self.nonzero.size:
-            return out
-        shape = self.kind.shape
-        if at is ...:
-            sel = self.nonzero
-            mag = self.nz_mag
-            o, n, k = old.ravel()[sel], new.ravel()[sel], kind.ravel()[sel]
-            dst = out.reshape(-1)
-        else:
-            flat = np.ravel_multi_index(at, shape)
-            pos = np.searchsorted(self.nonzero, flat)
-            hit = (pos < self.nonzero.size) & (self.nonzero[np.minimum(pos, self.nonzero.size - 1)] == flat)
-            if not hit.any():
-                return out
-            mag = self.nz_mag[pos[hit]]
-            o, n, k = old[hit], new[hit], kind[hit]
-            sel = np.flatnonzero(hit)
-            dst = out.reshape(-1)
-        co, cn = self.cls_of[k, o], self.cls_of[k, n]
+    def _nonzero_change(self, kind: np.ndarray, old: np.ndarray, new: np.ndarray, mag: np.ndarray) -> np.ndarray:
+        """What a non-zero symbol of magnitude ``mag`` adds to a zero's change of bits: ``log2 Z`` is
+        in the zero part, a non-zero adds ``-log2 rho' - (|s| - 1) log2 theta'`` under each class."""
+        co, cn = self.cls_of[kind, old], self.cls_of[kind, new]
         part = (self.first[cn] - self.first[co]) + (mag - 1) * (self.more[cn] - self.more[co])
-        dst[sel] = np.where(self.used[co] & self.used[cn], part, 0.0)
-        return out
+        return np.where(self.used[co] & self.used[cn], part, 0.0)
 
 
 class _ContextEffect:
@@ -501,7 +487,7 @@ class _ContextEffect:
     moves by one, most of them, are priced for the whole plane once per parity phase, the few larger
     ones child by child."""
 
-    def __init__(self, codes: list[list[np.ndarray]], lv: int, weights: dict[tuple[int, int], int], ch: int) -> None:
+    def __init__(self, codes: list[list[np.ndarray]], lv: int, ch: int, weights: dict[tuple[int, int], int]) -> None:
         x = codes[lv - 1][ch]
         self.tab = _BinCosts(codes, lv - 1, ch, weights.get((lv - 1, ch), context.choose_weight(x)))
         own = context._up2(context._box3(np.abs(codes[lv][ch].astype(np.int32))), x.shape)
@@ -559,14 +545,12 @@ class _ContextEffect:
         return out.astype(np.float32)
 
 
-
 def _with_children(v: torch.Tensor, own: Callable[[torch.Tensor], torch.Tensor], effect: _ContextEffect,
                    sub: tuple[slice, slice]) -> torch.Tensor:
     """``own(v)`` (a value's own bits at ``v``) plus what ``v`` would cost its children."""
     return own(v) + torch.from_numpy(effect.cost(sub, v.abs().to(torch.int64).cpu().numpy())).to(v.device)
 
 
-CONTEXT_EFFECT = True
 WEIGHT_REACH = 2  # RDOQ's sweeps after the first try a plane's weights within this many of its last
 
 
@@ -615,7 +599,7 @@ def optimise(image: np.ndarray, spec: PyramidSpec, step_idx: list[int], codes: l
             pos, neg = (t.to(dev) for t in _sign_costs(codes, lv, ch, sym))
             hdiag = smp.energy * (step * step * float(mtm[ch]))
             qt = torch.from_numpy(q).float().to(dev)
-            effect = _ContextEffect(codes, lv, weights, ch) if CONTEXT_EFFECT and lv > 0 and codes[lv - 1][ch].any() else None
+            effect = _ContextEffect(codes, lv, ch, weights) if lv > 0 and codes[lv - 1][ch].any() else None
             pred_plane = None  # non-anchor predictions; they change only when anchors do
             for pi in (0, 1):
                 for pj in (0, 1):

@@ -372,7 +372,7 @@ def test_rdoq_prices_what_a_move_costs_the_children():
              [sparse((6, 5), 0.6, 4) for _ in range(3)]]
     checked = moved = 0
     for lv, ch in [(1, 0), (1, 2), (2, 1)]:
-        eff = rdoq._ContextEffect(codes, lv, {}, ch)
+        eff = rdoq._ContextEffect(codes, lv, ch, {})
         costs = rdoq._BinCosts(codes, lv - 1, ch, context.choose_weight(codes[lv - 1][ch]))
         before = context.plane_base(codes, lv - 1, ch).astype(np.int64)
         q = codes[lv][ch]
