@@ -405,12 +405,19 @@ def plane_rate_terms(codes: list[list[np.ndarray]], lv: int, ch: int,
     return terms[cls_t, 0], terms[cls_t, 1], weight, sym
 
 
+_A_TOP = int(context.EDGES[-1]) + 1  # activities above this one move in no bin by one unit either way
+
+
 class _BinCosts:
     """The bits of every value of plane ``(lv, ch)`` as a function of its activity bin (the anchor
     class ``b``, :mod:`codec.context`), its symbols (prediction ``weight``) and its non-anchors'
     neighbour bins held as they are, under the distributions fitted to the plane's classes now:
     :meth:`change` is what moving values from one bin to another costs.  A move from or to a class
-    that has no distribution is priced at 0 (nothing is known of its values' cost)."""
+    that has no distribution is priced at 0 (nothing is known of its values' cost).
+
+    A zero's change depends only on its *kind* (an anchor, or a non-anchor of one of the neighbour
+    bins) and the two bins; a non-zero of magnitude ``m`` adds ``-log2 rho' - (m - 1) log2 theta'``
+    under each class (``log2 Z`` is the zero's part)."""
 
     def __init__(self, codes: list[list[np.ndarray]], lv: int, ch: int, weight: int) -> None:
         x = codes[lv][ch]
@@ -432,35 +439,32 @@ class _BinCosts:
         # a zero's change of bits depends on its kind and the two bins only: [kind, old, new]
         c_old, c_new = self.cls_of[:, :, None], self.cls_of[:, None, :]
         self.zero_flat = np.where(self.used[c_old] & self.used[c_new], self.z[c_new] - self.z[c_old], 0.0).ravel()
-        n_b = context.N_ANCHOR
-        self.kind_base = (self.kind * (n_b * n_b)).astype(np.int32)  # + old * n_b + new: index into zero_flat
+        self.mag = mag
         self.nonzero = np.flatnonzero(mag)
         self.nz_mag = mag.ravel()[self.nonzero]
+        self.nz_kind = self.kind.ravel()[self.nonzero]
+        # per activity, clipped to _A_TOP: an index into the tables of :meth:`by_activity`
+        self.kind_off = self.kind.astype(np.intp) * (_A_TOP + 1)  # intp: np.take converts any other index type
 
     def change(self, old: np.ndarray, new: np.ndarray, at: tuple | None = None) -> np.ndarray:
         """Bits gained by the values at ``at`` (an index into the plane; all of it if None) moving
         from anchor bins ``old`` to ``new`` (arrays shaped as ``kind[at]``)."""
-        if at is None:
-            return self.change_all(self.kind_base + (old * context.N_ANCHOR).astype(np.int32), old, new)
-        out = self.zero_flat.take(self.kind_base[at] + old * context.N_ANCHOR + new)
-        if self.nonzero.size:
-            # the non-zero symbols among ``at``: their flat indices found in the sorted ``nonzero``
-            flat = np.ravel_multi_index(at, self.kind.shape)
-            pos = np.minimum(np.searchsorted(self.nonzero, flat), self.nonzero.size - 1)
-            hit = self.nonzero[pos] == flat
-            if hit.any():
-                out[hit] += self._nonzero_change(self.kind[at][hit], old[hit], new[hit], self.nz_mag[pos[hit]])
+        kind = self.kind if at is None else self.kind[at]
+        mag = self.mag if at is None else self.mag[at]
+        out = self.zero_flat.take((kind * context.N_ANCHOR + old) * context.N_ANCHOR + new)
+        nz = mag != 0
+        if nz.any():
+            out[nz] += self._nonzero_change(kind[nz], old[nz], new[nz], mag[nz])
         return out
 
-    def change_all(self, old_base: np.ndarray, old: np.ndarray, new: np.ndarray) -> np.ndarray:
-        """:meth:`change` of the whole plane, given ``old_base = kind_base + old * N_ANCHOR``
-        (formed once for several ``new``)."""
-        out = self.zero_flat.take(old_base + new)
-        if self.nonzero.size:
-            sel = self.nonzero
-            out.reshape(-1)[sel] += self._nonzero_change(self.kind.ravel()[sel], old.ravel()[sel], new.ravel()[sel],
-                                                         self.nz_mag)
-        return out
+    def by_activity(self, k: int) -> np.ndarray:
+        """A zero's change of bits when its activity ``a`` moves by ``k``, indexed by
+        ``kind_off + min(a, _A_TOP)``."""
+        a = np.arange(_A_TOP + 1)
+        old = context._BIN[np.minimum(a, _A_TOP - 1)].astype(np.int64)
+        new = context._BIN[np.clip(a + k, 0, _A_TOP - 1)].astype(np.int64)
+        kinds = np.arange(self.cls_of.shape[0])[:, None]
+        return self.zero_flat[(kinds * context.N_ANCHOR + old) * context.N_ANCHOR + new].ravel()
 
     def _nonzero_change(self, kind: np.ndarray, old: np.ndarray, new: np.ndarray, mag: np.ndarray) -> np.ndarray:
         """What a non-zero symbol of magnitude ``mag`` adds to a zero's change of bits: ``log2 Z`` is
@@ -485,14 +489,31 @@ class _ContextEffect:
     every parent's magnitude moves by the same ``k`` the children's change of bits, summed over each
     child's 2x2 block and box-summed over 3x3 parents, is every parent's cost of that move: the
     moves by one, most of them, are priced for the whole plane once per parity phase, the few larger
-    ones child by child."""
+    ones child by child.  A zero child's change is a lookup in a table over its kind and activity
+    (:meth:`_BinCosts.by_activity`, one per ``k``), the few non-zero children's are added apart."""
 
     def __init__(self, codes: list[list[np.ndarray]], lv: int, ch: int, weights: dict[tuple[int, int], int]) -> None:
         x = codes[lv - 1][ch]
-        self.tab = _BinCosts(codes, lv - 1, ch, weights.get((lv - 1, ch), context.choose_weight(x)))
+        weight = weights[(lv - 1, ch)] if (lv - 1, ch) in weights else context.choose_weight(x)
+        self.tab = _BinCosts(codes, lv - 1, ch, weight)
         own = context._up2(context._box3(np.abs(codes[lv][ch].astype(np.int32))), x.shape)
         self.rest = context.activity(x.shape, codes[lv][ch], codes[lv - 1][0] if ch > 0 else None) - own
         self.child = x.shape
+        self.tables: dict[int, np.ndarray] = {}
+        # for :meth:`_children_at`: the children's kinds, magnitudes and (per phase) activities on a
+        # grid padded by 2 cells before and up to 3 after, so that every parent's 6x6 children are
+        # one window; a padding cell is of a kind whose every change is 0
+        hp, wp = codes[lv][ch].shape
+        self.pad_w = 2 * wp + 4
+        hc, wc = x.shape
+        n_kinds = self.tab.cls_of.shape[0]
+        self.pad_kind = np.full((2 * hp + 4, self.pad_w), n_kinds, dtype=np.int64)
+        self.pad_kind[2: 2 + hc, 2: 2 + wc] = self.tab.kind
+        self.pad_mag = np.zeros(self.pad_kind.shape, dtype=np.int64)
+        self.pad_mag[2: 2 + hc, 2: 2 + wc] = self.tab.mag
+        self.pad_a = np.zeros(self.pad_kind.shape, dtype=np.int32)
+        self.zero_ext = np.concatenate([self.tab.zero_flat, np.zeros(context.N_ANCHOR ** 2)])
+        self.window = (np.arange(6)[:, None] * self.pad_w + np.arange(6)[None, :]).ravel()
 
     def start_phase(self, q: np.ndarray) -> None:
         """The plane's current values (before a parity phase's moves)."""
@@ -500,34 +521,54 @@ class _ContextEffect:
         self.parent_shape = q.shape
         self.by_k: dict[int, np.ndarray] = {}
         self.a = self.rest + context._up2(context._box3(self.q_abs), self.child)
-        self.a_bin = context._BIN[np.minimum(self.a, int(context.EDGES[-1]))].astype(np.int64)
-        self.a_base = self.tab.kind_base + (self.a_bin * context.N_ANCHOR).astype(np.int32)
+        self.a_idx = self.tab.kind_off + np.minimum(self.a, _A_TOP)
+        self.nz_a = self.a.ravel()[self.tab.nonzero]
+        hc, wc = self.child
+        self.pad_a[2: 2 + hc, 2: 2 + wc] = self.a
+
+    def _table(self, k: int) -> np.ndarray:
+        if k not in self.tables:
+            self.tables[k] = self.tab.by_activity(k)
+        return self.tables[k]
+
+    def _nonzero_children(self, a: np.ndarray, k: np.ndarray | int, kind: np.ndarray, mag: np.ndarray) -> np.ndarray:
+        """The non-zero children's part of their change of bits, at activities ``a`` moved by ``k``."""
+        top = _A_TOP - 1
+        old = context._BIN[np.minimum(a, top)].astype(np.int64)
+        new = context._BIN[np.clip(a + k, 0, top)].astype(np.int64)
+        return self.tab._nonzero_change(kind, old, new, mag)
 
     def _children(self, k: int) -> np.ndarray:
-        """Every parent's change of its children's bits if its magnitude moved by ``k`` (parent grid)."""
+        """Every parent's change of its children's bits if its magnitude moved by ``k`` = +-1 (parent
+        grid; the activity tables stop one unit above the last bin's edge)."""
+        if abs(k) != 1:
+            raise ValueError(f"_children prices moves by one unit, not {k}")
         if k not in self.by_k:
-            new = context._BIN[np.clip(self.a + k, 0, int(context.EDGES[-1]))]
-            g = self.tab.change_all(self.a_base, self.a_bin, new)
+            g = self._table(k).take(self.a_idx)
+            if self.tab.nonzero.size:
+                g.reshape(-1)[self.tab.nonzero] += self._nonzero_children(self.nz_a, k, self.tab.nz_kind, self.tab.nz_mag)
             hp, wp = self.parent_shape
-            pooled = np.zeros((2 * hp, 2 * wp), dtype=np.float64)
-            pooled[: g.shape[0], : g.shape[1]] = g
-            self.by_k[k] = context._box3(pooled.reshape(hp, 2, wp, 2).sum(axis=(1, 3)))
+            if g.shape != (2 * hp, 2 * wp):
+                pooled = np.zeros((2 * hp, 2 * wp), dtype=np.float64)
+                pooled[: g.shape[0], : g.shape[1]] = g
+                g = pooled
+            b = g.reshape(hp, 2, wp, 2)  # each child's 2x2 block, summed as sum(axis=(1, 3)) sums it, 8 times faster
+            self.by_k[k] = context._box3((b[:, 0, :, 0] + b[:, 0, :, 1]) + (b[:, 1, :, 0] + b[:, 1, :, 1]))
         return self.by_k[k]
 
     def _children_at(self, rows: np.ndarray, cols: np.ndarray, k: np.ndarray) -> np.ndarray:
         """:meth:`_children` of the parents at ``(rows, cols)``, each moved by its own ``k``
         (the 36 children of each gathered directly: for the few moves by more than one)."""
-        hc, wc = self.child
-        off = np.arange(-2, 4)
-        y = (2 * rows[:, None, None] + off[None, :, None]).repeat(6, axis=2)
-        x = (2 * cols[:, None, None] + off[None, None, :]).repeat(6, axis=1)
-        ok = (y >= 0) & (y < hc) & (x >= 0) & (x < wc)
-        kk = np.broadcast_to(k[:, None, None], ok.shape)[ok]
-        yy, xx = y[ok], x[ok]
-        nb = context._BIN[np.clip(self.a[yy, xx] + kk, 0, int(context.EDGES[-1]))].astype(np.int64)
-        g = np.zeros(ok.shape, dtype=np.float64)
-        g[ok] = self.tab.change(self.a_bin[yy, xx], nb, (yy, xx))
-        return g.sum(axis=(1, 2))
+        at = (2 * rows * self.pad_w + 2 * cols)[:, None] + self.window[None, :]  # (parents, 36 children)
+        a, kind, mag = self.pad_a.ravel()[at], self.pad_kind.ravel()[at], self.pad_mag.ravel()[at]
+        top = _A_TOP - 1
+        old = context._BIN[np.minimum(a, top)].astype(np.int64)
+        new = context._BIN[np.clip(a + k[:, None], 0, top)].astype(np.int64)
+        g = self.zero_ext.take((kind * context.N_ANCHOR + old) * context.N_ANCHOR + new)
+        nz = mag != 0
+        if nz.any():
+            g[nz] += self.tab._nonzero_change(kind[nz], old[nz], new[nz], mag[nz])
+        return g.sum(axis=1)
 
     def cost(self, sub: tuple[slice, slice], new_abs: np.ndarray) -> np.ndarray:
         """Bits the children gain (positive) or lose if the values at ``sub`` of the plane took
