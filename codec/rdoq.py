@@ -408,6 +408,17 @@ def plane_rate_terms(codes: list[list[np.ndarray]], lv: int, ch: int,
 _A_TOP = int(context.EDGES[-1]) + 1  # activities above this one move in no bin by one unit either way
 
 
+def _bins(a: np.ndarray, k: np.ndarray | int) -> tuple[np.ndarray, np.ndarray]:
+    """The anchor bins (:mod:`codec.context`) of activities ``a`` and ``a + k`` (int64)."""
+    top = _A_TOP - 1
+    return context._BIN[np.minimum(a, top)].astype(np.int64), context._BIN[np.clip(a + k, 0, top)].astype(np.int64)
+
+
+def _zero_index(kind: np.ndarray, old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """Index of a zero's change of bits from bin ``old`` to ``new`` in :attr:`_BinCosts.zero_flat`."""
+    return (kind * context.N_ANCHOR + old) * context.N_ANCHOR + new
+
+
 class _BinCosts:
     """The bits of every value of plane ``(lv, ch)`` as a function of its activity bin (the anchor
     class ``b``, :mod:`codec.context`), its symbols (prediction ``weight``) and its non-anchors'
@@ -446,25 +457,20 @@ class _BinCosts:
         # per activity, clipped to _A_TOP: an index into the tables of :meth:`by_activity`
         self.kind_off = self.kind.astype(np.intp) * (_A_TOP + 1)  # intp: np.take converts any other index type
 
-    def change(self, old: np.ndarray, new: np.ndarray, at: tuple | None = None) -> np.ndarray:
-        """Bits gained by the values at ``at`` (an index into the plane; all of it if None) moving
-        from anchor bins ``old`` to ``new`` (arrays shaped as ``kind[at]``)."""
-        kind = self.kind if at is None else self.kind[at]
-        mag = self.mag if at is None else self.mag[at]
-        out = self.zero_flat.take((kind * context.N_ANCHOR + old) * context.N_ANCHOR + new)
-        nz = mag != 0
+    def change(self, old: np.ndarray, new: np.ndarray) -> np.ndarray:
+        """Bits gained by every value of the plane moving from anchor bin ``old`` to ``new``
+        (arrays shaped as the plane)."""
+        out = self.zero_flat.take(_zero_index(self.kind, old, new))
+        nz = self.mag != 0
         if nz.any():
-            out[nz] += self._nonzero_change(kind[nz], old[nz], new[nz], mag[nz])
+            out[nz] += self._nonzero_change(self.kind[nz], old[nz], new[nz], self.mag[nz])
         return out
 
     def by_activity(self, k: int) -> np.ndarray:
         """A zero's change of bits when its activity ``a`` moves by ``k``, indexed by
         ``kind_off + min(a, _A_TOP)``."""
-        a = np.arange(_A_TOP + 1)
-        old = context._BIN[np.minimum(a, _A_TOP - 1)].astype(np.int64)
-        new = context._BIN[np.clip(a + k, 0, _A_TOP - 1)].astype(np.int64)
-        kinds = np.arange(self.cls_of.shape[0])[:, None]
-        return self.zero_flat[(kinds * context.N_ANCHOR + old) * context.N_ANCHOR + new].ravel()
+        old, new = _bins(np.arange(_A_TOP + 1), k)
+        return self.zero_flat.take(_zero_index(np.arange(self.cls_of.shape[0])[:, None], old, new)).ravel()
 
     def _nonzero_change(self, kind: np.ndarray, old: np.ndarray, new: np.ndarray, mag: np.ndarray) -> np.ndarray:
         """What a non-zero symbol of magnitude ``mag`` adds to a zero's change of bits: ``log2 Z`` is
@@ -531,13 +537,6 @@ class _ContextEffect:
             self.tables[k] = self.tab.by_activity(k)
         return self.tables[k]
 
-    def _nonzero_children(self, a: np.ndarray, k: np.ndarray | int, kind: np.ndarray, mag: np.ndarray) -> np.ndarray:
-        """The non-zero children's part of their change of bits, at activities ``a`` moved by ``k``."""
-        top = _A_TOP - 1
-        old = context._BIN[np.minimum(a, top)].astype(np.int64)
-        new = context._BIN[np.clip(a + k, 0, top)].astype(np.int64)
-        return self.tab._nonzero_change(kind, old, new, mag)
-
     def _children(self, k: int) -> np.ndarray:
         """Every parent's change of its children's bits if its magnitude moved by ``k`` = +-1 (parent
         grid; the activity tables stop one unit above the last bin's edge)."""
@@ -546,7 +545,8 @@ class _ContextEffect:
         if k not in self.by_k:
             g = self._table(k).take(self.a_idx)
             if self.tab.nonzero.size:
-                g.reshape(-1)[self.tab.nonzero] += self._nonzero_children(self.nz_a, k, self.tab.nz_kind, self.tab.nz_mag)
+                g.reshape(-1)[self.tab.nonzero] += self.tab._nonzero_change(self.tab.nz_kind, *_bins(self.nz_a, k),
+                                                                           self.tab.nz_mag)
             hp, wp = self.parent_shape
             if g.shape != (2 * hp, 2 * wp):
                 pooled = np.zeros((2 * hp, 2 * wp), dtype=np.float64)
@@ -561,10 +561,8 @@ class _ContextEffect:
         (the 36 children of each gathered directly: for the few moves by more than one)."""
         at = (2 * rows * self.pad_w + 2 * cols)[:, None] + self.window[None, :]  # (parents, 36 children)
         a, kind, mag = self.pad_a.ravel()[at], self.pad_kind.ravel()[at], self.pad_mag.ravel()[at]
-        top = _A_TOP - 1
-        old = context._BIN[np.minimum(a, top)].astype(np.int64)
-        new = context._BIN[np.clip(a + k[:, None], 0, top)].astype(np.int64)
-        g = self.zero_ext.take((kind * context.N_ANCHOR + old) * context.N_ANCHOR + new)
+        old, new = _bins(a, k[:, None])
+        g = self.zero_ext.take(_zero_index(kind, old, new))
         nz = mag != 0
         if nz.any():
             g[nz] += self.tab._nonzero_change(kind[nz], old[nz], new[nz], mag[nz])
