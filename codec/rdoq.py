@@ -513,9 +513,9 @@ class _ContextEffect:
         self.pad_w = 2 * wp + 4
         hc, wc = x.shape
         n_kinds = self.tab.cls_of.shape[0]
-        self.pad_kind = np.full((2 * hp + 4, self.pad_w), n_kinds, dtype=np.int64)
+        self.pad_kind = np.full((2 * hp + 4, self.pad_w), n_kinds, dtype=np.int8)  # small: a 12 Mpixel plane's copies
         self.pad_kind[2: 2 + hc, 2: 2 + wc] = self.tab.kind
-        self.pad_mag = np.zeros(self.pad_kind.shape, dtype=np.int64)
+        self.pad_mag = np.zeros(self.pad_kind.shape, dtype=np.int32)  # |symbol| <= 2 entropy.MAX_K
         self.pad_mag[2: 2 + hc, 2: 2 + wc] = self.tab.mag
         self.pad_a = np.zeros(self.pad_kind.shape, dtype=np.int32)
         self.zero_ext = np.concatenate([self.tab.zero_flat, np.zeros(context.N_ANCHOR ** 2)])
@@ -560,7 +560,7 @@ class _ContextEffect:
         """:meth:`_children` of the parents at ``(rows, cols)``, each moved by its own ``k``
         (the 36 children of each gathered directly: for the few moves by more than one)."""
         at = (2 * rows * self.pad_w + 2 * cols)[:, None] + self.window[None, :]  # (parents, 36 children)
-        a, kind, mag = self.pad_a.ravel()[at], self.pad_kind.ravel()[at], self.pad_mag.ravel()[at]
+        a, kind, mag = self.pad_a.ravel()[at], self.pad_kind.ravel()[at].astype(np.int64), self.pad_mag.ravel()[at]
         old, new = _bins(a, k[:, None])
         g = self.zero_ext.take(_zero_index(kind, old, new))
         nz = mag != 0
