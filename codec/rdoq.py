@@ -393,10 +393,11 @@ def plane_rate_terms(codes: list[list[np.ndarray]], lv: int, ch: int,
     q = codes[lv][ch]
     cls = context.plane_classes(codes, lv, ch)
     anc = context.anchors(q.shape)
+    s = context._anchor_sum(q, anc)
     weights = None if near is None else range(max(0, near - WEIGHT_REACH), min(1 << context.WEIGHT_BITS, near + WEIGHT_REACH + 1))
-    weight = context.best_weight(q, context._anchor_sum(q, anc), anc, cls, context.sign_classes(codes, lv, ch, context.FULL),
+    weight = context.best_weight(q, s, anc, cls, context.sign_classes(codes, lv, ch, context.FULL),
                                  bitstream.sign_contexts(context.FULL, ch > 0), weights)
-    sym = context.symbols(q, context.FULL, weight)
+    sym = context.symbols(q, context.FULL, weight, s)
     dists, _ = context.fit_dists(sym, cls, int(np.abs(sym).max()))
     terms = torch.tensor([entropy.rate_terms(int(entropy.THETAS[d[0]]), int(entropy.THETAS[d[1]]))
                           if d is not None else (UNUSED_CLASS_BITS, UNUSED_CLASS_BITS) for d in dists],
@@ -419,6 +420,9 @@ def _zero_index(kind: np.ndarray, old: np.ndarray, new: np.ndarray) -> np.ndarra
     return (kind * context.N_ANCHOR + old) * context.N_ANCHOR + new
 
 
+PAD_KIND = 1 + len(context.EDGES_N)  # a kind no value has, whose every change of bits is 0 (padding)
+
+
 class _BinCosts:
     """The bits of every value of plane ``(lv, ch)`` as a function of its activity bin (the anchor
     class ``b``, :mod:`codec.context`), its symbols (prediction ``weight``) and its non-anchors'
@@ -428,7 +432,7 @@ class _BinCosts:
 
     A zero's change depends only on its *kind* (an anchor, or a non-anchor of one of the neighbour
     bins) and the two bins; a non-zero of magnitude ``m`` adds ``-log2 rho' - (m - 1) log2 theta'``
-    under each class (``log2 Z`` is the zero's part)."""
+    under each class (``log2 Z`` is the zero's part).  Kind :data:`PAD_KIND` is a padding cell's."""
 
     def __init__(self, codes: list[list[np.ndarray]], lv: int, ch: int, weight: int) -> None:
         x = codes[lv][ch]
@@ -447,9 +451,10 @@ class _BinCosts:
         self.kind = np.where(anc, 0, 1 + (cls - context.N_ANCHOR) % n_n).astype(np.int64)
         b = np.arange(context.N_ANCHOR)
         self.cls_of = np.vstack([b] + [context.N_ANCHOR + n_n * np.minimum(b, 4) + nb for nb in range(n_n)])
-        # a zero's change of bits depends on its kind and the two bins only: [kind, old, new]
+        # a zero's change of bits depends on its kind and the two bins only: [kind, old, new], PAD_KIND's 0
         c_old, c_new = self.cls_of[:, :, None], self.cls_of[:, None, :]
-        self.zero_flat = np.where(self.used[c_old] & self.used[c_new], self.z[c_new] - self.z[c_old], 0.0).ravel()
+        zero = np.where(self.used[c_old] & self.used[c_new], self.z[c_new] - self.z[c_old], 0.0)
+        self.zero_flat = np.concatenate([zero.ravel(), np.zeros(context.N_ANCHOR ** 2)])
         self.mag = mag
         self.nonzero = np.flatnonzero(mag)
         self.nz_mag = mag.ravel()[self.nonzero]
@@ -460,17 +465,22 @@ class _BinCosts:
     def change(self, old: np.ndarray, new: np.ndarray) -> np.ndarray:
         """Bits gained by every value of the plane moving from anchor bin ``old`` to ``new``
         (arrays shaped as the plane)."""
-        out = self.zero_flat.take(_zero_index(self.kind, old, new))
-        nz = self.mag != 0
+        return self.change_of(self.kind, old, new, self.mag)
+
+    def change_of(self, kind: np.ndarray, old: np.ndarray, new: np.ndarray, mag: np.ndarray) -> np.ndarray:
+        """Bits gained by values of kinds ``kind`` and symbol magnitudes ``mag`` moving from anchor
+        bins ``old`` to ``new`` (float64, shaped as the arguments)."""
+        out = self.zero_flat.take(_zero_index(kind, old, new))
+        nz = mag != 0
         if nz.any():
-            out[nz] += self._nonzero_change(self.kind[nz], old[nz], new[nz], self.mag[nz])
+            out[nz] += self._nonzero_change(kind[nz], old[nz], new[nz], mag[nz])
         return out
 
     def by_activity(self, k: int) -> np.ndarray:
         """A zero's change of bits when its activity ``a`` moves by ``k``, indexed by
         ``kind_off + min(a, _A_TOP)``."""
         old, new = _bins(np.arange(_A_TOP + 1), k)
-        return self.zero_flat.take(_zero_index(np.arange(self.cls_of.shape[0])[:, None], old, new)).ravel()
+        return self.zero_flat.take(_zero_index(np.arange(PAD_KIND)[:, None], old, new)).ravel()
 
     def _nonzero_change(self, kind: np.ndarray, old: np.ndarray, new: np.ndarray, mag: np.ndarray) -> np.ndarray:
         """What a non-zero symbol of magnitude ``mag`` adds to a zero's change of bits: ``log2 Z`` is
@@ -502,23 +512,24 @@ class _ContextEffect:
         x = codes[lv - 1][ch]
         weight = weights[(lv - 1, ch)] if (lv - 1, ch) in weights else context.choose_weight(x)
         self.tab = _BinCosts(codes, lv - 1, ch, weight)
-        own = context._up2(context._box3(np.abs(codes[lv][ch].astype(np.int32))), x.shape)
-        self.rest = context.activity(x.shape, codes[lv][ch], codes[lv - 1][0] if ch > 0 else None) - own
+        # the children's activity apart from this plane's part (luma's, for chroma)
+        self.rest = context.activity(x.shape, None, codes[lv - 1][0] if ch > 0 else None)
         self.child = x.shape
         self.tables: dict[int, np.ndarray] = {}
         # for :meth:`_children_at`: the children's kinds, magnitudes and (per phase) activities on a
         # grid padded by 2 cells before and up to 3 after, so that every parent's 6x6 children are
-        # one window; a padding cell is of a kind whose every change is 0
+        # one window; a padding cell is of PAD_KIND.  The activities are formed in place (``a``).
         hp, wp = codes[lv][ch].shape
         self.pad_w = 2 * wp + 4
         hc, wc = x.shape
-        n_kinds = self.tab.cls_of.shape[0]
-        self.pad_kind = np.full((2 * hp + 4, self.pad_w), n_kinds, dtype=np.int8)  # small: a 12 Mpixel plane's copies
-        self.pad_kind[2: 2 + hc, 2: 2 + wc] = self.tab.kind
+        inner = (slice(2, 2 + hc), slice(2, 2 + wc))
+        self.pad_kind = np.full((2 * hp + 4, self.pad_w), PAD_KIND, dtype=np.int8)  # small: a 12 Mpixel plane's copies
+        self.pad_kind[inner] = self.tab.kind
         self.pad_mag = np.zeros(self.pad_kind.shape, dtype=np.int32)  # |symbol| <= 2 entropy.MAX_K
-        self.pad_mag[2: 2 + hc, 2: 2 + wc] = self.tab.mag
+        self.pad_mag[inner] = self.tab.mag
         self.pad_a = np.zeros(self.pad_kind.shape, dtype=np.int32)
-        self.zero_ext = np.concatenate([self.tab.zero_flat, np.zeros(context.N_ANCHOR ** 2)])
+        self.a = self.pad_a[inner]
+        self.nz_pad = np.ravel_multi_index(np.unravel_index(self.tab.nonzero, x.shape), self.pad_a.shape) + 2 * self.pad_w + 2
         self.window = (np.arange(6)[:, None] * self.pad_w + np.arange(6)[None, :]).ravel()
 
     def start_phase(self, q: np.ndarray) -> None:
@@ -526,11 +537,9 @@ class _ContextEffect:
         self.q_abs = np.abs(q).astype(np.int32)
         self.parent_shape = q.shape
         self.by_k: dict[int, np.ndarray] = {}
-        self.a = self.rest + context._up2(context._box3(self.q_abs), self.child)
+        np.add(self.rest, context._up2(context._box3(self.q_abs), self.child), out=self.a)
         self.a_idx = self.tab.kind_off + np.minimum(self.a, _A_TOP)
-        self.nz_a = self.a.ravel()[self.tab.nonzero]
-        hc, wc = self.child
-        self.pad_a[2: 2 + hc, 2: 2 + wc] = self.a
+        self.nz_a = self.pad_a.ravel()[self.nz_pad]
 
     def _table(self, k: int) -> np.ndarray:
         if k not in self.tables:
@@ -560,13 +569,8 @@ class _ContextEffect:
         """:meth:`_children` of the parents at ``(rows, cols)``, each moved by its own ``k``
         (the 36 children of each gathered directly: for the few moves by more than one)."""
         at = (2 * rows * self.pad_w + 2 * cols)[:, None] + self.window[None, :]  # (parents, 36 children)
-        a, kind, mag = self.pad_a.ravel()[at], self.pad_kind.ravel()[at].astype(np.int64), self.pad_mag.ravel()[at]
-        old, new = _bins(a, k[:, None])
-        g = self.zero_ext.take(_zero_index(kind, old, new))
-        nz = mag != 0
-        if nz.any():
-            g[nz] += self.tab._nonzero_change(kind[nz], old[nz], new[nz], mag[nz])
-        return g.sum(axis=1)
+        kind = self.pad_kind.ravel()[at].astype(np.int64)
+        return self.tab.change_of(kind, *_bins(self.pad_a.ravel()[at], k[:, None]), self.pad_mag.ravel()[at]).sum(axis=1)
 
     def cost(self, sub: tuple[slice, slice], new_abs: np.ndarray) -> np.ndarray:
         """Bits the children gain (positive) or lose if the values at ``sub`` of the plane took
