@@ -1,6 +1,7 @@
 """Where a hybrid encode's RDOQ time goes: one ``fast`` encode per ``IMAGE:QUALITY``, one thread,
 every RDOQ sweep run (``seconds=600``), with timers around :func:`codec.rdoq.optimise` and the
-parts of the children's cost (:class:`codec.rdoq._ContextEffect`, 0.19).  Prints one line per
+parts of the children's cost (:class:`codec.rdoq._ContextEffect`, 0.19) and of the neighbours'
+(:class:`codec.rdoq._NeighbourEffect`, 0.20).  Prints one line per
 encode: the file's size and the first 10 hex digits of its SHA-1 (to check that two versions write
 the same bytes), the encode's seconds and each timer's total.  Run it with another version first on
 ``PYTHONPATH`` to compare::
@@ -23,7 +24,8 @@ from codec import imageio, rdoq, runtime
 
 TIMED = [(rdoq, "optimise"), (rdoq._ContextEffect, "__init__"), (rdoq._ContextEffect, "start_phase"),
          (rdoq._ContextEffect, "cost"), (rdoq._ContextEffect, "_children"), (rdoq._ContextEffect, "_children_at"),
-         (rdoq._BinCosts, "__init__")]
+         (rdoq._BinCosts, "__init__"), (rdoq._NeighbourEffect, "__init__"), (rdoq._NeighbourEffect, "start_phase"),
+         (rdoq._NeighbourEffect, "cost")]
 
 
 def _timed(owner, name: str, totals: dict[str, float]) -> None:

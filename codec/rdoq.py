@@ -329,14 +329,36 @@ def _symbol_bits(v: torch.Tensor, pred: torch.Tensor, first: torch.Tensor, more:
     return torch.where(a > 0, first + more * (a - 1) + torch.where(d > 0, pos, neg), torch.zeros_like(a))
 
 
+def _current_terms(codes: list[list[np.ndarray]], lv: int, ch: int, q: np.ndarray,
+                   dists: list[tuple[int, int] | None], signs: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
+    """``first, more, pos, neg`` (:func:`_rate_terms`, :func:`_sign_terms`) of plane ``(lv, ch)`` whose
+    values are now ``q``, under the distributions and sign probabilities fitted at the start of its
+    turn: once an anchor phase has moved values, the non-anchors' classes (``N(n)``) and sign
+    contexts (the sign of the anchors' sum) are those of the moved anchors (0.20)."""
+    anc = context.anchors(q.shape)
+    cls = context.full_classes(context.plane_base(codes, lv, ch), q)
+    scls = context._full_signs(context.sign_classes(codes, lv, ch, context.ACTIVITY), context._anchor_sum(q, anc), anc, ch > 0)
+    return (*_rate_terms(cls, dists), *_sign_terms(signs, scls, q.shape))
+
+
+def _plane_signs(codes: list[list[np.ndarray]], lv: int, ch: int, sym: np.ndarray) -> tuple[tuple[int, ...], np.ndarray]:
+    """The sign probability indices :func:`codec.context.choose_signs` picks for plane ``(lv, ch)``
+    with symbols ``sym`` (``()``: every sign at 1/2), and the plane's FULL sign contexts."""
+    scls = context.sign_classes(codes, lv, ch, context.FULL)
+    return context.choose_signs(sym, scls, bitstream.sign_contexts(context.FULL, ch > 0))[0], scls
+
+
 def _sign_costs(codes: list[list[np.ndarray]], lv: int, ch: int, sym: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """Per value, the bits of a positive and of a negative sign minus one, under the sign
     probabilities :func:`codec.context.choose_signs` picks for the current plane (zeros when it
     codes the signs at 1/2)."""
-    scls = context.sign_classes(codes, lv, ch, context.FULL)
-    signs, _ = context.choose_signs(sym, scls, bitstream.sign_contexts(context.FULL, ch > 0))
+    return _sign_terms(*_plane_signs(codes, lv, ch, sym), sym.shape)
+
+
+def _sign_terms(signs: tuple[int, ...], scls: np.ndarray, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_sign_costs` from the plane's sign probability indices and sign contexts."""
     if not signs:
-        z = torch.zeros(sym.shape)
+        z = torch.zeros(shape)
         return z, z
     p = entropy.SIGN_P[np.asarray(signs)][scls]
     return (torch.from_numpy(-np.log2(p) - 1.0).float(), torch.from_numpy(-np.log2(1.0 - p) - 1.0).float())
@@ -390,6 +412,14 @@ def plane_rate_terms(codes: list[list[np.ndarray]], lv: int, ch: int,
     :func:`codec.context.choose_weight`); ``near``: the plane's weight at the previous sweep, if
     any, to try only the weights within :data:`WEIGHT_REACH` of it (a sweep moves it by a step
     or two, if at all)."""
+    cls, weight, sym, dists = _plane_model(codes, lv, ch, near)
+    return (*_rate_terms(cls, dists), weight, sym)
+
+
+def _plane_model(codes: list[list[np.ndarray]], lv: int, ch: int,
+                 near: int | None = None) -> tuple[np.ndarray, int, np.ndarray, list[tuple[int, int] | None]]:
+    """Plane ``(lv, ch)``'s FULL classes, the coder's prediction weight (see :func:`plane_rate_terms`),
+    its symbols and the distributions :func:`codec.context.fit_dists` fits to them."""
     q = codes[lv][ch]
     cls = context.plane_classes(codes, lv, ch)
     anc = context.anchors(q.shape)
@@ -399,11 +429,17 @@ def plane_rate_terms(codes: list[list[np.ndarray]], lv: int, ch: int,
                                  bitstream.sign_contexts(context.FULL, ch > 0), weights)
     sym = context.symbols(q, context.FULL, weight, s)
     dists, _ = context.fit_dists(sym, cls, int(np.abs(sym).max()))
+    return cls, weight, sym, dists
+
+
+def _rate_terms(cls: np.ndarray, dists: list[tuple[int, int] | None]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per value of classes ``cls``, the bits of a first magnitude step and of each further one
+    under ``dists`` (:func:`codec.entropy.rate_terms`)."""
     terms = torch.tensor([entropy.rate_terms(int(entropy.THETAS[d[0]]), int(entropy.THETAS[d[1]]))
                           if d is not None else (UNUSED_CLASS_BITS, UNUSED_CLASS_BITS) for d in dists],
                          dtype=torch.float32)
     cls_t = torch.from_numpy(cls.astype(np.int64))  # the classes are int8, which torch does not index with
-    return terms[cls_t, 0], terms[cls_t, 1], weight, sym
+    return terms[cls_t, 0], terms[cls_t, 1]
 
 
 _A_TOP = int(context.EDGES[-1]) + 1  # activities above this one move in no bin by one unit either way
@@ -418,6 +454,17 @@ def _bins(a: np.ndarray, k: np.ndarray | int) -> tuple[np.ndarray, np.ndarray]:
 def _zero_index(kind: np.ndarray, old: np.ndarray, new: np.ndarray) -> np.ndarray:
     """Index of a zero's change of bits from bin ``old`` to ``new`` in :attr:`_BinCosts.zero_flat`."""
     return (kind * context.N_ANCHOR + old) * context.N_ANCHOR + new
+
+
+def _class_terms(dists: list[tuple[int, int] | None], kmax: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per class of ``dists`` (magnitudes up to ``kmax``): a zero's bits ``log2 Z``, and what a
+    non-zero of magnitude ``m`` adds to them, ``first + (m - 1) more`` with ``first = -log2 rho'``
+    and ``more = -log2 theta'``, one bit of sign at 1/2 included (the factor 2 of
+    :func:`codec.entropy.magnitude_table`); 0 for a class without a distribution."""
+    log_z = entropy._two_ratio_log_norm(max(kmax, 1))
+    return (np.array([log_z[d[0], d[1]] if d is not None else 0.0 for d in dists]),
+            np.array([-entropy._LOG2_THETAS[d[0]] if d is not None else 0.0 for d in dists]),
+            np.array([-entropy._LOG2_THETAS[d[1]] if d is not None else 0.0 for d in dists]))
 
 
 PAD_KIND = 1 + len(context.EDGES_N)  # a kind no value has, whose every change of bits is 0 (padding)
@@ -441,10 +488,7 @@ class _BinCosts:
         kmax = int(mag.max())
         dists = context.fit_dists(mag, cls, kmax)[0] if kmax else [None] * context.N_CONTEXTS
         self.used = np.array([d is not None for d in dists])
-        log_z = entropy._two_ratio_log_norm(max(kmax, 1))
-        self.z = np.array([log_z[d[0], d[1]] if d is not None else 0.0 for d in dists])
-        self.first = np.array([-entropy._LOG2_THETAS[d[0]] if d is not None else 0.0 for d in dists])
-        self.more = np.array([-entropy._LOG2_THETAS[d[1]] if d is not None else 0.0 for d in dists])
+        self.z, self.first, self.more = _class_terms(dists, kmax)
         n_n = len(context.EDGES_N)
         anc = context.anchors(x.shape)
         # kind 0: an anchor (class b); kind 1 + N: a non-anchor of neighbour bin N (class 8 + 4 min(b, 4) + N)
@@ -594,6 +638,113 @@ def _with_children(v: torch.Tensor, own: Callable[[torch.Tensor], torch.Tensor],
     return own(v) + torch.from_numpy(effect.cost(sub, v.abs().to(torch.int64).cpu().numpy())).to(v.device)
 
 
+_CROSS = ((-1, 0), (1, 0), (0, -1), (0, 1))  # an anchor's four non-anchor neighbours
+
+
+class _NeighbourEffect:
+    """What a change of an anchor value costs the four non-anchor values beside it, in its own
+    plane (:mod:`codec.context`, FULL rule): a non-anchor's class reads the magnitudes of its four
+    anchor neighbours (``N(n)``), its coded symbol is its value minus their weighted mean
+    (:func:`codec.context.predict`), and its sign context reads the sign of their sum.  So a lone
+    non-zero anchor moves four zeros into a busier class, and a large one can turn their symbols
+    non-zero.  RDOQ's own rate term sees only the anchor's bits; this adds, for every candidate
+    value of every anchor of a parity phase (one at a time), the neighbours' change of bits with
+    their values, the plane's distributions, its prediction weight and its sign probabilities held
+    as they are.  A neighbour whose class would have no distribution is
+    priced at 0, as :class:`_BinCosts` prices a child.  The same idea across levels is
+    :class:`_ContextEffect`.
+
+    ``dists``, ``signs``: the plane's distributions and sign probabilities, as RDOQ's own rate
+    terms have them (:func:`_plane_model`, :func:`_plane_signs`)."""
+
+    def __init__(self, codes: list[list[np.ndarray]], lv: int, ch: int, weight: int,
+                 dists: list[tuple[int, int] | None], signs: tuple[int, ...]) -> None:
+        x = codes[lv][ch]
+        used = np.array([d is not None for d in dists])
+        self.active = bool(used.any()) and x.size > 1
+        self.weight = weight
+        self.used = used
+        self.anc = context.anchors(x.shape)
+        # per class: log2 Z (a zero's bits), and a non-zero's bits beyond them, first and further units
+        self.z, self.first, self.more = _class_terms(dists, int(np.abs(context.symbols(x, context.FULL, weight)).max()))
+        pad = functools.partial(np.pad, pad_width=1)
+        # per value (padded by one cell: a padding cell is no neighbour): whether it is a non-anchor,
+        # its class before the neighbour bin (8 + 4 min(A, 4)) and its sign context before the
+        # neighbours' sign
+        self.valid = pad(~self.anc)
+        self.offset = pad(context.N_ANCHOR + len(context.EDGES_N) * np.minimum(context.plane_base(codes, lv, ch), 4).astype(np.int32))
+        self.plain = pad(context.sign_classes(codes, lv, ch, context.ACTIVITY).astype(np.int32))
+        self.n_sign = 9 if ch > 0 else 3
+        n_ctx = bitstream.sign_contexts(context.FULL, ch > 0)
+        p = entropy.SIGN_P[np.asarray(signs)] if signs else np.full(n_ctx, 0.5)
+        self.sign_pos, self.sign_neg = -np.log2(p) - 1.0, -np.log2(1.0 - p) - 1.0  # beyond the sign bit in ``first``
+
+    def _bits(self, cls: np.ndarray, sym: np.ndarray, s: np.ndarray, plain: np.ndarray) -> np.ndarray:
+        """Bits of symbols ``sym`` of classes ``cls`` whose anchor neighbours sum to ``s`` and whose
+        sign context before that sum's sign is ``plain`` (a non-zero's sign included)."""
+        out = self.z[cls]
+        nz = np.flatnonzero(sym)
+        if nz.size:
+            c, v = cls.ravel()[nz], sym.ravel()[nz]
+            ctx = self.n_sign * (np.sign(s.ravel()[nz]) + 2) + plain.ravel()[nz]
+            sign = np.where(v > 0, self.sign_pos[ctx], self.sign_neg[ctx])
+            out.reshape(-1)[nz] += self.first[c] + (np.abs(v) - 1) * self.more[c] + sign
+        return out
+
+    def start_phase(self, q: np.ndarray, sub: tuple[slice, slice]) -> None:
+        """The plane's current values ``q`` before the moves of the anchor phase ``sub``: each
+        direction's neighbours, their anchor sums and magnitudes, and their bits now."""
+        self.old = q[sub]
+        rows, cols = self.old.shape
+        vals = np.pad(q.astype(np.int32), 1)  # the non-anchors move between the two anchor phases
+        on = np.where(self.anc, q, 0).astype(np.int32)
+        s_all, n_all = np.pad(context._cross4(on), 1), np.pad(context._cross4(np.abs(on)), 1)
+        self.sides = []
+        for di, dj in _CROSS:
+            r0, c0 = sub[0].start + 1 + di, sub[1].start + 1 + dj
+            at = (slice(r0, r0 + 2 * rows - 1, 2), slice(c0, c0 + 2 * cols - 1, 2))
+            valid = self.valid[at]
+            if not valid.any():
+                continue
+            s, n, v = s_all[at].copy(), n_all[at].copy(), vals[at].copy()
+            off, plain = self.offset[at].copy(), self.plain[at].copy()
+            cls = off + context._BIN_N[np.minimum(n, int(context.EDGES_N[-1]))]
+            keep = valid & self.used[cls]
+            self.sides.append((s, n, v, off, plain, keep, self._bits(cls, v - context._weighted(s, self.weight), s, plain)))
+
+    def cost(self, new: np.ndarray) -> np.ndarray:
+        """Bits the non-anchor neighbours gain (positive) or lose if the anchors of the phase took
+        the values ``new`` one at a time (float32, shaped as ``new``)."""
+        d = new - self.old
+        out = np.zeros(new.shape, dtype=np.float64)
+        moved = np.flatnonzero(d)
+        if not moved.size:
+            return out.astype(np.float32)
+        few = moved.size < d.size // 2  # e.g. the moves to zero: only the non-zero anchors move
+        if few:
+            d = d.ravel()[moved]
+        dn = np.abs(self.old.ravel()[moved] + d) - np.abs(self.old.ravel()[moved]) if few else np.abs(new) - np.abs(self.old)
+        acc = np.zeros(d.shape, dtype=np.float64)
+        top = int(context.EDGES_N[-1])
+        for s, n, v, off, plain, keep, b0 in self.sides:
+            if few:
+                s, n, v, off, plain, keep, b0 = (t.ravel()[moved] for t in (s, n, v, off, plain, keep, b0))
+            cls = off + context._BIN_N[np.clip(n + dn, 0, top)]
+            s1 = s + d
+            b1 = self._bits(cls, v - context._weighted(s1, self.weight), s1, plain)
+            acc += np.where(keep & self.used[cls], b1 - b0, 0.0)
+        if few:
+            out.reshape(-1)[moved] = acc
+        else:
+            out = acc
+        return out.astype(np.float32)
+
+
+def _with_neighbours(v: torch.Tensor, rate: Callable[[torch.Tensor], torch.Tensor], effect: _NeighbourEffect) -> torch.Tensor:
+    """``rate(v)`` plus what anchor values ``v`` would cost their non-anchor neighbours."""
+    return rate(v) + torch.from_numpy(effect.cost(v.to(torch.int64).cpu().numpy())).to(v.device)
+
+
 WEIGHT_REACH = 2  # RDOQ's sweeps after the first try a plane's weights within this many of its last
 
 
@@ -636,14 +787,17 @@ def optimise(image: np.ndarray, spec: PyramidSpec, step_idx: list[int], codes: l
                 tick(f"RDOQ sweep {sweep + 1}/{sweeps}")
             smp, step = samplers[lv].channel(ch), steps[lv * c + ch]
             q = codes[lv][ch]
-            first, more, weight, sym = plane_rate_terms(codes, lv, ch, weights.get((lv, ch)))
+            cls, weight, sym, dists = _plane_model(codes, lv, ch, weights.get((lv, ch)))
             weights[(lv, ch)] = weight
-            first, more = first.to(dev), more.to(dev)
-            pos, neg = (t.to(dev) for t in _sign_costs(codes, lv, ch, sym))
+            first, more = (t.to(dev) for t in _rate_terms(cls, dists))
+            signs, scls = _plane_signs(codes, lv, ch, sym)
+            pos, neg = (t.to(dev) for t in _sign_terms(signs, scls, sym.shape))
             hdiag = smp.energy * (step * step * float(mtm[ch]))
             qt = torch.from_numpy(q).float().to(dev)
             effect = _ContextEffect(codes, lv, ch, weights) if lv > 0 and codes[lv - 1][ch].any() else None
             pred_plane = None  # non-anchor predictions; they change only when anchors do
+            nbr = None  # the anchors' cost to their non-anchor neighbours, formed at the first anchor phase
+            anchors_moved = False
             for pi in (0, 1):
                 for pj in (0, 1):
                     sub = (slice(pi, None, 2), slice(pj, None, 2))
@@ -658,8 +812,11 @@ def optimise(image: np.ndarray, spec: PyramidSpec, step_idx: list[int], codes: l
                         pred = torch.zeros_like(qs)
                     else:
                         if pred_plane is None:
-                            pred_plane = torch.from_numpy(
-                                context.predict(qt.to(torch.int64).cpu().numpy(), weight)).float().to(dev)
+                            q_now = qt.to(torch.int64).cpu().numpy()
+                            pred_plane = torch.from_numpy(context.predict(q_now, weight)).float().to(dev)
+                            if anchors_moved:  # the non-anchors' classes and sign contexts read the anchors
+                                first, more, pos, neg = (t.to(dev) for t in _current_terms(codes, lv, ch, q_now, dists, signs))
+                                f_s, m_s = first[sub], more[sub]
                         pred = pred_plane[sub]
                     own_rate = functools.partial(_symbol_bits, pred=pred, first=f_s, more=m_s, pos=pos[sub], neg=neg[sub])
                     if effect is not None:
@@ -667,6 +824,12 @@ def optimise(image: np.ndarray, spec: PyramidSpec, step_idx: list[int], codes: l
                         rate = functools.partial(_with_children, own=own_rate, effect=effect, sub=sub)
                     else:
                         rate = own_rate
+                    if anchor_phase:
+                        if nbr is None:
+                            nbr = _NeighbourEffect(codes, lv, ch, weight, dists, signs)
+                        if nbr.active:
+                            nbr.start_phase(qt.to(torch.int64).cpu().numpy(), sub)
+                            rate = functools.partial(_with_neighbours, rate=rate, effect=nbr)
                     r0 = own_rate(qs)
                     best_dj = torch.zeros_like(qs)
                     best_d = torch.zeros_like(qs)
@@ -686,6 +849,7 @@ def optimise(image: np.ndarray, spec: PyramidSpec, step_idx: list[int], codes: l
                     n_changed += int(torch.count_nonzero(delta))
                     if anchor_phase:
                         pred_plane = None
+                        anchors_moved = True
                     qt = qt + delta
                     y[ch] += dy
             codes[lv][ch] = qt.to(torch.int64).cpu().numpy()

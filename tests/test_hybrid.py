@@ -395,6 +395,89 @@ def test_rdoq_prices_what_a_move_costs_the_children():
     assert checked > 200 and moved > 50
 
 
+def test_rdoq_prices_what_an_anchor_move_costs_its_neighbours():
+    """:class:`rdoq._NeighbourEffect` (0.20): a move of an anchor changes the class, the predicted
+    symbol and the sign context of the four non-anchors beside it.  Its price of every move must
+    equal those values' change of bits recounted from scratch (classes, symbols and sign contexts
+    recomputed from the moved plane, the distributions, weight and sign probabilities held
+    fixed), for luma and chroma planes and both anchor phases."""
+    rng = np.random.default_rng(3)
+
+    def sparse(shape, p, s):
+        return np.where(rng.random(shape) < p, rng.integers(-s, s + 1, shape), 0).astype(np.int64)
+
+    codes = [[sparse((23, 20), 0.3, 4) for _ in range(3)], [sparse((12, 10), 0.4, 3) for _ in range(3)]]
+
+    def bits(eff, plane, lv, ch):
+        """Every non-anchor's bits under ``eff``'s distributions (0 where its class has none)."""
+        other = [[p.copy() for p in level] for level in codes]
+        other[lv][ch] = plane
+        cls = context.plane_classes(other, lv, ch).astype(np.int64)
+        sym = context.symbols(plane, context.FULL, eff.weight)
+        scls = context.sign_classes(other, lv, ch, context.FULL).astype(np.int64)
+        m = np.abs(sym)
+        sign = np.where(sym > 0, eff.sign_pos[scls], eff.sign_neg[scls])
+        b = eff.z[cls] + np.where(m > 0, eff.first[cls] + (m - 1) * eff.more[cls] + sign, 0.0)
+        return b, cls
+
+    checked = moved = 0
+    for lv, ch in [(0, 0), (0, 1), (1, 2)]:
+        q = codes[lv][ch]
+        sym = context.symbols(q, context.FULL, 6)
+        dists = context.fit_dists(sym, context.plane_classes(codes, lv, ch), int(np.abs(sym).max()))[0]
+        # sign probabilities far from 1/2 (random values have none of their own), so that a sign context's move is priced
+        signs = tuple(int(k) for k in rng.integers(0, bitstream.SIGN_LEVELS, bitstream.sign_contexts(context.FULL, ch > 0)))
+        eff = rdoq._NeighbourEffect(codes, lv, ch, 6, dists, signs)
+        assert eff.active
+        b0, c0 = bits(eff, q, lv, ch)
+        na = ~context.anchors(q.shape)
+        for p in (0, 1):
+            sub = (slice(p, None, 2), slice(p, None, 2))
+            eff.start_phase(q, sub)
+            moves = q[sub] + rng.integers(-3, 4, q[sub].shape)
+            still = rng.random(moves.shape) < 0.3
+            moves[still] = q[sub][still]  # some do not move
+            for new in (moves, np.zeros_like(moves)):  # the moves to zero: only the non-zero anchors move
+                got = eff.cost(new)
+                for i in range(got.shape[0]):
+                    for j in range(got.shape[1]):
+                        y, x = p + 2 * i, p + 2 * j
+                        plane = q.copy()
+                        plane[y, x] = new[i, j]
+                        b1, c1 = bits(eff, plane, lv, ch)
+                        ok = na & eff.used[c0] & eff.used[c1]
+                        want = float(np.where(ok, b1 - b0, 0.0).sum())
+                        assert got[i, j] == pytest.approx(want, abs=1e-4), (lv, ch, y, x)
+                        checked += 1
+                        moved += abs(want) > 1e-6
+    assert checked > 600 and moved > 150
+
+
+def test_rdoq_prices_the_non_anchors_with_the_moved_anchors():
+    """After an anchor phase moves values, the non-anchors' classes and sign contexts are those of
+    the moved anchors (0.20): :func:`rdoq._current_terms` must give, under the distributions and
+    sign probabilities of the plane's start, what its from-scratch pieces give on the moved plane,
+    and differ from the start's terms where a non-anchor's class moved."""
+    rng = np.random.default_rng(5)
+    codes = [[np.where(rng.random((18, 22)) < 0.3, rng.integers(-3, 4, (18, 22)), 0) for _ in range(3)],
+             [np.where(rng.random((9, 11)) < 0.5, rng.integers(-3, 4, (9, 11)), 0) for _ in range(3)]]
+    for lv, ch in [(0, 0), (0, 2)]:
+        cls, _, sym, dists = rdoq._plane_model(codes, lv, ch)
+        signs = tuple(int(k) for k in rng.integers(0, bitstream.SIGN_LEVELS, bitstream.sign_contexts(context.FULL, ch > 0)))
+        start = (*rdoq._rate_terms(cls, dists), *rdoq._sign_terms(signs, context.sign_classes(codes, lv, ch, context.FULL), sym.shape))
+        moved = codes[lv][ch].copy()
+        anc = context.anchors(moved.shape)
+        moved[anc] = np.where(rng.random(int(anc.sum())) < 0.5, 0, moved[anc] + 1)
+        other = [[p.copy() for p in level] for level in codes]
+        other[lv][ch] = moved
+        want = (*rdoq._rate_terms(context.plane_classes(other, lv, ch), dists),
+                *rdoq._sign_terms(signs, context.sign_classes(other, lv, ch, context.FULL), sym.shape))
+        got = rdoq._current_terms(codes, lv, ch, moved, dists, signs)
+        for g, w, s in zip(got, want, start, strict=True):
+            torch.testing.assert_close(g, w)
+        assert any(not torch.equal(g, s) for g, s in zip(got, start))
+
+
 def test_context_modes_are_chosen_by_cost_and_beat_one_distribution():
     """Sparse fine planes whose non-zeros sit under active parents: the context rule must pay off."""
     rng = np.random.default_rng(0)
