@@ -28,6 +28,7 @@ import functools
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -329,30 +330,29 @@ def _symbol_bits(v: torch.Tensor, pred: torch.Tensor, first: torch.Tensor, more:
     return torch.where(a > 0, first + more * (a - 1) + torch.where(d > 0, pos, neg), torch.zeros_like(a))
 
 
-def _current_terms(codes: list[list[np.ndarray]], lv: int, ch: int, q: np.ndarray,
-                   dists: list[tuple[int, int] | None], signs: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
-    """``first, more, pos, neg`` (:func:`_rate_terms`, :func:`_sign_terms`) of plane ``(lv, ch)`` whose
-    values are now ``q``, under the distributions and sign probabilities fitted at the start of its
-    turn: once an anchor phase has moved values, the non-anchors' classes (``N(n)``) and sign
-    contexts (the sign of the anchors' sum) are those of the moved anchors (0.20)."""
+def _current_terms(model: _PlaneModel, q: np.ndarray, signs: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
+    """``first, more, pos, neg`` (:func:`_rate_terms`, :func:`_sign_terms`) of the plane of ``model``
+    whose values are now ``q``, under the distributions and sign probabilities ``signs`` fitted at
+    the start of its turn: once an anchor phase has moved values, the non-anchors' classes
+    (``N(n)``) and sign contexts (the sign of the anchors' sum) are those of the moved anchors (0.20)."""
     anc = context.anchors(q.shape)
-    cls = context.full_classes(context.plane_base(codes, lv, ch), q)
-    scls = context._full_signs(context.sign_classes(codes, lv, ch, context.ACTIVITY), context._anchor_sum(q, anc), anc, ch > 0)
-    return (*_rate_terms(cls, dists), *_sign_terms(signs, scls, q.shape))
+    cls = context.full_classes(model.base, q)
+    scls = context._full_signs(model.plain, context._anchor_sum(q, anc), anc, model.chroma)
+    return (*_rate_terms(cls, model.dists), *_sign_terms(signs, scls, q.shape))
 
 
-def _plane_signs(codes: list[list[np.ndarray]], lv: int, ch: int, sym: np.ndarray) -> tuple[tuple[int, ...], np.ndarray]:
-    """The sign probability indices :func:`codec.context.choose_signs` picks for plane ``(lv, ch)``
-    with symbols ``sym`` (``()``: every sign at 1/2), and the plane's FULL sign contexts."""
-    scls = context.sign_classes(codes, lv, ch, context.FULL)
-    return context.choose_signs(sym, scls, bitstream.sign_contexts(context.FULL, ch > 0))[0], scls
+def _plane_signs(model: _PlaneModel) -> tuple[int, ...]:
+    """The sign probability indices :func:`codec.context.choose_signs` picks for the plane of
+    ``model`` (``()``: every sign at 1/2)."""
+    return context.choose_signs(model.sym, model.scls, bitstream.sign_contexts(context.FULL, model.chroma))[0]
 
 
 def _sign_costs(codes: list[list[np.ndarray]], lv: int, ch: int, sym: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """Per value, the bits of a positive and of a negative sign minus one, under the sign
     probabilities :func:`codec.context.choose_signs` picks for the current plane (zeros when it
     codes the signs at 1/2)."""
-    return _sign_terms(*_plane_signs(codes, lv, ch, sym), sym.shape)
+    scls = context.sign_classes(codes, lv, ch, context.FULL)
+    return _sign_terms(context.choose_signs(sym, scls, bitstream.sign_contexts(context.FULL, ch > 0))[0], scls, sym.shape)
 
 
 def _sign_terms(signs: tuple[int, ...], scls: np.ndarray, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -412,24 +412,40 @@ def plane_rate_terms(codes: list[list[np.ndarray]], lv: int, ch: int,
     :func:`codec.context.choose_weight`); ``near``: the plane's weight at the previous sweep, if
     any, to try only the weights within :data:`WEIGHT_REACH` of it (a sweep moves it by a step
     or two, if at all)."""
-    cls, weight, sym, dists = _plane_model(codes, lv, ch, near)
-    return (*_rate_terms(cls, dists), weight, sym)
+    m = _plane_model(codes, lv, ch, near)
+    return (*_rate_terms(m.cls, m.dists), m.weight, m.sym)
 
 
-def _plane_model(codes: list[list[np.ndarray]], lv: int, ch: int,
-                 near: int | None = None) -> tuple[np.ndarray, int, np.ndarray, list[tuple[int, int] | None]]:
-    """Plane ``(lv, ch)``'s FULL classes, the coder's prediction weight (see :func:`plane_rate_terms`),
-    its symbols and the distributions :func:`codec.context.fit_dists` fits to them."""
+class _PlaneModel(NamedTuple):
+    """How the context model sees a plane at the start of its RDOQ turn, formed once and shared by
+    its rate terms, its sign terms, their refresh after an anchor phase (:func:`_current_terms`)
+    and the neighbours' cost (:class:`_NeighbourEffect`)."""
+
+    base: np.ndarray  # the anchor classes, from the parent and luma planes (:func:`codec.context.plane_base`)
+    plain: np.ndarray  # the sign contexts before the non-anchors' neighbour sign (mode ACTIVITY's)
+    cls: np.ndarray  # the FULL classes
+    scls: np.ndarray  # the FULL sign contexts
+    chroma: bool
+    weight: int  # the coder's prediction weight
+    sym: np.ndarray  # the coded symbols under that weight
+    dists: list[tuple[int, int] | None]  # :func:`codec.context.fit_dists` of the symbols
+
+
+def _plane_model(codes: list[list[np.ndarray]], lv: int, ch: int, near: int | None = None) -> _PlaneModel:
+    """Plane ``(lv, ch)``'s :class:`_PlaneModel`: its classes and sign contexts, the coder's prediction
+    weight (see :func:`plane_rate_terms`), its symbols and the distributions fitted to them."""
     q = codes[lv][ch]
-    cls = context.plane_classes(codes, lv, ch)
+    base = context.plane_base(codes, lv, ch)
+    plain = context.sign_classes(codes, lv, ch, context.ACTIVITY)
     anc = context.anchors(q.shape)
     s = context._anchor_sum(q, anc)
+    cls = context.full_classes(base, q)
+    scls = context._full_signs(plain, s, anc, ch > 0)
     weights = None if near is None else range(max(0, near - WEIGHT_REACH), min(1 << context.WEIGHT_BITS, near + WEIGHT_REACH + 1))
-    weight = context.best_weight(q, s, anc, cls, context.sign_classes(codes, lv, ch, context.FULL),
-                                 bitstream.sign_contexts(context.FULL, ch > 0), weights)
+    weight = context.best_weight(q, s, anc, cls, scls, bitstream.sign_contexts(context.FULL, ch > 0), weights)
     sym = context.symbols(q, context.FULL, weight, s)
     dists, _ = context.fit_dists(sym, cls, int(np.abs(sym).max()))
-    return cls, weight, sym, dists
+    return _PlaneModel(base, plain, cls, scls, ch > 0, weight, sym, dists)
 
 
 def _rate_terms(cls: np.ndarray, dists: list[tuple[int, int] | None]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -650,32 +666,30 @@ class _NeighbourEffect:
     non-zero.  RDOQ's own rate term sees only the anchor's bits; this adds, for every candidate
     value of every anchor of a parity phase (one at a time), the neighbours' change of bits with
     their values, the plane's distributions, its prediction weight and its sign probabilities held
-    as they are.  A neighbour whose class would have no distribution is
-    priced at 0, as :class:`_BinCosts` prices a child.  The same idea across levels is
+    as they are.  A neighbour whose class would have no distribution is priced at 0, as
+    :class:`_BinCosts` prices a child.  The same idea across levels is
     :class:`_ContextEffect`.
 
-    ``dists``, ``signs``: the plane's distributions and sign probabilities, as RDOQ's own rate
-    terms have them (:func:`_plane_model`, :func:`_plane_signs`)."""
+    ``model``, ``signs``: the plane as RDOQ's own rate terms see it (:func:`_plane_model`) and its
+    sign probabilities (:func:`_plane_signs`)."""
 
-    def __init__(self, codes: list[list[np.ndarray]], lv: int, ch: int, weight: int,
-                 dists: list[tuple[int, int] | None], signs: tuple[int, ...]) -> None:
-        x = codes[lv][ch]
-        used = np.array([d is not None for d in dists])
-        self.active = bool(used.any()) and x.size > 1
-        self.weight = weight
+    def __init__(self, model: _PlaneModel, signs: tuple[int, ...]) -> None:
+        used = np.array([d is not None for d in model.dists])
+        self.active = bool(used.any()) and model.sym.size > 1
+        self.weight = model.weight
         self.used = used
-        self.anc = context.anchors(x.shape)
+        self.anc = context.anchors(model.sym.shape)
         # per class: log2 Z (a zero's bits), and a non-zero's bits beyond them, first and further units
-        self.z, self.first, self.more = _class_terms(dists, int(np.abs(context.symbols(x, context.FULL, weight)).max()))
+        self.z, self.first, self.more = _class_terms(model.dists, int(np.abs(model.sym).max()))
         pad = functools.partial(np.pad, pad_width=1)
         # per value (padded by one cell: a padding cell is no neighbour): whether it is a non-anchor,
         # its class before the neighbour bin (8 + 4 min(A, 4)) and its sign context before the
         # neighbours' sign
         self.valid = pad(~self.anc)
-        self.offset = pad(context.N_ANCHOR + len(context.EDGES_N) * np.minimum(context.plane_base(codes, lv, ch), 4).astype(np.int32))
-        self.plain = pad(context.sign_classes(codes, lv, ch, context.ACTIVITY).astype(np.int32))
-        self.n_sign = 9 if ch > 0 else 3
-        n_ctx = bitstream.sign_contexts(context.FULL, ch > 0)
+        self.offset = pad(context.N_ANCHOR + len(context.EDGES_N) * np.minimum(model.base, 4).astype(np.int32))
+        self.plain = pad(model.plain.astype(np.int32))
+        self.n_sign = 9 if model.chroma else 3
+        n_ctx = bitstream.sign_contexts(context.FULL, model.chroma)
         p = entropy.SIGN_P[np.asarray(signs)] if signs else np.full(n_ctx, 0.5)
         self.sign_pos, self.sign_neg = -np.log2(p) - 1.0, -np.log2(1.0 - p) - 1.0  # beyond the sign bit in ``first``
 
@@ -721,9 +735,10 @@ class _NeighbourEffect:
         if not moved.size:
             return out.astype(np.float32)
         few = moved.size < d.size // 2  # e.g. the moves to zero: only the non-zero anchors move
+        old = self.old.ravel()[moved] if few else self.old
         if few:
             d = d.ravel()[moved]
-        dn = np.abs(self.old.ravel()[moved] + d) - np.abs(self.old.ravel()[moved]) if few else np.abs(new) - np.abs(self.old)
+        dn = np.abs(old + d) - np.abs(old)
         acc = np.zeros(d.shape, dtype=np.float64)
         top = int(context.EDGES_N[-1])
         for s, n, v, off, plain, keep, b0 in self.sides:
@@ -787,11 +802,11 @@ def optimise(image: np.ndarray, spec: PyramidSpec, step_idx: list[int], codes: l
                 tick(f"RDOQ sweep {sweep + 1}/{sweeps}")
             smp, step = samplers[lv].channel(ch), steps[lv * c + ch]
             q = codes[lv][ch]
-            cls, weight, sym, dists = _plane_model(codes, lv, ch, weights.get((lv, ch)))
-            weights[(lv, ch)] = weight
-            first, more = (t.to(dev) for t in _rate_terms(cls, dists))
-            signs, scls = _plane_signs(codes, lv, ch, sym)
-            pos, neg = (t.to(dev) for t in _sign_terms(signs, scls, sym.shape))
+            model = _plane_model(codes, lv, ch, weights.get((lv, ch)))
+            weight = weights[(lv, ch)] = model.weight
+            first, more = (t.to(dev) for t in _rate_terms(model.cls, model.dists))
+            signs = _plane_signs(model)
+            pos, neg = (t.to(dev) for t in _sign_terms(signs, model.scls, q.shape))
             hdiag = smp.energy * (step * step * float(mtm[ch]))
             qt = torch.from_numpy(q).float().to(dev)
             effect = _ContextEffect(codes, lv, ch, weights) if lv > 0 and codes[lv - 1][ch].any() else None
@@ -815,7 +830,7 @@ def optimise(image: np.ndarray, spec: PyramidSpec, step_idx: list[int], codes: l
                             q_now = qt.to(torch.int64).cpu().numpy()
                             pred_plane = torch.from_numpy(context.predict(q_now, weight)).float().to(dev)
                             if anchors_moved:  # the non-anchors' classes and sign contexts read the anchors
-                                first, more, pos, neg = (t.to(dev) for t in _current_terms(codes, lv, ch, q_now, dists, signs))
+                                first, more, pos, neg = (t.to(dev) for t in _current_terms(model, q_now, signs))
                                 f_s, m_s = first[sub], more[sub]
                         pred = pred_plane[sub]
                     own_rate = functools.partial(_symbol_bits, pred=pred, first=f_s, more=m_s, pos=pos[sub], neg=neg[sub])
@@ -826,7 +841,7 @@ def optimise(image: np.ndarray, spec: PyramidSpec, step_idx: list[int], codes: l
                         rate = own_rate
                     if anchor_phase:
                         if nbr is None:
-                            nbr = _NeighbourEffect(codes, lv, ch, weight, dists, signs)
+                            nbr = _NeighbourEffect(model, signs)
                         if nbr.active:
                             nbr.start_phase(qt.to(torch.int64).cpu().numpy(), sub)
                             rate = functools.partial(_with_neighbours, rate=rate, effect=nbr)

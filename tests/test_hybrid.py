@@ -427,7 +427,7 @@ def test_rdoq_prices_what_an_anchor_move_costs_its_neighbours():
         dists = context.fit_dists(sym, context.plane_classes(codes, lv, ch), int(np.abs(sym).max()))[0]
         # sign probabilities far from 1/2 (random values have none of their own), so that a sign context's move is priced
         signs = tuple(int(k) for k in rng.integers(0, bitstream.SIGN_LEVELS, bitstream.sign_contexts(context.FULL, ch > 0)))
-        eff = rdoq._NeighbourEffect(codes, lv, ch, 6, dists, signs)
+        eff = rdoq._NeighbourEffect(rdoq._plane_model(codes, lv, ch)._replace(weight=6, sym=sym, dists=dists), signs)
         assert eff.active
         b0, c0 = bits(eff, q, lv, ch)
         na = ~context.anchors(q.shape)
@@ -462,7 +462,8 @@ def test_rdoq_prices_the_non_anchors_with_the_moved_anchors():
     codes = [[np.where(rng.random((18, 22)) < 0.3, rng.integers(-3, 4, (18, 22)), 0) for _ in range(3)],
              [np.where(rng.random((9, 11)) < 0.5, rng.integers(-3, 4, (9, 11)), 0) for _ in range(3)]]
     for lv, ch in [(0, 0), (0, 2)]:
-        cls, _, sym, dists = rdoq._plane_model(codes, lv, ch)
+        model = rdoq._plane_model(codes, lv, ch)
+        cls, sym, dists = model.cls, model.sym, model.dists
         signs = tuple(int(k) for k in rng.integers(0, bitstream.SIGN_LEVELS, bitstream.sign_contexts(context.FULL, ch > 0)))
         start = (*rdoq._rate_terms(cls, dists), *rdoq._sign_terms(signs, context.sign_classes(codes, lv, ch, context.FULL), sym.shape))
         moved = codes[lv][ch].copy()
@@ -472,7 +473,7 @@ def test_rdoq_prices_the_non_anchors_with_the_moved_anchors():
         other[lv][ch] = moved
         want = (*rdoq._rate_terms(context.plane_classes(other, lv, ch), dists),
                 *rdoq._sign_terms(signs, context.sign_classes(other, lv, ch, context.FULL), sym.shape))
-        got = rdoq._current_terms(codes, lv, ch, moved, dists, signs)
+        got = rdoq._current_terms(model, moved, signs)
         for g, w, s in zip(got, want, start, strict=True):
             torch.testing.assert_close(g, w)
         assert any(not torch.equal(g, s) for g, s in zip(got, start))
