@@ -1,15 +1,15 @@
-"""The ``.inr`` container, format version 8 (bytes only: no torch, no numpy).
+"""The ``.inr`` container, format version 9 (bytes only: no torch, no numpy).
 
 Layout (all integers big-endian)::
 
     offset size field
     0      3    magic  b"INR"
-    3      1    version (8; versions 1 to 7 are still read)
+    3      1    version (9; versions 1 to 8 are still read)
     4      1    flags  (no flag is defined: must be 0)
     5      2    width  (1..65535)
     7      2    height (1..65535)
     9      1    channels (1 = L, 2 = LA, 3 = RGB, 4 = RGBA)
-    10     1    model id (0 relu, 1 pe, 2 fourier, 3 siren; 5 hybrid in versions 2 to 8,
+    10     1    model id (0 relu, 1 pe, 2 fourier, 3 siren; 5 hybrid in versions 2 to 9,
                 4 the bilinear pyramid in version 1)
     11     1    hidden layers (1..MAX_LAYERS); hybrid: latent levels (1..MAX_LEVELS)
     12     2    hidden width (1..MAX_HIDDEN); hybrid: 0
@@ -36,6 +36,10 @@ where versions 4 and 5 send level 0's only.  Version 7 puts a post-filter block
 (:class:`PostFilterRecord`, :func:`pack_post_filter`) in front of a hybrid file's side information.
 Version 8 lets a hybrid file name its colour space in the header's seed field (the *colour word*:
 JFIF YCbCr or an image-adaptive rotation of RGB, :mod:`codec.color`); the payload is version 7's.
+Version 9 codes the hybrid's side information more tightly (:func:`pack_context_side`): a plane's
+step index as a difference from its prediction by the coarser planes (:func:`predict_step`), and
+a distribution for every class of a plane's mode, each after the first either the same as the
+class before (one bit) or new, so no class needs an in-use flag.
 """
 from __future__ import annotations
 
@@ -55,8 +59,8 @@ from .errors import (
 )
 
 MAGIC = b"INR"
-VERSION = 8
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8)
+VERSION = 9
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9)
 KNOWN_FLAGS = 0x00
 _FIXED = struct.Struct(">3sBBHHBBBHBBII")
 HEADER_SIZE = _FIXED.size  # 24
@@ -69,7 +73,8 @@ MODEL_IDS = {"relu": 0, "pe": 1, "fourier": 2, "siren": 3, "pyramid": 4, "hybrid
 MODEL_NAMES = {v: k for k, v in MODEL_IDS.items()}
 # Which model ids each format version may carry.
 VERSION_MODELS = {1: (0, 1, 2, 3, 4), 2: (0, 1, 2, 3, 5), 3: (0, 1, 2, 3, 5), 4: (0, 1, 2, 3, 5), 5: (0, 1, 2, 3, 5),
-                  6: (0, 1, 2, 3, 5), 7: (0, 1, 2, 3, 5), 8: (0, 1, 2, 3, 5)}
+                  6: (0, 1, 2, 3, 5), 7: (0, 1, 2, 3, 5), 8: (0, 1, 2, 3, 5),
+                  9: (0, 1, 2, 3, 5)}
 LATENT_MODELS = ("pyramid", "hybrid")
 MAX_CONTEXTS = 28
 MODE_CLASSES = {0: 1, 1: 8, 2: 28}  # context mode -> classes (mirrors codec.context)
@@ -88,6 +93,7 @@ POST_ORDER_BITS = 4  # Exp-Golomb order of a post-filter tensor, 0..15
 COLOUR_VERSION = 8  # from version 8 a hybrid's seed field is its colour word (codec.color.matrices):
 COLOUR_ANGLE_BITS = 10  # 0 (JFIF YCbCr), or bit 30 set and three 10-bit rotation angle indices
 COLOUR_ROTATION = 1  # the word's bits 30-31: 01
+SAME_VERSION = 9  # from version 9: predicted step indices, every class of a mode coded, same-as-before flags
 
 
 def valid_colour_word(word: int) -> bool:
@@ -346,9 +352,9 @@ class ContextRecord:
     """Side information of one context-coded latent plane (the hybrid model).
 
     ``dists[b]`` is ``(rho, theta)``, two indices into :data:`codec.entropy.THETAS` (the zero ratio
-    and the tail ratio of :func:`codec.entropy.two_ratio_table`) for every context class ``b`` in use,
-    ``None`` for classes without values; ``mode`` is the context mode (0: one class, 1: 8 activity
-    classes, 2: all 28, see :mod:`codec.context`).  A plane whose codes are all zero has
+    and the tail ratio of :func:`codec.entropy.two_ratio_table`) for every context class ``b`` of
+    the mode from version 9, for every class in use before (``None`` for the others); ``mode`` is
+    the context mode (0: one class, 1: 8 activity classes, 2: all 28, see :mod:`codec.context`).  A plane whose codes are all zero has
     ``kmax = 0``, mode 0, no distribution and (in version 3) step index 0.
 
     Version 3 codes the records as one bit string (:func:`pack_context_side`); version 2 used
@@ -395,9 +401,41 @@ class FilterRecord:
                 raise FieldRangeError(f"{what}: tap {t} out of range [-{FILTER_MAX_TAP}, {FILTER_MAX_TAP}]")
 
 
+STEP_START = 128  # version 9: the predicted step index of the first coded plane
+STEP_OCTAVE = 16  # step indices per octave (codec.quant.step_from_index)
+
+
+def predict_step(coded: list[tuple[int, int, int]], level: int, channel: int) -> int:
+    """Version 9's prediction of the step index of plane ``(level, channel)`` from the planes coded
+    before it, ``coded = [(level, channel, step index), ...]`` in coding order (coarse to fine)::
+
+        two or more of its channel, the last two (l1, s1), (l2, s2):  s1 + round((s1 - s2)(l1 - level) / (l2 - l1))
+        one of its channel (l1, s1):                                 s1 + 16 (l1 - level)
+        none of its channel, the last coded plane (l0, s0):           s0 + 16 (l0 - level)
+        nothing coded yet:                                           STEP_START
+
+    rounded half up and clamped to 0..255.  The encoder's steps are ``Delta_0 2^(-gamma l)``
+    (:func:`codec.pyramid.step_indices`) and an octave is 16 indices, so with ``gamma = 1`` every
+    plane after its channel's first is predicted exactly, and other shapes to within about one."""
+    own = [(lv, s) for lv, c, s in coded if c == channel]
+    if len(own) >= 2:
+        (l1, s1), (l2, s2) = own[-1], own[-2]
+        num, den = (s1 - s2) * (l1 - level), l2 - l1
+        pred = s1 + (2 * num + den) // (2 * den)
+    elif own:
+        pred = own[-1][1] + STEP_OCTAVE * (own[-1][0] - level)
+    elif coded:
+        pred = coded[-1][2] + STEP_OCTAVE * (coded[-1][0] - level)
+    else:
+        pred = STEP_START
+    return min(max(pred, 0), 0xFF)
+
+
 def pack_context_side(records: list[ContextRecord], filters: list[FilterRecord] | None = None,
-                      chroma: list[bool] | None = None) -> bytes:
-    """Version-3/4/5 side information of the hybrid's planes, given in *coding order*::
+                      chroma: list[bool] | None = None, order: list[int] | None = None, channels: int = 0,
+                      version: int = VERSION) -> bytes:
+    """Side information of the hybrid's planes, given in *coding order*
+    (:func:`codec.context.coding_order`), in the syntax of ``version`` (3 to 9).  Versions 3 to 8::
 
         ue_1(K)                                   Exp-Golomb of order 1
         if K > 0:
@@ -408,38 +446,74 @@ def pack_context_side(records: list[ContextRecord], filters: list[FilterRecord] 
                 u(1) in use
                 if in use: se(theta - predicted theta), se(rho - theta)
 
+    Version 9 (``order`` and ``channels`` given, as to :func:`unpack_context_side`: record ``n`` is
+    the plane of level ``order[n] // channels`` and channel ``order[n] % channels``)::
+
+        ue_1(K)
+        if K > 0:
+            se(step index - predict_step(...))    the prediction from the coarser planes
+            u(2) mode; if mode 2: u(4) weight
+            class 0:  se(theta - predicted theta), se(rho - theta)
+            for each further class b of the mode:
+                u(1) same                         1: class b - 1's (rho, theta)
+                if 0: se(theta - class b - 1's theta), se(rho - theta)
+
+    so every class of the mode has a distribution, in use or not, and a run of classes sharing one
+    costs a bit a class (versions 3 to 8: three).
+
     then from version 4 (``filters`` given), for each filtered level (level 0 in versions 4 and 5,
-    levels 0..2 in version 6; :func:`filter_levels`), finest first, for each channel::
+    levels 0..2 from version 6; :func:`filter_levels`), finest first, for each channel::
 
         u(2) radius R                             0: no filter
         if R > 0: se(t) for each of the ((2R + 1)^2 + 1) / 2 taps
 
-    then in version 5 (``chroma`` given: whether each record's plane is a chroma plane), for each
+    then from version 5 (``chroma`` given: whether each record's plane is a chroma plane), for each
     plane with K > 0, in coding order::
 
         u(1) signs modelled
         if 1: se(k - SIGN_MID) for each of its sign_contexts(mode, chroma) contexts
 
-    The predicted theta is the previous class's in the same plane; for a plane's first class it is
-    the first class's of the previous coded plane (``FIRST_THETA`` at the start).  Zero bits pad the
-    string to whole bytes.  Ratios of neighbouring classes and planes are close, so this costs
-    about half of version 2's byte-aligned records.
-    """
+    The predicted theta of a plane's first class is the first class's of the previous coded plane
+    (``FIRST_THETA`` at the start); in versions 3 to 8 a later class's is the previous class in use.
+    Zero bits pad the string to whole bytes.  Ratios of neighbouring classes and planes are close,
+    so version 3 cost about half of version 2's byte-aligned records."""
     w = BitWriter()
+    same_flags = version >= SAME_VERSION
+    if same_flags and (channels < 1 or order is None or len(order) != len(records)):
+        raise ValueError(f"version {version} side information needs each record's tensor index and the channel count")
     prev_step, prev_first = 0, FIRST_THETA
-    for r in records:
+    coded: list[tuple[int, int, int]] = []
+    for n, r in enumerate(records):
         w.ue(r.kmax, K_ORDER)
         if r.kmax == 0:
             continue
         if r.mode not in MODE_CLASSES or not 0 <= r.weight < 1 << WEIGHT_BITS:
             raise FormatError(f"invalid context record {r}")
-        w.se(r.step_index - prev_step)
-        prev_step = r.step_index
+        if same_flags:
+            lv, c = divmod(order[n], channels)  # type: ignore[index]
+            w.se(r.step_index - predict_step(coded, lv, c))
+            coded.append((lv, c, r.step_index))
+        else:
+            w.se(r.step_index - prev_step)
+            prev_step = r.step_index
         w.bits(r.mode, 2)
         if r.mode == 2:
             w.bits(r.weight, WEIGHT_BITS)
+        dists = r.dists[: MODE_CLASSES[r.mode]]
+        if same_flags:
+            if any(d is None for d in dists):
+                raise FormatError(f"version {version} needs a distribution for every class: {r}")
+            for b, (rho, theta) in enumerate(dists):
+                if b:
+                    w.bits(dists[b] == dists[b - 1], 1)
+                    if dists[b] == dists[b - 1]:
+                        continue
+                w.se(theta - (dists[b - 1][1] if b else prev_first))
+                w.se(rho - theta)
+            prev_first = dists[0][1]
+            continue
         pred, first = prev_first, None
-        for d in r.dists[: MODE_CLASSES[r.mode]]:
+        for d in dists:
             w.bits(d is not None, 1)
             if d is not None:
                 rho, theta = d
@@ -468,15 +542,29 @@ def pack_context_side(records: list[ContextRecord], filters: list[FilterRecord] 
 
 def unpack_context_side(payload: bytes, order: list[int], n_thetas: int,
                         channels: int = 0, signs: bool = False,
-                        filter_levels: int = 1) -> tuple[list[ContextRecord], list[FilterRecord], bytes]:
-    """Inverse of :func:`pack_context_side`: the records, indexed by tensor (``order[n]`` is the
-    tensor of the ``n``-th plane in coding order, channel ``order[n] % channels``), the filters of
-    ``filter_levels`` levels of ``channels`` channels each, level-major (version 4 on; ``channels`` 0
-    for version 3: none), the sign probabilities (``signs``: version 5 on) and the coded words."""
+                        filter_levels: int = 1, version: int = VERSION) -> tuple[list[ContextRecord], list[FilterRecord], bytes]:
+    """Inverse of :func:`pack_context_side` in the syntax of ``version``: the records, indexed by
+    tensor (``order[n]`` is the tensor of the ``n``-th plane in coding order, level
+    ``order[n] // channels`` and channel ``order[n] % channels``), the filters of ``filter_levels``
+    levels of ``channels`` channels each, level-major (version 4 on; ``channels`` 0 for version 3:
+    none), the sign probabilities (``signs``: version 5 on) and the coded words."""
     rd = BitReader(payload, "hybrid side information")
+    same_flags = version >= SAME_VERSION
+    if same_flags and channels < 1:
+        raise ValueError(f"version {version} side information needs the channel count")
     records: list[ContextRecord | None] = [None] * len(order)
     prev_step, prev_first = 0, FIRST_THETA
+    coded: list[tuple[int, int, int]] = []
     none = (None,) * MAX_CONTEXTS
+
+    def ratios(i: int, pred: int) -> tuple[int, int]:
+        theta = pred + rd.se()
+        rho = theta + rd.se()
+        for name, t in (("ratio", theta), ("zero ratio", rho)):
+            if not 0 <= t < n_thetas:
+                raise FieldRangeError(f"tensor {i}: Laplace {name} index {t} out of range [0, {n_thetas - 1}]")
+        return rho, theta
+
     for i in order:
         kmax = rd.ue(K_ORDER)
         if kmax > 0xFFFF:
@@ -484,28 +572,36 @@ def unpack_context_side(payload: bytes, order: list[int], n_thetas: int,
         if kmax == 0:
             records[i] = ContextRecord(0, 0, 0, none)
             continue
-        step = prev_step + rd.se()
+        if same_flags:
+            lv, c = divmod(i, channels)
+            step = predict_step(coded, lv, c) + rd.se()
+        else:
+            step = prev_step + rd.se()
         if not 0 <= step <= 0xFF:
             raise FieldRangeError(f"tensor {i}: step index {step} out of range [0, 255]")
+        if same_flags:
+            coded.append((lv, c, step))
         prev_step = step
         mode = rd.bits(2)
         if mode not in MODE_CLASSES:
             raise FieldRangeError(f"tensor {i}: context mode {mode} out of range [0, {max(MODE_CLASSES)}]")
         weight = rd.bits(WEIGHT_BITS) if mode == 2 else 0
         dists: list[tuple[int, int] | None] = [None] * MAX_CONTEXTS
-        pred, first = prev_first, None
-        for b in range(MODE_CLASSES[mode]):
-            if rd.bits(1):
-                theta = pred + rd.se()
-                rho = theta + rd.se()
-                for name, t in (("ratio", theta), ("zero ratio", rho)):
-                    if not 0 <= t < n_thetas:
-                        raise FieldRangeError(f"tensor {i}: Laplace {name} index {t} out of range [0, {n_thetas - 1}]")
-                dists[b] = (rho, theta)
-                pred = theta
-                first = theta if first is None else first
-        if first is None:
-            raise FieldRangeError(f"tensor {i}: code range {kmax} but no context class in use")
+        if same_flags:
+            dists[0] = ratios(i, prev_first)
+            for b in range(1, MODE_CLASSES[mode]):
+                before = dists[b - 1]
+                dists[b] = before if rd.bits(1) else ratios(i, before[1])  # type: ignore[index]
+            first = dists[0][1]  # type: ignore[index]
+        else:
+            pred, first = prev_first, None
+            for b in range(MODE_CLASSES[mode]):
+                if rd.bits(1):
+                    dists[b] = ratios(i, pred)
+                    pred = dists[b][1]  # type: ignore[index]
+                    first = pred if first is None else first
+            if first is None:
+                raise FieldRangeError(f"tensor {i}: code range {kmax} but no context class in use")
         prev_first = first
         records[i] = ContextRecord(step, mode, kmax, tuple(dists), weight)
     filters = []

@@ -69,7 +69,7 @@ def parse(data: bytes) -> Parsed:
             n_levels = bitstream.filter_levels(header.version, spec.levels)
             records, flat, words = bitstream.unpack_context_side(
                 payload, order, len(entropy.THETAS), spec.channels if n_levels else 0,
-                signs=header.version >= 5, filter_levels=n_levels)
+                signs=header.version >= 5, filter_levels=n_levels, version=header.version)
             filters = [flat[lv * spec.channels : (lv + 1) * spec.channels] for lv in range(n_levels if flat else 0)]
     else:
         records, words = bitstream.unpack_payload(payload, len(spec.coded_shapes()))

@@ -285,7 +285,8 @@ def code_hybrid(spec: PyramidSpec, codes: list[list[np.ndarray]], step_idx: list
     if len(filters) > n_levels or any(len(f) != c for f in filters):
         raise ValueError(f"expected filters for at most {n_levels} levels of {c} channels")
     flat = [f for lv in range(n_levels) for f in (filters[lv] if lv < len(filters) else [bitstream.FilterRecord()] * c)]
-    side = bitstream.pack_context_side([records[key] for key in order], flat, chroma=[ch > 0 for _, ch in order])
+    side = bitstream.pack_context_side([records[key] for key in order], flat, chroma=[ch > 0 for _, ch in order],
+                                       order=[lv * c + ch for lv, ch in order], channels=c)
     head = bitstream.pack_post_filter(post if post is not None else bitstream.PostFilterRecord(), c)
     return bitstream.pack(header_for(spec, spec.width, spec.height), head + side + words)
 

@@ -138,18 +138,25 @@ def _two_ratio_log_norm(kmax: int) -> np.ndarray:
 _LOG2_THETAS = np.log2(THETAS / 65536.0)
 
 
-def two_ratio_bits(mags: np.ndarray) -> np.ndarray:
+def two_ratio_bits(mags: np.ndarray, out: np.ndarray | None = None, scratch: np.ndarray | None = None) -> np.ndarray:
     """Ideal code length (bits) of magnitudes ``mags[k] = #{|q| = k}``, ``k = 0..K``, under
     :func:`two_ratio_table` for every pair of candidates: entry ``[i, j]`` is for
     ``rho = THETAS[i]``, ``theta = THETAS[j]``.  With ``Z`` as in :func:`_two_ratio_log_norm`::
 
         bits = N log2 Z - n_nz log2 rho' - (sum over values of max(|q| - 1, 0)) log2 theta'
 
-    (encoder side only: it picks table indices, the decoder never uses it)."""
+    ``out`` (and ``scratch``, both float64 arrays of that shape): *add* the bits to ``out`` in place
+    and return it, without a temporary array (encoder side only: it picks table indices, the
+    decoder never uses it)."""
     kmax = len(mags) - 1
     n, nnz = float(mags.sum()), float(mags[1:].sum())
     excess = float((mags[1:] * np.arange(kmax)).sum())
-    return n * _two_ratio_log_norm(kmax) - nnz * _LOG2_THETAS[:, None] - excess * _LOG2_THETAS[None, :]
+    if out is None:
+        return n * _two_ratio_log_norm(kmax) - nnz * _LOG2_THETAS[:, None] - excess * _LOG2_THETAS[None, :]
+    out += np.multiply(_two_ratio_log_norm(kmax), n, out=scratch)
+    out -= (nnz * _LOG2_THETAS)[:, None]
+    out -= (excess * _LOG2_THETAS)[None, :]
+    return out
 
 
 def rate_terms(rho: int, theta: int) -> tuple[float, float]:

@@ -451,7 +451,7 @@ def test_sigterm_during_an_encode_leaves_no_file(tmp_path):
 def test_decode_crop(tmp_path, capsys):
     """``--crop X,Y,W,H`` renders a region (its own size, or --size / --scale of it); a crop outside
     the image or malformed is a usage error, and nothing is written."""
-    inr = Path(__file__).parent / "data" / "golden_v8_post.inr"
+    inr = Path(__file__).parent / "data" / "golden_v9_post.inr"
     out = tmp_path / "crop.png"
     code, stdout, _ = run(capsys, "decode", inr, "-o", out, "--crop", "4,3,20,10", "--scale", 2.5, "--json")
     d = json.loads(stdout)

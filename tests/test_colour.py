@@ -88,7 +88,7 @@ def test_encoded_rgb_file_names_its_rotation_and_decodes_in_it():
     res = encode_image(image, quality=80, preset="fast", seconds=30)
     data = res.data
     h = codec.read_header(data)
-    assert h.version == 8 and h.seed == color.adaptive_word(image) != 0
+    assert h.version == bitstream.VERSION and h.seed == color.adaptive_word(image) != 0
     assert codec.info(data)["colour"] == color.describe(h.seed)
     out = np.asarray(codec.decode(data)).astype(np.float64)
     psnr = 10 * math.log10(255.0 ** 2 / np.mean((out - color.to_uint8(image)) ** 2))

@@ -235,21 +235,21 @@ def test_a_large_plane_fits_its_filter_on_a_subset_of_rows(monkeypatch, through_
 
 
 def test_filter_records_roundtrip_and_validation():
-    recs = [bitstream.ContextRecord(3, 1, 5, ((5, 6),) + (None,) * 27)]
+    recs = [bitstream.ContextRecord(3, 1, 5, ((5, 6),) * 8 + (None,) * 20)]
     filters = [bitstream.FilterRecord(3, _random_taps(3, 4)), bitstream.FilterRecord(),
                bitstream.FilterRecord(1, (bitstream.FILTER_MAX_TAP,) + (0,) * 4)]
-    side = bitstream.pack_context_side(recs, filters)
+    side = bitstream.pack_context_side(recs, filters, order=[0], channels=3)
     got, got_f, words = bitstream.unpack_context_side(side + b"\0" * 4, [0], len(entropy.THETAS), 3)
     assert got == recs and got_f == filters and words == b"\0" * 4
-    assert (8 * len(bitstream.pack_context_side(recs)) < 8 * len(side)
-            <= 8 * len(bitstream.pack_context_side(recs)) + sum(finefilter.record_bits(f) for f in filters) + 7)
+    bare = bitstream.pack_context_side(recs, order=[0], channels=3)
+    assert 8 * len(bare) < 8 * len(side) <= 8 * len(bare) + sum(finefilter.record_bits(f) for f in filters) + 7
     for cut in range(len(side)):
         with pytest.raises((TruncatedError, FieldRangeError)):
             bitstream.unpack_context_side(side[:cut], [0], len(entropy.THETAS), 3)
     with pytest.raises(FieldRangeError, match="tap"):
-        bitstream.pack_context_side(recs, [bitstream.FilterRecord(1, (bitstream.FILTER_MAX_TAP + 1,) + (0,) * 4)])
+        bitstream.pack_context_side(recs, [bitstream.FilterRecord(1, (bitstream.FILTER_MAX_TAP + 1,) + (0,) * 4)], order=[0], channels=3)
     with pytest.raises(FormatError, match="taps for radius"):
-        bitstream.pack_context_side(recs, [bitstream.FilterRecord(2, (0,) * 5)])
+        bitstream.pack_context_side(recs, [bitstream.FilterRecord(2, (0,) * 5)], order=[0], channels=3)
     w = bitstream.BitWriter()  # K = 0 (empty plane), then radius 1 and a tap beyond the bound
     w.ue(0, bitstream.K_ORDER)
     w.bits(1, bitstream.FILTER_RADIUS_BITS)
@@ -262,9 +262,9 @@ def test_filter_records_roundtrip_and_validation():
 def test_filter_records_of_three_levels_roundtrip():
     """Version 6: level-major records for levels 0..2; a reader expecting one level leaves the rest
     in the bit string (so the level count must come from the version)."""
-    recs = [bitstream.ContextRecord(3, 1, 5, ((5, 6),) + (None,) * 27)]
+    recs = [bitstream.ContextRecord(3, 1, 5, ((5, 6),) * 8 + (None,) * 20)]
     filters = [bitstream.FilterRecord(r, _random_taps(r, 10 + n) if r else ()) for n, r in enumerate([3, 0, 1, 2, 2, 0])]
-    side = bitstream.pack_context_side(recs, filters)
+    side = bitstream.pack_context_side(recs, filters, order=[0], channels=2)
     got, got_f, words = bitstream.unpack_context_side(side + b"\0" * 4, [0], len(entropy.THETAS), 2, filter_levels=3)
     assert got == recs and got_f == filters and words == b"\0" * 4
     for cut in range(len(side)):

@@ -1,17 +1,19 @@
 """Committed files must keep decoding to the committed pixels.
 
-``golden_v8*`` are written by the current encoder (``golden_v8_post``: the hybrid file with a post
+``golden_v9*`` are written by the current encoder (``golden_v9_post``: the hybrid file with a post
 filter added by :func:`codec.encoder.add_post_filter`); regenerate them (only when the format changes
 on purpose) with ``INRC_REGEN_GOLDEN=1 python -m pytest tests/test_golden.py``.  ``golden_v1*``
 (inrc 0.1.0, format version 1), ``golden_v2*`` (inrc 0.2.0, format version 2) and ``golden_v3*``
 (inrc 0.3/0.4, format version 3), ``golden_v4*`` (inrc 0.5, format version 4) and ``golden_v5*``
 (inrc 0.6, format version 5), ``golden_v6*`` (inrc 0.7-0.10, format version 6) and ``golden_v7*``
-(inrc 0.11-0.14, format version 7, YCbCr only) are never
+(inrc 0.11-0.14, format version 7, YCbCr only) and ``golden_v8*`` (inrc 0.15-0.20, format version 8)
+are never
 regenerated: they prove old files still decode (the
 version-1 hybrid is reported as model ``pyramid``; version 2 coded the hybrid's side information in
 whole bytes, one ratio per class; version 3 has no level filter; version 4 codes latents under the
 two-sided table, without sign contexts; versions 4 and 5 filter level 0 only; version 6 has no
-post filter; version 7 has no colour word).  Their ``.json`` files follow ``inrc info``'s current keys
+post filter; version 7 has no colour word; version 8 codes the step indices as differences from
+the plane before and an in-use flag per class).  Their ``.json`` files follow ``inrc info``'s current keys
 (``sign_modelled_planes`` 0 before version 5, ``filter_radii`` per level since 0.7,
 ``post_filter_hidden`` 0 before version 7, ``colour`` YCbCr before version 8).
 """
@@ -31,18 +33,19 @@ import codec
 DATA = Path(__file__).parent / "data"
 REGEN = os.environ.get("INRC_REGEN_GOLDEN") == "1"
 # name -> encode options (current format); legacy name -> (format version, model name).
-CASES = {"golden_v8": {"model": "fourier", "steps": 120, "quality": 60, "seed": 3},
-         "golden_v8_hybrid": {"model": "hybrid", "quality": 95, "preset": "fast"},
-         "golden_v8_post": {"model": "hybrid", "quality": 95, "preset": "fast"}}
-POST = {"golden_v8_post": (4, 200)}  # name -> (hidden, steps) of the post filter added
+CASES = {"golden_v9": {"model": "fourier", "steps": 120, "quality": 60, "seed": 3},
+         "golden_v9_hybrid": {"model": "hybrid", "quality": 95, "preset": "fast"},
+         "golden_v9_post": {"model": "hybrid", "quality": 95, "preset": "fast"}}
+POST = {"golden_v9_post": (4, 200)}  # name -> (hidden, steps) of the post filter added
 LEGACY = {"golden_v1": (1, "fourier"), "golden_v1_hybrid": (1, "pyramid"),
           "golden_v2": (2, "fourier"), "golden_v2_hybrid": (2, "hybrid"),
           "golden_v3": (3, "fourier"), "golden_v3_hybrid": (3, "hybrid"),
           "golden_v4": (4, "fourier"), "golden_v4_hybrid": (4, "hybrid"),
           "golden_v5": (5, "fourier"), "golden_v5_hybrid": (5, "hybrid"),
           "golden_v6": (6, "fourier"), "golden_v6_hybrid": (6, "hybrid"),
-          "golden_v7": (7, "fourier"), "golden_v7_hybrid": (7, "hybrid"), "golden_v7_post": (7, "hybrid")}
-ALL = {**{k: (8, v["model"]) for k, v in CASES.items()}, **LEGACY}
+          "golden_v7": (7, "fourier"), "golden_v7_hybrid": (7, "hybrid"), "golden_v7_post": (7, "hybrid"),
+          "golden_v8": (8, "fourier"), "golden_v8_hybrid": (8, "hybrid"), "golden_v8_post": (8, "hybrid")}
+ALL = {**{k: (9, v["model"]) for k, v in CASES.items()}, **LEGACY}
 
 
 def _paths(name: str) -> tuple[Path, Path, Path]:
@@ -88,25 +91,26 @@ def test_golden_file_has_its_format_version(name):
 
 
 def test_current_hybrid_golden_file_uses_level_filters():
-    radii = codec.info(_paths("golden_v8_hybrid")[0].read_bytes())["filter_radii"]
+    radii = codec.info(_paths("golden_v9_hybrid")[0].read_bytes())["filter_radii"]
     assert any(radii[0]) and any(any(r) for r in radii[1:])
 
 
 def test_current_hybrid_golden_file_models_signs():
-    assert codec.info(_paths("golden_v8_hybrid")[0].read_bytes())["sign_modelled_planes"] > 0
+    assert codec.info(_paths("golden_v9_hybrid")[0].read_bytes())["sign_modelled_planes"] > 0
 
 
 def test_post_filter_golden_file_has_one_and_it_changes_the_pixels():
-    assert codec.info(_paths("golden_v8_post")[0].read_bytes())["post_filter_hidden"] == POST["golden_v8_post"][0]
-    assert codec.info(_paths("golden_v8_hybrid")[0].read_bytes())["post_filter_hidden"] == 0
-    with_post = np.asarray(Image.open(_paths("golden_v8_post")[1])).astype(int)
-    without = np.asarray(Image.open(_paths("golden_v8_hybrid")[1])).astype(int)
+    assert codec.info(_paths("golden_v9_post")[0].read_bytes())["post_filter_hidden"] == POST["golden_v9_post"][0]
+    assert codec.info(_paths("golden_v9_hybrid")[0].read_bytes())["post_filter_hidden"] == 0
+    with_post = np.asarray(Image.open(_paths("golden_v9_post")[1])).astype(int)
+    without = np.asarray(Image.open(_paths("golden_v9_hybrid")[1])).astype(int)
     assert np.abs(with_post - without).max() > 0
 
 
 def test_current_hybrid_golden_file_codes_in_a_rotation_and_old_ones_in_ycbcr():
     """Version 8 names the colour space in the header; every older hybrid file is YCbCr."""
-    assert codec.info(_paths("golden_v8_hybrid")[0].read_bytes())["colour"].startswith("rotation")
+    for name in ("golden_v9_hybrid", "golden_v8_hybrid"):
+        assert codec.info(_paths(name)[0].read_bytes())["colour"].startswith("rotation")
     for name, (version, model) in LEGACY.items():
-        if model == "hybrid":
+        if model == "hybrid" and version < 8:
             assert codec.info(_paths(name)[0].read_bytes())["colour"] == "YCbCr (JFIF)"

@@ -227,57 +227,69 @@ def test_the_shared_mode_choice_equals_fitting_each_mode_apart():
 
 
 def _side_bits(hist: np.ndarray, dists, pred: int) -> float:
-    """The bits :func:`context.fit_hist` charges for ``dists``, recomputed from the syntax of
-    :func:`bitstream.pack_context_side`: a flag per class, then the two differences and the code length."""
-    bits = float(hist.shape[0])
+    """The bits :func:`context.fit_hist` charges for ``dists``, recomputed from version 9's syntax
+    (:func:`bitstream.pack_context_side`): the first class's two differences, then per class a flag
+    and, unless it repeats the class before, its two differences; plus the code lengths."""
+    bits = 0.0
     for b in range(hist.shape[0]):
-        if dists[b] is None:
-            assert not hist[b].any()
-            continue
         rho, theta = dists[b]
-        bits += (bitstream.se_bits(theta - pred) + bitstream.se_bits(rho - theta)
-                 + entropy.two_ratio_bits(hist[b].astype(np.float64))[rho, theta])
-        pred = theta
+        if b:
+            bits += 1
+        if not b or dists[b] != dists[b - 1]:
+            bits += bitstream.se_bits(theta - (dists[b - 1][1] if b else pred)) + bitstream.se_bits(rho - theta)
+        if hist[b].any():
+            bits += entropy.two_ratio_bits(hist[b].astype(np.float64))[rho, theta]
     return bits
 
 
+def _random_hist(rng: np.random.Generator, rows: int, kmax: int, empty: tuple[int, ...] = ()) -> np.ndarray:
+    hist = np.zeros((rows, kmax + 1), dtype=np.int64)
+    for b in range(rows):
+        if b not in empty:
+            scale = float(rng.choice([0.3, 1.5, 6.0]))
+            hist[b] = np.bincount(np.minimum(rng.geometric(1 / (1 + scale), int(rng.integers(3, 400))) - 1, kmax),
+                                  minlength=kmax + 1)
+    return hist
+
+
 def test_side_information_is_chosen_jointly_over_the_classes():
-    """:func:`context.fit_hist` (0.18) minimises the code length plus the side information over all
-    the plane's classes together: its bits must be what its distributions cost in the file's syntax,
-    equal a brute-force search over every pair of tail ratios when two classes are in use (an empty
-    class between them), and never exceed the greedy class-by-class choice it replaced -- strictly
-    less on some histogram."""
+    """:func:`context.fit_hist` (version 9) minimises the code length plus the side information over
+    all the plane's classes together: its bits must be what its distributions cost in the file's
+    syntax, equal a brute-force search over both classes' pairs when there are two, and an empty
+    class must cost exactly its one flag bit (it repeats the class before)."""
     n = len(entropy.THETAS)
     se = np.array([bitstream.se_bits(d) for d in range(-n, n + 1)], dtype=np.float64)
     idx = np.arange(n)
-    saved = 0.0
-    for seed in range(12):
+    se_pair = se[np.subtract.outer(idx, idx) + n]  # [rho, theta]: bits of se(rho - theta)
+    for seed in range(8):
         rng = np.random.default_rng(seed)
         kmax = int(rng.integers(1, 12))
-        hist = np.zeros((3, kmax + 1), dtype=np.int64)
-        for b in (0, 2):  # class 1 stays empty
-            scale = [0.3, 1.5, 6.0][(seed + b) % 3]
-            hist[b] = np.bincount(np.minimum(rng.geometric(1 / (1 + scale), int(rng.integers(3, 400))) - 1, kmax),
-                                  minlength=kmax + 1)
         pred = int(rng.integers(0, n))
+        hist = _random_hist(rng, 2, kmax)
         dists, bits = context.fit_hist(hist, pred)
-        assert dists[1] is None and bits == pytest.approx(_side_bits(hist, dists, pred), abs=1e-6)
-        # brute force: every (theta_0, theta_2), each with its best rho
-        own = [(entropy.two_ratio_bits(hist[b].astype(np.float64)) + se[np.subtract.outer(idx, idx) + n]).min(axis=0)
-               for b in (0, 2)]
-        total = (own[0] + se[idx - pred + n])[:, None] + own[1][None, :] + se[np.subtract.outer(idx, idx).T + n]
-        assert bits == pytest.approx(3 + total.min(), abs=1e-6)
-        # the greedy rule: each class its best pair given the previous class's choice
-        greedy, p = [None] * context.N_CONTEXTS, pred
-        for b in (0, 2):
-            cost = entropy.two_ratio_bits(hist[b].astype(np.float64)) + se[idx - p + n][None, :] \
-                + se[np.subtract.outer(idx, idx) + n]
-            i, j = np.unravel_index(int(np.argmin(cost)), cost.shape)
-            greedy[b], p = (int(i), int(j)), int(j)
-        g = _side_bits(hist, greedy, pred)
-        assert bits <= g + 1e-9
-        saved = max(saved, g - bits)
-    assert saved > 0.5
+        assert all(d is not None for d in dists[:2]) and all(d is None for d in dists[2:])
+        assert bits == pytest.approx(_side_bits(hist, dists, pred), abs=1e-6)
+        # brute force over (rho0, theta0, rho1, theta1): class 1 the same as class 0, or new
+        own = [entropy.two_ratio_bits(hist[b].astype(np.float64)) for b in (0, 1)]
+        first = own[0] + se_pair + se[idx - pred + n][None, :]
+        same = (first + own[1]).min() + 1
+        new = min(first[:, t0].min() + (own[1] + se_pair + se[idx - t0 + n][None, :]).min() for t0 in range(n)) + 1
+        assert bits == pytest.approx(min(same, new), abs=1e-6)
+        # an empty class between them: one bit more, and it repeats the class before
+        gap = np.insert(hist, 1, 0, axis=0)
+        d_gap, b_gap = context.fit_hist(gap, pred)
+        assert b_gap == pytest.approx(bits + 1, abs=1e-6)
+        assert b_gap == pytest.approx(_side_bits(gap, d_gap, pred), abs=1e-6)
+        many = _random_hist(rng, 28, kmax, empty=tuple(range(3, 28, 4)))
+        d_many, b_many = context.fit_hist(many, pred)
+        assert b_many == pytest.approx(_side_bits(many, d_many, pred), abs=1e-6)
+    # classes with the same statistics cost at most a bit each beyond their code length: the
+    # first's distribution repeated (versions 3 to 8: three bits each)
+    row = _random_hist(np.random.default_rng(5), 1, 6)[0]
+    d_one, b_one = context.fit_hist(row[None], 40)
+    d_five, b_five = context.fit_hist(np.stack([row] * 5), 40)
+    assert b_five == pytest.approx(_side_bits(np.stack([row] * 5), d_five, 40), abs=1e-6)
+    assert b_five <= b_one + 4 * (1 + entropy.two_ratio_bits(row.astype(np.float64))[d_one[0]]) + 1e-9
 
 
 def _full_bits(codes, lv: int, c: int, weight: int, pred: int) -> float:
@@ -365,11 +377,16 @@ def test_rdoq_prices_what_a_move_costs_the_children():
     moved plane, under the distributions held fixed), for luma and chroma planes."""
     rng = np.random.default_rng(0)
 
-    def sparse(shape, p, s):
+    def sparse(shape, p, s, parent=None):
+        """Random values, far denser under non-zero parents (so that the classes have distributions
+        of their own: version 9 gives classes with alike statistics one)."""
+        if parent is not None:
+            p = np.where(np.abs(parent).repeat(2, 0).repeat(2, 1)[: shape[0], : shape[1]] > 0, 2 * p, p / 50)
         return np.where(rng.random(shape) < p, rng.integers(-s, s + 1, shape), 0).astype(np.int64)
 
-    codes = [[sparse((21, 19), 0.15, 3) for _ in range(3)], [sparse((11, 10), 0.3, 3) for _ in range(3)],
-             [sparse((6, 5), 0.6, 4) for _ in range(3)]]
+    top = [sparse((11, 10), 0.6, 4) for _ in range(3)]
+    mid = [sparse((21, 19), 0.3, 3, top[c]) for c in range(3)]
+    codes = [[sparse((41, 37), 0.2, 3, mid[c]) for c in range(3)], mid, top]
     checked = moved = 0
     for lv, ch in [(1, 0), (1, 2), (2, 1)]:
         eff = rdoq._ContextEffect(codes, lv, ch, {})
@@ -545,52 +562,100 @@ def test_exp_golomb_roundtrip(k):
         bitstream.BitReader(b"\x00" * 8, "test").ue()
 
 
-def _records():
-    dists = [None] * context.N_CONTEXTS
-    dists[0], dists[9], dists[27] = (3, 3), (100, 90), (len(entropy.THETAS) - 1, 0)
+def _records(version: int = bitstream.VERSION):
+    """Three planes in coding order (tensors 2, 0, 1 of one channel: levels 2, 0 and 1): FULL mode,
+    empty, ACTIVITY.  Version 9 gives every class of the mode a distribution (runs of equal ones
+    among them), versions 3 to 8 only the classes in use."""
+    n = len(entropy.THETAS)
+    if version >= bitstream.SAME_VERSION:
+        dists = [(3, 3)] * 9 + [(100, 90)] * 18 + [(n - 1, 0)] + [None] * 0
+        act = [(5, 6)] * 3 + [(7, 6)] + [(7, 6)] * 4 + [None] * 20
+    else:
+        dists = [None] * context.N_CONTEXTS
+        dists[0], dists[9], dists[27] = (3, 3), (100, 90), (n - 1, 0)
+        act = [(5, 6)] + [None] * 27
     full = bitstream.ContextRecord(step_index=200, mode=2, kmax=7, dists=tuple(dists), weight=11)
     zero = bitstream.ContextRecord(step_index=0, mode=0, kmax=0, dists=(None,) * context.N_CONTEXTS)
-    one = bitstream.ContextRecord(3, 1, 65535, ((5, 6),) + (None,) * 27)
+    one = bitstream.ContextRecord(3, 1, 65535, tuple(act))
     return [full, zero, one]
 
 
-def test_context_side_info_roundtrip_and_validation():
-    recs = _records()
-    side = bitstream.pack_context_side(recs)
+ORDER = [2, 0, 1]  # tensor index of each plane of _records in coding order (one channel)
+
+
+def _pack(recs, version: int = bitstream.VERSION, order=None) -> bytes:
+    return bitstream.pack_context_side(recs, order=order or ORDER[: len(recs)], channels=1, version=version)
+
+
+def _unpack(side: bytes, version: int = bitstream.VERSION, order=None, n_thetas: int | None = None):
+    return bitstream.unpack_context_side(side, order or ORDER, n_thetas or len(entropy.THETAS), 1, filter_levels=0,
+                                         version=version)
+
+
+@pytest.mark.parametrize("version", [8, bitstream.VERSION])
+def test_context_side_info_roundtrip_and_validation(version):
+    recs = _records(version)
+    side = _pack(recs, version)
     words = b"\x01\x02\x03\x04"
-    order = [2, 0, 1]  # tensor index of each plane in coding order
-    got, filters, rest = bitstream.unpack_context_side(side + words, order, len(entropy.THETAS))
-    assert [got[i] for i in order] == recs and rest == words and filters == []
+    got, filters, rest = _unpack(side + words, version)
+    assert [got[i] for i in ORDER] == recs and rest == words and filters == []
     for cut in range(len(side)):
         with pytest.raises((TruncatedError, FieldRangeError)):
-            bitstream.unpack_context_side(side[:cut], order, len(entropy.THETAS))
+            _unpack(side[:cut], version)
 
     def check(recs, err, match, n_thetas=None):
         with pytest.raises(err, match=match):
-            bitstream.unpack_context_side(bitstream.pack_context_side(recs), list(range(len(recs))),
-                                          n_thetas or len(entropy.THETAS))
+            _unpack(_pack(recs, version, list(range(len(recs)))), version, list(range(len(recs))), n_thetas)
 
     full, _, one = recs
     with pytest.raises(FormatError, match="invalid context record"):
-        bitstream.pack_context_side([dataclasses.replace(full, mode=3)])
-    w = bitstream.BitWriter()  # K = 1, step 0, mode 3
+        _pack([dataclasses.replace(full, mode=3)], version)
+    w = bitstream.BitWriter()  # K = 1, step as predicted (128 in version 9, 0 before), mode 3
     w.ue(1, bitstream.K_ORDER)
     w.se(0)
     w.bits(3, 2)
     with pytest.raises(FieldRangeError, match="context mode"):
-        bitstream.unpack_context_side(w.to_bytes(), [0], len(entropy.THETAS))
-    check([dataclasses.replace(one, dists=(None,) * 28)], FieldRangeError, "no context class")
+        _unpack(w.to_bytes(), version, [0])
     check([full], FieldRangeError, "index", n_thetas=120)
     check([dataclasses.replace(one, kmax=70000)], FieldRangeError, "code range")
-    w = bitstream.BitWriter()  # K = 1, step 0 - 1 = -1: out of range
+    w = bitstream.BitWriter()  # K = 1, a step index below 0
     w.ue(1, bitstream.K_ORDER)
-    w.se(-1)
+    w.se(-129 if version >= bitstream.SAME_VERSION else -1)
     with pytest.raises(FieldRangeError, match="step index"):
-        bitstream.unpack_context_side(w.to_bytes(), [0], len(entropy.THETAS))
-    padded = bytearray(bitstream.pack_context_side([_records()[1]]))  # '01' then six padding bits
+        _unpack(w.to_bytes(), version, [0])
+    padded = bytearray(_pack([recs[1]], version))  # '01' then six padding bits
     padded[-1] |= 1
     with pytest.raises(FieldRangeError, match="padding"):
-        bitstream.unpack_context_side(bytes(padded), [0], len(entropy.THETAS))
+        _unpack(bytes(padded), version, [0])
+    if version >= bitstream.SAME_VERSION:
+        # every class of the mode needs a distribution; a run of equal ones costs a bit a class
+        with pytest.raises(FormatError, match="every class"):
+            _pack([dataclasses.replace(one, dists=((5, 6),) + (None,) * 27)], version, [0])
+        with pytest.raises(ValueError, match="channel count"):
+            bitstream.pack_context_side(recs)
+    else:
+        check([dataclasses.replace(one, dists=(None,) * 28)], FieldRangeError, "no context class")
+
+
+def test_step_indices_are_predicted_from_the_coarser_planes():
+    """Version 9 codes a step index as its difference from :func:`bitstream.predict_step`: with the
+    encoder's shapes (an octave, 16 indices, per level) every plane after its channel's first is
+    predicted exactly, and the prediction follows another slope from two planes of a channel on."""
+    cfg_steps = [(lv, c, 100 + 16 * (7 - lv) + (4 if c else 0)) for lv in range(7, -1, -1) for c in range(3)]
+    coded = []
+    misses = []
+    for lv, c, s in cfg_steps:
+        if (lv, c) != (3, 2):  # an empty plane: not coded, and skipped by the prediction
+            if bitstream.predict_step(coded, lv, c) != s:
+                misses.append((lv, c))
+            coded.append((lv, c, s))
+    assert misses == [(7, 0), (7, 1)]  # the first plane, and the first chroma one (+4 from luma's)
+    assert bitstream.predict_step([], 5, 0) == bitstream.STEP_START
+    # gamma 0.75: 12 indices a level
+    assert bitstream.predict_step([(7, 0, 100), (6, 0, 112)], 4, 0) == 136
+    assert bitstream.predict_step([(7, 0, 100), (5, 0, 125)], 4, 0) == 138  # 125 + 12.5, rounded up
+    assert bitstream.predict_step([(7, 0, 250), (6, 0, 254)], 0, 0) == 255  # clamped
+    assert bitstream.predict_step([(7, 0, 100)], 6, 1) == 116  # another channel's: an octave a level
 
 
 def _v2_record(step, mode, kmax, thetas):

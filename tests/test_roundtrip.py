@@ -246,7 +246,7 @@ def test_delta0_search_stops_at_the_range_when_the_target_is_out_of_reach():
 GOLDEN = Path(__file__).parent / "data"
 
 
-@pytest.mark.parametrize("name", ["golden_v8_post.inr", "golden_v8.inr", "golden_v1_hybrid.inr"])
+@pytest.mark.parametrize("name", ["golden_v9_post.inr", "golden_v9.inr", "golden_v1_hybrid.inr"])
 def test_a_crop_renders_the_same_pixels_as_the_whole_image(name):
     """``crop=(x, y, w, h)`` at scale s samples the positions of the same pixels of a whole
     rendering at scale s (codec.coords): the latent models (with a post filter; format v1's YCbCr)
@@ -279,7 +279,7 @@ def test_any_crop_on_the_grid_is_the_whole_renderings_pixels(data):
     same region cut from the whole rendering at scale s (within 1 for a rounding, at under 2 % of
     the values), for a hybrid file with a post filter and an MLP; and the output is never a
     different size than asked for."""
-    name = data.draw(st.sampled_from(["golden_v8_post.inr", "golden_v8.inr"]))
+    name = data.draw(st.sampled_from(["golden_v9_post.inr", "golden_v9.inr"]))
     blob = (GOLDEN / name).read_bytes()
     h = codec.read_header(blob)
     x = data.draw(st.integers(0, h.width - 1))
@@ -301,6 +301,6 @@ def test_any_crop_on_the_grid_is_the_whole_renderings_pixels(data):
     ((0, 0, "a", 4), "4 numbers"), (7, "4 numbers"),
 ])
 def test_bad_crops_are_usage_errors(crop, msg):
-    data = (GOLDEN / "golden_v8_post.inr").read_bytes()
+    data = (GOLDEN / "golden_v9_post.inr").read_bytes()
     with pytest.raises(OptionError, match=msg):
         codec.decode(data, crop=crop)

@@ -92,22 +92,23 @@ def test_sign_coding_roundtrip_with_chroma_in_every_mode(seed):
 
 
 def test_sign_records_roundtrip_and_validation():
-    full = bitstream.ContextRecord(7, 2, 3, ((1, 2),) + (None,) * 27, 5, tuple(range(12)))
-    plain = bitstream.ContextRecord(9, 1, 2, ((3, 4),) + (None,) * 27)
+    full = bitstream.ContextRecord(7, 2, 3, ((1, 2),) * 28, 5, tuple(range(12)))
+    plain = bitstream.ContextRecord(9, 1, 2, ((3, 4),) * 8 + (None,) * 20)
     chroma = bitstream.ContextRecord(9, 0, 2, ((3, 4),) + (None,) * 27, 0, (14,) * 9)
     recs = [full, plain, chroma]
-    side = bitstream.pack_context_side(recs, [bitstream.FilterRecord()] * 2, chroma=[False, False, True])
     order = [0, 2, 1]  # channel = tensor % 2: luma, luma, chroma
+    side = bitstream.pack_context_side(recs, [bitstream.FilterRecord()] * 2, chroma=[False, False, True], order=order, channels=2)
     got, _, words = bitstream.unpack_context_side(side, order, len(entropy.THETAS), 2, signs=True)
     assert [got[i] for i in order] == recs and words == b""
     for cut in range(len(side)):
         with pytest.raises((TruncatedError, FieldRangeError)):
             bitstream.unpack_context_side(side[:cut], order, len(entropy.THETAS), 2, signs=True)
     with pytest.raises(FormatError, match="sign probabilities"):
-        bitstream.pack_context_side([dataclasses.replace(full, signs=(7,) * 3)], [bitstream.FilterRecord()], [False])
+        bitstream.pack_context_side([dataclasses.replace(full, signs=(7,) * 3)], [bitstream.FilterRecord()], [False], order=[0], channels=1)
     with pytest.raises(FormatError, match="sign probabilities"):
-        bitstream.pack_context_side([dataclasses.replace(plain, signs=(15, 0, 0))], [bitstream.FilterRecord()], [False])
-    # an index past the table: se(k - 7) = 8 for k = 15, after the record of `plain` and no filter
+        bitstream.pack_context_side([dataclasses.replace(plain, signs=(15, 0, 0))], [bitstream.FilterRecord()], [False], order=[0], channels=1)
+    # an index past the table: se(k - 7) = 8 for k = 15, after the record of `plain` (version 8's
+    # syntax: step 9, class 0 alone in use) and no filter
     w = bitstream.BitWriter()
     w.ue(2, bitstream.K_ORDER)
     w.se(9)
@@ -122,7 +123,7 @@ def test_sign_records_roundtrip_and_validation():
     for _ in range(3):
         w.se(8)
     with pytest.raises(FieldRangeError, match="sign probability index"):
-        bitstream.unpack_context_side(w.to_bytes(), [0], len(entropy.THETAS), 1, signs=True)
+        bitstream.unpack_context_side(w.to_bytes(), [0], len(entropy.THETAS), 1, signs=True, version=8)
 
 
 def test_rdoq_charges_sign_costs():
