@@ -37,11 +37,11 @@ def seeds() -> list[bytes]:
     out.append(codec.encode(img, model="hybrid", quality=95))
     out.append(codec.encode(img[:, :, 0], steps=10))
     out.append(codec.encode(np.dstack([img, img[:, :, :1]]), steps=10))
-    # older format versions (inrc 0.1 to 0.14), which the decoder still reads, and version-7 and -8
+    # older format versions (inrc 0.1 to 0.20), which the decoder still reads, and version-7 to -9
     # files with a post filter (the encoder fits none on an image this small)
     data = Path(__file__).parents[1] / "tests" / "data"
-    out += [(data / f"golden_v{v}{m}.inr").read_bytes() for v in (1, 2, 3, 4, 5, 6, 7) for m in ("", "_hybrid")]
-    out += [(data / f"golden_v{v}_post.inr").read_bytes() for v in (7, 8)]
+    out += [(data / f"golden_v{v}{m}.inr").read_bytes() for v in (1, 2, 3, 4, 5, 6, 7, 8) for m in ("", "_hybrid")]
+    out += [(data / f"golden_v{v}_post.inr").read_bytes() for v in (7, 8, 9)]
     return out
 
 
