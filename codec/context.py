@@ -385,8 +385,9 @@ def fit_dists(x: np.ndarray, cls: np.ndarray, kmax: int, n_classes: int = N_CONT
               pred: int = bitstream.FIRST_THETA) -> tuple[list[tuple[int, int] | None], float]:
     """Per class ``b < n_classes``, the ``(rho, theta)`` indices into :data:`codec.entropy.THETAS`
     (every class of the mode has them, in use or not; ``None`` beyond ``n_classes``) and the total
-    bits: coded values plus their side information in the syntax of :func:`codec.bitstream.pack_context_side` (per class a "same as before" flag or the
-    two ratio indices as differences), jointly the fewest over the plane's classes (:func:`fit_hist`).
+    bits: coded values plus their side information in the syntax of
+    :func:`codec.bitstream.pack_context_side` (per class a "same as before" flag or the two ratio
+    indices as differences), jointly the fewest over the plane's classes (:func:`fit_hist`).
     ``pred``: the predicted ratio index of the first class."""
     if kmax == 0:
         return [None] * N_CONTEXTS, 0.0
