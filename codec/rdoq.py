@@ -490,8 +490,9 @@ class _BinCosts:
     """The bits of every value of plane ``(lv, ch)`` as a function of its activity bin (the anchor
     class ``b``, :mod:`codec.context`), its symbols (prediction ``weight``) and its non-anchors'
     neighbour bins held as they are, under the distributions fitted to the plane's classes now:
-    :meth:`change` is what moving values from one bin to another costs.  A move from or to a class
-    that has no distribution is priced at 0 (nothing is known of its values' cost).
+    :meth:`change` is what moving values from one bin to another costs.  Since format version 9
+    every class of a plane with values has a distribution; a plane without values has none, and
+    every move in it is priced at 0.
 
     A zero's change depends only on its *kind* (an anchor, or a non-anchor of one of the neighbour
     bins) and the two bins; a non-zero of magnitude ``m`` adds ``-log2 rho' - (m - 1) log2 theta'``
@@ -503,7 +504,6 @@ class _BinCosts:
         mag = np.abs(context.symbols(x, context.FULL, weight))
         kmax = int(mag.max())
         dists = context.fit_dists(mag, cls, kmax)[0] if kmax else [None] * context.N_CONTEXTS
-        self.used = np.array([d is not None for d in dists])
         self.z, self.first, self.more = _class_terms(dists, kmax)
         n_n = len(context.EDGES_N)
         anc = context.anchors(x.shape)
@@ -513,7 +513,7 @@ class _BinCosts:
         self.cls_of = np.vstack([b] + [context.N_ANCHOR + n_n * np.minimum(b, 4) + nb for nb in range(n_n)])
         # a zero's change of bits depends on its kind and the two bins only: [kind, old, new], PAD_KIND's 0
         c_old, c_new = self.cls_of[:, :, None], self.cls_of[:, None, :]
-        zero = np.where(self.used[c_old] & self.used[c_new], self.z[c_new] - self.z[c_old], 0.0)
+        zero = self.z[c_new] - self.z[c_old]
         self.zero_flat = np.concatenate([zero.ravel(), np.zeros(context.N_ANCHOR ** 2)])
         self.mag = mag
         self.nonzero = np.flatnonzero(mag)
@@ -546,8 +546,7 @@ class _BinCosts:
         """What a non-zero symbol of magnitude ``mag`` adds to a zero's change of bits: ``log2 Z`` is
         in the zero part, a non-zero adds ``-log2 rho' - (|s| - 1) log2 theta'`` under each class."""
         co, cn = self.cls_of[kind, old], self.cls_of[kind, new]
-        part = (self.first[cn] - self.first[co]) + (mag - 1) * (self.more[cn] - self.more[co])
-        return np.where(self.used[co] & self.used[cn], part, 0.0)
+        return (self.first[cn] - self.first[co]) + (mag - 1) * (self.more[cn] - self.more[co])
 
 
 class _ContextEffect:
@@ -666,18 +665,15 @@ class _NeighbourEffect:
     non-zero.  RDOQ's own rate term sees only the anchor's bits; this adds, for every candidate
     value of every anchor of a parity phase (one at a time), the neighbours' change of bits with
     their values, the plane's distributions, its prediction weight and its sign probabilities held
-    as they are.  A neighbour whose class would have no distribution is priced at 0, as
-    :class:`_BinCosts` prices a child.  The same idea across levels is
-    :class:`_ContextEffect`.
+    as they are (every class of a plane with values has a distribution, format version 9).  The
+    same idea across levels is :class:`_ContextEffect`.
 
     ``model``, ``signs``: the plane as RDOQ's own rate terms see it (:func:`_plane_model`) and its
     sign probabilities (:func:`_plane_signs`)."""
 
     def __init__(self, model: _PlaneModel, signs: tuple[int, ...]) -> None:
-        used = np.array([d is not None for d in model.dists])
-        self.active = bool(used.any()) and model.sym.size > 1
+        self.active = model.dists[0] is not None and model.sym.size > 1
         self.weight = model.weight
-        self.used = used
         self.anc = context.anchors(model.sym.shape)
         # per class: log2 Z (a zero's bits), and a non-zero's bits beyond them, first and further units
         self.z, self.first, self.more = _class_terms(model.dists, int(np.abs(model.sym).max()))
@@ -723,8 +719,7 @@ class _NeighbourEffect:
             s, n, v = s_all[at].copy(), n_all[at].copy(), vals[at].copy()
             off, plain = self.offset[at].copy(), self.plain[at].copy()
             cls = off + context._BIN_N[np.minimum(n, int(context.EDGES_N[-1]))]
-            keep = valid & self.used[cls]
-            self.sides.append((s, n, v, off, plain, keep, self._bits(cls, v - context._weighted(s, self.weight), s, plain)))
+            self.sides.append((s, n, v, off, plain, valid, self._bits(cls, v - context._weighted(s, self.weight), s, plain)))
 
     def cost(self, new: np.ndarray) -> np.ndarray:
         """Bits the non-anchor neighbours gain (positive) or lose if the anchors of the phase took
@@ -741,13 +736,13 @@ class _NeighbourEffect:
         dn = np.abs(old + d) - np.abs(old)
         acc = np.zeros(d.shape, dtype=np.float64)
         top = int(context.EDGES_N[-1])
-        for s, n, v, off, plain, keep, b0 in self.sides:
+        for s, n, v, off, plain, valid, b0 in self.sides:
             if few:
-                s, n, v, off, plain, keep, b0 = (t.ravel()[moved] for t in (s, n, v, off, plain, keep, b0))
+                s, n, v, off, plain, valid, b0 = (t.ravel()[moved] for t in (s, n, v, off, plain, valid, b0))
             cls = off + context._BIN_N[np.clip(n + dn, 0, top)]
             s1 = s + d
             b1 = self._bits(cls, v - context._weighted(s1, self.weight), s1, plain)
-            acc += np.where(keep & self.used[cls], b1 - b0, 0.0)
+            acc += np.where(valid, b1 - b0, 0.0)
         if few:
             out.reshape(-1)[moved] = acc
         else:
