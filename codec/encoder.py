@@ -59,6 +59,14 @@ TAIL_COST = 0.2
 # (which took 9 s).
 FIRST_L1_SHARE = 0.5
 FIRST_RDOQ_SHARE = 0.85
+# Under --bpp the first pass seldom lands on the target (below), so one secant correction must fit
+# after it: its L1 iterations stop RATE_FIRST_L1_SHARE and its RDOQ sweeps RATE_FIRST_RDOQ_SHARE of
+# the way to the end instead.  On a normal day they seldom bind under `fast`'s 20 s (a pass took
+# 7-11 s at one thread in 0.17.0's quality-control run); on a day 2.3-2.9 times slower (speed probe
+# 3.0-4.0 s against 1.35 s) 0.21.0's first pass took the whole budget, no correction ran, and 4 of
+# 40 `fast` encodes of kodim01-08 missed the +-10 % band (max 30.6 %; 0.21.1: 40 of 40 within 5.7 %).
+RATE_FIRST_L1_SHARE = 0.3
+RATE_FIRST_RDOQ_SHARE = 0.5
 # A pass's RDOQ sweeps also stop FILTER_TAIL times the pass's level-filter fit before the end of the
 # search: what follows them (the coding, the final decode, and the filters refitted where that
 # still fits: REFIT_TAIL) takes about that long, and on a large image under a short --seconds it is
@@ -203,6 +211,19 @@ def hybrid_delta0(quality: int) -> float:
 
     q=75 gives 0.15, q=95 0.06, q=40 0.76 (kodim23: ~0.34, ~1.1, ~0.08 bpp)."""
     return 0.6 * 2.0 ** (-(quality - 45) / 15.0)
+
+
+def first_pass_ratio(bpp: float) -> float:
+    """Under ``--bpp X``, the expected ratio of the first pass's file to the analytic fill's coded
+    size at the same ``Delta_0``: ``0.755 + 0.035 log2 X``, within [0.55, 0.85].  The L1 refit and
+    RDOQ zero many of the fill's values, so the pass writes fewer bytes than the fill, relatively
+    fewer at low rates.  Fitted on `fast` first passes (every RDOQ sweep run) of kodim09, 13, 18 and
+    23 at 0.1-2 bpp (0.21.0): mean ratio 0.64 at 0.1 bpp, 0.67, 0.71, 0.76 and 0.80 at 2 bpp, per
+    image 0.52-0.84; `medium`'s first passes on three of them at 0.1 and 1 bpp were within 0.04 of
+    `fast`'s.  The analytic search aims at ``X / ratio``, so the first pass lands nearer ``X``
+    and the secant corrections start closer (before 0.21.1 it aimed at ``X``, and the first
+    pass fell 16-48 % short)."""
+    return min(0.85, max(0.55, 0.755 + 0.035 * math.log2(bpp)))
 
 
 DELTA0_RANGE = (1e-4, 8.0)  # the analytic search's bounds on Delta_0
@@ -471,7 +492,8 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
        (bits of the written file).
     5. ``preset.refits`` times: refit the best candidate's latents by L1 through its level filters
        (warm-started from its codes) and repeat step 3; keep the result only if it lowers the cost.
-    ``--bpp``: ``Delta_0`` is found on the analytic fill's coded size (:func:`delta0_for_size`), then
+    ``--bpp``: ``Delta_0`` is found on the analytic fill's coded size (:func:`delta0_for_size`, aimed
+    at the target over :func:`first_pass_ratio`), then
     corrected by secant steps on the real size after optimisation until it is within ``BPP_AIM``
     of the target; a later candidate (steps 4-7) is kept only if it is within ``BPP_BAND`` of the
     target and within ``BPP_AIM`` or no further off than the best file so far.  ``--psnr``: the
@@ -480,7 +502,8 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
     the preset's cap, :meth:`codec.config.HybridPreset.cap`, which grows with the pixel count)
     bounds the whole run:
     the first pass's L1 iterations stop ``FIRST_L1_SHARE`` and its RDOQ sweeps ``FIRST_RDOQ_SHARE``
-    of the way to the end, later passes' ``TAIL_COST`` first passes before it (leaving time for the
+    of the way to the end (under ``--bpp`` ``RATE_FIRST_L1_SHARE`` and ``RATE_FIRST_RDOQ_SHARE``, so
+    that a correction fits), later passes' ``TAIL_COST`` first passes before it (leaving time for the
     work that follows them), and a further shape or refit pass (steps 4 and 5) starts only if its
     expected time still fits.
     6. A preset with a ``base`` (``slow``: ``medium``) first runs the base's steps 2-5 in the base's
@@ -719,8 +742,9 @@ class _HybridSearch:
         t_first = time.perf_counter()
         # where a pass's L1 iterations and RDOQ sweeps stop: for the first pass, shares of the time
         # to the end; after it, TAIL_COST first passes before the end
-        l1_stop = t_first + FIRST_L1_SHARE * (end - t_first)
-        stop = t_first + FIRST_RDOQ_SHARE * (end - t_first)
+        rate = self.target_bytes is not None
+        l1_stop = t_first + (RATE_FIRST_L1_SHARE if rate else FIRST_L1_SHARE) * (end - t_first)
+        stop = t_first + (RATE_FIRST_RDOQ_SHARE if rate else FIRST_RDOQ_SHARE) * (end - t_first)
         lam = p.rdoq_lambda * delta0 * delta0
         t_pass = time.perf_counter()
         best = self.fill_pass(p, 1, delta0, p.shapes[0], lam, sweeps, l1_stop, stop, end)
@@ -838,7 +862,8 @@ class _HybridSearch:
             idx, codes = self.start(d0, self.preset.shapes[0])
             return len(code_hybrid(self.spec, codes, idx))
 
-        return delta0_for_size(analytic_size, self.target_bytes, hybrid_delta0(DEFAULT_QUALITY))
+        aim = self.target_bytes / first_pass_ratio(self.opts.bpp)
+        return delta0_for_size(analytic_size, aim, hybrid_delta0(DEFAULT_QUALITY))
 
     def stages(self, delta0: float) -> tuple[_Candidate, list[dict], int]:
         """Every stage's :meth:`search` (step 6): the best file, each stage's figures, and which
