@@ -38,9 +38,8 @@ def probe(path: str, bpp: float, preset: str, aim_model: bool) -> dict:
     search = encoder._HybridSearch(image, opts, t0, TimeProgress(t0, True), torch.device("cpu"))
     sizes: dict[float, int] = {}
 
-    def fill_size(d0: float) -> float:
-        idx, codes = search.start(d0, search.preset.shapes[0])
-        sizes[d0] = len(encoder.code_hybrid(search.spec, codes, idx))
+    def fill_size(d0: float) -> int:
+        sizes[d0] = search.fill_bytes(d0)  # the encoder's own measure, remembered
         return sizes[d0]
 
     aim = search.target_bytes / (encoder.first_pass_ratio(bpp) if aim_model else 1.0)

@@ -664,6 +664,13 @@ class _HybridSearch:
 
     # -- one pass -----------------------------------------------------------------------------
 
+    def fill_bytes(self, delta0: float) -> int:
+        """The coded size of the analytic fill (the preset's first shape) at ``delta0``, without
+        level filters: what ``--bpp``'s analytic search (:meth:`initial_delta0`) measures."""
+        self.progress.tick("analytic start")
+        idx, codes = self.start(delta0, self.preset.shapes[0])
+        return len(code_hybrid(self.spec, codes, idx))
+
     def start(self, delta0: float, shape: tuple[float, float, float]) -> tuple[list[int], list[list[np.ndarray]]]:
         """The analytic fill (step 1) at ``delta0`` and step shape ``shape``: step indices and codes."""
         cfg = pyramid.PyramidConfig(delta0=delta0 * shape[2], gamma=shape[0],
@@ -856,14 +863,8 @@ class _HybridSearch:
         if self.target_bytes is None:
             return hybrid_delta0(self.opts.quality)
         self.progress.stage("rate control")
-
-        def analytic_size(d0: float) -> float:
-            self.progress.tick("analytic start")
-            idx, codes = self.start(d0, self.preset.shapes[0])
-            return len(code_hybrid(self.spec, codes, idx))
-
         aim = self.target_bytes / first_pass_ratio(self.opts.bpp)
-        return delta0_for_size(analytic_size, aim, hybrid_delta0(DEFAULT_QUALITY))
+        return delta0_for_size(self.fill_bytes, aim, hybrid_delta0(DEFAULT_QUALITY))
 
     def stages(self, delta0: float) -> tuple[_Candidate, list[dict], int]:
         """Every stage's :meth:`search` (step 6): the best file, each stage's figures, and which

@@ -503,7 +503,7 @@ class _BinCosts:
         cls = context.full_classes(context.plane_base(codes, lv, ch), x).astype(np.int64)
         mag = np.abs(context.symbols(x, context.FULL, weight))
         kmax = int(mag.max())
-        dists = context.fit_dists(mag, cls, kmax)[0] if kmax else [None] * context.N_CONTEXTS
+        dists = context.fit_dists(mag, cls, kmax)[0]  # all None when kmax is 0
         self.z, self.first, self.more = _class_terms(dists, kmax)
         n_n = len(context.EDGES_N)
         anc = context.anchors(x.shape)
