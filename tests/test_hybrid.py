@@ -883,7 +883,7 @@ def test_a_preset_with_a_base_is_never_worse_than_its_base(cat, monkeypatch):
     """``slow`` runs ``medium``'s whole search first and keeps the better file, so at every quality its
     D + lambda R is at most ``medium``'s: the issue's "more effort is never worse", by construction.
     With time enough for every pass both searches are deterministic, so ``slow``'s first stage
-    reproduces ``medium``'s file exactly."""
+    reproduces ``medium``'s file exactly.  (And ``medium``'s files grow with the quality.)"""
     import dataclasses
 
     from codec import config
@@ -895,8 +895,10 @@ def test_a_preset_with_a_base_is_never_worse_than_its_base(cat, monkeypatch):
     assert slow.base == "medium"
     monkeypatch.setitem(config.HYBRID_PRESETS, "medium", medium)
     monkeypatch.setitem(config.HYBRID_PRESETS, "slow", slow)
+    sizes = []
     for q in (45, 70, 90):
         m = codec.encode_image(cat, preset="medium", quality=q)
+        sizes.append(len(m.data))
         s = codec.encode_image(cat, preset="slow", quality=q)
         assert [st["preset"] for st in s.stats["stages"]] == ["medium", "slow"]
         assert s.stats["stages"][0]["passes"] == m.stats["passes"]  # the base's search, as run alone
@@ -904,6 +906,7 @@ def test_a_preset_with_a_base_is_never_worse_than_its_base(cat, monkeypatch):
         assert _file_cost(s, cat) <= _file_cost(m, cat) + 1e-9
         if s.stats["kept_stage"] == "medium":
             assert s.data == m.data
+    assert sizes[0] < sizes[1] < sizes[2]  # the default preset's rate follows the quality
     # a second stage far weaker than its base (one FISTA iteration, one sweep, no refit) loses to it,
     # and the base's file is written unchanged
     monkeypatch.setitem(config.HYBRID_PRESETS, "slow", dataclasses.replace(slow, l1_iterations=1, sweeps=1, refits=0))
