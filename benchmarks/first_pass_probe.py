@@ -2,7 +2,7 @@
 
 The encoder finds ``Delta_0`` by searching the analytic fill's coded size
 (:func:`codec.encoder.delta0_for_size`), aimed at the target over
-:func:`codec.encoder.first_pass_ratio`; the first pass (L1 refit, level filters, RDOQ) then writes
+:func:`codec.encoder.first_pass_ratio` (``_HybridSearch.fill_aim``); the first pass (L1 refit, level filters, RDOQ) then writes
 fewer bytes than the fill.  For every image and target this prints, with every RDOQ sweep run (no
 deadline):
 
@@ -42,7 +42,7 @@ def probe(path: str, bpp: float, preset: str, aim_model: bool) -> dict:
         sizes[d0] = search.fill_bytes(d0)  # the encoder's own measure, remembered
         return sizes[d0]
 
-    aim = search.target_bytes / (encoder.first_pass_ratio(bpp) if aim_model else 1.0)
+    aim = search.fill_aim() if aim_model else search.target_bytes
     d0 = encoder.delta0_for_size(fill_size, aim, encoder.hybrid_delta0(encoder.DEFAULT_QUALITY))
     p, never = search.preset, time.perf_counter() + 1e9
     first = search.fill_pass(p, 1, d0, p.shapes[0], p.rdoq_lambda * d0 * d0, p.sweeps, never, never, never)

@@ -664,6 +664,11 @@ class _HybridSearch:
 
     # -- one pass -----------------------------------------------------------------------------
 
+    def fill_aim(self) -> float:
+        """Under ``--bpp``, the analytic fill's coded size that :meth:`initial_delta0` searches for:
+        the target over :func:`first_pass_ratio` (the first pass writes fewer bytes than the fill)."""
+        return self.target_bytes / first_pass_ratio(self.opts.bpp)
+
     def fill_bytes(self, delta0: float) -> int:
         """The coded size of the analytic fill (the preset's first shape) at ``delta0``, without
         level filters: what ``--bpp``'s analytic search (:meth:`initial_delta0`) measures."""
@@ -863,8 +868,7 @@ class _HybridSearch:
         if self.target_bytes is None:
             return hybrid_delta0(self.opts.quality)
         self.progress.stage("rate control")
-        aim = self.target_bytes / first_pass_ratio(self.opts.bpp)
-        return delta0_for_size(self.fill_bytes, aim, hybrid_delta0(DEFAULT_QUALITY))
+        return delta0_for_size(self.fill_bytes, self.fill_aim(), hybrid_delta0(DEFAULT_QUALITY))
 
     def stages(self, delta0: float) -> tuple[_Candidate, list[dict], int]:
         """Every stage's :meth:`search` (step 6): the best file, each stage's figures, and which
