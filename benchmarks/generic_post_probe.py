@@ -25,16 +25,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
+import probe_cli
 import torch
 from torch import nn
 
 import codec
-from codec import imageio
+from codec import imageio, metrics
 from codec.bdrate import bd_rate
 
 SCALES = np.arange(0.0, 2.0 + 1e-9, 0.125)
@@ -132,7 +132,8 @@ def train(data: list[dict], hidden: int, mid: bool, steps: int, lr: float, seed:
 
 
 def psnr(a: torch.Tensor, x: torch.Tensor) -> float:
-    return float(10.0 * torch.log10(1.0 / ((a - x) ** 2).mean()))
+    """:func:`codec.metrics.psnr` of two ``(3, H, W)`` images in [0, 1] that hold 8-bit values."""
+    return metrics.psnr(*(np.rint(t.permute(1, 2, 0).numpy() * 255.0).astype(np.uint8) for t in (a, x)))
 
 
 def score(net: GenericFilter, data: list[dict]) -> dict:
@@ -141,7 +142,7 @@ def score(net: GenericFilter, data: list[dict]) -> dict:
     with torch.no_grad():
         for p in data:
             corr = net(p["y"][None])[0]
-            gains = [(psnr(torch.round((p["y"] + s * corr).clamp(0, 1) * 255) / 255, p["x"]), float(s)) for s in SCALES]
+            gains = [(psnr((p["y"] + s * corr).clamp(0, 1), p["x"]), float(s)) for s in SCALES]
             best, s = max(gains)
             base = psnr(p["y"], p["x"])
             rows.append({"image": p["name"], "quality": p["quality"], "bytes": p["bytes"], "psnr": round(base, 4),
@@ -186,9 +187,7 @@ def main() -> None:
               f"on the test images {row['test']['mean_bd_rate_percent']:+.2f} % "
               f"({', '.join(f'{k} {v:+.2f}' for k, v in row['test']['bd_rate_percent'].items())})", flush=True)
     if args.out:
-        meta = {"machine": f"{platform.machine()}, {platform.system()}", "torch_threads": torch.get_num_threads(),
-                "version": codec.__version__, "args": {k: str(v) for k, v in vars(args).items()}}
-        Path(args.out).write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
+        Path(args.out).write_text(json.dumps({"meta": probe_cli.meta(args), "results": results}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -103,10 +103,15 @@ def run(args: argparse.Namespace, probe: Callable[[Path, int], dict]) -> list[di
     given) with the machine, torch's threads, the code version and the arguments."""
     rows = [probe(Path(im), int(q)) for im in args.images for q in args.quality.split(",")]
     if args.out:
-        meta = {"machine": f"{platform.machine()}, {platform.system()}", "torch_threads": torch.get_num_threads(),
-                "version": codec.__version__, "args": vars(args)}
-        Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+        Path(args.out).write_text(json.dumps({"meta": meta(args), "rows": rows}, indent=1) + "\n")
     return rows
+
+
+def meta(args: argparse.Namespace) -> dict:
+    """What a probe's JSON records of its run: the machine, torch's threads, the code version, the arguments."""
+    return {"machine": f"{platform.machine()}, {platform.system()}", "torch_threads": torch.get_num_threads(),
+            "version": codec.__version__, "args": {k: v if isinstance(v, (int, float, str, list, type(None))) else str(v)
+                                                   for k, v in vars(args).items()}}
 
 
 def files_main(doc: str, probe: Callable[[str], dict], line: Callable[[dict], str]) -> None:
