@@ -1,0 +1,256 @@
+"""A critically sampled wavelet basis coded by inrc's own context coder (probe, not built).
+
+The hybrid's synthesis is an overcomplete pyramid (4/3 values per pixel and channel, one isotropic
+atom per level).  JPEG 2000 codes the same image with the CDF 9/7 wavelet: one value per pixel,
+three oriented subbands per level.  This probe asks what the hybrid's context coder (the classes,
+the two-ratio distributions and the sign contexts of :mod:`codec.context`, real range-coded bytes)
+would write for the wavelet's coefficients instead, with no training, no L1 refit and no filters:
+
+1. RGB -> JFIF YCbCr or the image's colour rotation (:mod:`codec.color`), minus the centre; 9/7
+   lifting with whole-sample symmetric extension (ISO/IEC 15444-1, Annex F; Daubechies and
+   Sweldens 1998), ``--levels`` levels.
+2. Each subband ``b`` gets the step ``Delta_b = Delta kappa_c / ||g_b||`` (``||g_b||``: the norm of
+   one of its synthesis functions, so that every subband adds the same MSE per unit of error;
+   ``kappa_c`` the chroma factor), snapped to :mod:`codec.quant`'s step table; values are rounded
+   with a deadzone: ``q = sign(x) floor(|x| / Delta_b + theta)`` (``theta = 0.5``: plain rounding).
+3. Optionally (``--rdoq m``) a greedy RDOQ of the rounded values, :func:`rdoq_pyramid`, with
+   ``lambda = m Delta^2``.
+4. The three orientations are coded as three pyramids (level ``l``'s HL plane has level ``l + 1``'s
+   HL plane as its parent, chroma planes the luma plane of their level, exactly the hybrid's
+   contexts), the low band as a fourth pyramid of one level; bytes = the range coder's words + the
+   planes' side information (:func:`codec.bitstream.pack_context_side`, version 9 syntax) + the
+   28-byte container.
+5. Decode: inverse lifting, back to RGB, the 8-bit rounding of :func:`codec.color.to_uint8`; PSNR
+   over RGB against the original.
+
+Output: a folder with ``per_image.csv`` in ``inrc bench``'s columns (one curve per ``theta`` and RDOQ
+multiplier, named ``wavelet-t<theta>[-r<m>]``, setting = ``Delta``), so that
+``benchmarks/compare_runs.py`` compares it with any bench run.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from codec import bitstream, color, context, imageio, metrics, pyramid, quant, rdoq
+
+# CDF 9/7 lifting coefficients (JPEG 2000's irreversible transform)
+ALPHA, BETA, GAMMA, DELTA, K = -1.586134342059924, -0.052980118572961, 0.882911075530934, 0.443506852043971, 1.230174104914001
+
+
+def _fwd1(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One 9/7 analysis step along axis 0 (even length): (low, high)."""
+    s, d = x[0::2].copy(), x[1::2].copy()
+    d += ALPHA * (s + np.concatenate([s[1:], s[-1:]]))
+    s += BETA * (np.concatenate([d[:1], d[:-1]]) + d)
+    d += GAMMA * (s + np.concatenate([s[1:], s[-1:]]))
+    s += DELTA * (np.concatenate([d[:1], d[:-1]]) + d)
+    return s / K, d * K
+
+
+def _inv1(s: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_fwd1`."""
+    s, d = s * K, d / K
+    s = s - DELTA * (np.concatenate([d[:1], d[:-1]]) + d)
+    d = d - GAMMA * (s + np.concatenate([s[1:], s[-1:]]))
+    s = s - BETA * (np.concatenate([d[:1], d[:-1]]) + d)
+    d = d - ALPHA * (s + np.concatenate([s[1:], s[-1:]]))
+    x = np.empty((s.shape[0] * 2,) + s.shape[1:], dtype=s.dtype)
+    x[0::2], x[1::2] = s, d
+    return x
+
+
+def dwt2(x: np.ndarray, levels: int) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """``(H, W)`` -> LL and per level (finest first) the (HL, LH, HH) subbands."""
+    bands = []
+    for _ in range(levels):
+        lo, hi = _fwd1(x.T)  # along columns (horizontal filtering)
+        ll, lh = _fwd1(lo.T)
+        hl, hh = _fwd1(hi.T)
+        bands.append((hl, lh, hh))
+        x = ll
+    return x, bands
+
+
+def idwt2(ll: np.ndarray, bands: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Inverse of :func:`dwt2`."""
+    x = ll
+    for hl, lh, hh in reversed(bands):
+        lo = _inv1(x, lh).T
+        hi = _inv1(hl, hh).T
+        x = _inv1(lo, hi).T
+    return x
+
+
+def band_norms(shape: tuple[int, int], levels: int) -> tuple[float, list[tuple[float, float, float]]]:
+    """The L2 norm of one synthesis function of each subband (an impulse near its centre)."""
+    ll, bands = dwt2(np.zeros(shape), levels)
+
+    def norm(fill) -> float:
+        z_ll = np.zeros_like(ll)
+        z_b = [tuple(np.zeros_like(b) for b in lv) for lv in bands]
+        fill(z_ll, z_b)
+        return float(np.linalg.norm(idwt2(z_ll, z_b)))
+
+    def at(a: np.ndarray) -> None:
+        a[a.shape[0] // 2, a.shape[1] // 2] = 1.0
+
+    n_ll = norm(lambda zl, zb: at(zl))
+    n_b = [tuple(norm(lambda zl, zb, lv=lv, o=o: at(zb[lv][o])) for o in range(3)) for lv in range(levels)]
+    return n_ll, n_b
+
+
+def quantize(x: np.ndarray, step: float, theta: float) -> np.ndarray:
+    return (np.sign(x) * np.floor(np.abs(x) / step + theta)).astype(np.int32)
+
+
+def code_pyramid(planes: list[list[np.ndarray]], idx: list[list[int]]) -> int:
+    """Bytes of the hybrid's context code for ``planes[level][channel]`` (payload and side information)."""
+    records, words = context.encode_planes(planes, idx)
+    order = context.coding_order(len(planes), len(planes[0]))
+    side = bitstream.pack_context_side([records[k] for k in order], [], chroma=[c > 0 for _, c in order],
+                                       order=[lv * len(planes[0]) + c for lv, c in order], channels=len(planes[0]))
+    return len(side) + len(words)
+
+
+def _cost(v: np.ndarray, r: np.ndarray, pred: np.ndarray, first: np.ndarray, more: np.ndarray, w: float,
+          lam: float) -> np.ndarray:
+    """``w (r - v)^2 + lam R(v)``, ``R(v) = first + more (|v - pred| - 1)`` bits beyond a zero symbol."""
+    a = np.abs(v - pred)
+    return w * (r - v) ** 2 + lam * np.where(a > 0, first + more * (a - 1), 0.0)
+
+
+def rdoq_pyramid(planes: list[list[np.ndarray]], ratios: list[list[np.ndarray]], weights: list[float],
+                 lam: float, sweeps: int) -> None:
+    """Greedy RDOQ of one orientation's pyramid ``planes[level][channel]`` in place (iterated
+    conditional modes, coarse to fine, as :mod:`codec.rdoq` does for the hybrid's latents)::
+
+        J(v) = w_c (r - v)^2 + lam R(v),   v in {q, q - sign(q), 0, pred}
+
+    ``r`` the unquantized value in steps (``ratios``), ``w_c`` the squared error one step of channel
+    ``c`` adds (the subband steps make it the same for every subband of a channel; the wavelet is
+    treated as orthogonal), ``R`` the bits of :func:`codec.rdoq.plane_rate_terms` under the
+    distributions fitted to the current values (what a move costs its neighbours' and children's
+    classes is ignored)."""
+    for _ in range(sweeps):
+        for lv in reversed(range(len(planes))):
+            for c in range(len(planes[lv])):
+                q = planes[lv][c]
+                if not q.any():
+                    continue
+                first, more, _, sym = rdoq.plane_rate_terms(planes, lv, c)
+                first, more = first.numpy().astype(np.float64), more.numpy().astype(np.float64)
+                pred = q - sym
+                r = ratios[lv][c]
+
+                best, best_j = q, _cost(q, r, pred, first, more, weights[c], lam)
+                for cand in (q - np.sign(q), np.zeros_like(q), pred):
+                    j = _cost(cand, r, pred, first, more, weights[c], lam)
+                    better = j < best_j
+                    best, best_j = np.where(better, cand, best), np.where(better, j, best_j)
+                planes[lv][c] = best.astype(np.int32)
+
+
+def encode(image: np.ndarray, delta: float, theta: float, levels: int, kappa: float, norms,
+           rdoq_lambda: float = 0.0, sweeps: int = 2, word: int = 0) -> tuple[int, np.ndarray, float]:
+    """Bytes, the decoded uint8 image and the seconds of its reconstruction (dequantization, inverse
+    transform, colour and rounding; no entropy decoding) for one step ``delta`` (in [0, 1] units);
+    ``rdoq_lambda > 0``: :func:`rdoq_pyramid` with ``lam = rdoq_lambda * delta^2`` after the rounding;
+    ``word``: the colour space (:func:`codec.color.matrices`; 0: JFIF YCbCr)."""
+    h, w, _ = image.shape
+    fwd, inv, _ = (m.astype(np.float64) for m in color.matrices(word))
+    ycc = image @ fwd.T  # centred: the centre is added and removed again
+    cw = np.diag(inv.T @ inv)  # (M^T M)_cc
+    n_ll, n_b = norms
+    lls, idx_ll = [], []
+    # planes[o][lv][c], their steps' indices and the unquantized values in steps
+    planes = [[[None] * 3 for _ in range(levels)] for _ in range(3)]
+    idx_b = [[[0] * 3 for _ in range(levels)] for _ in range(3)]
+    ratios = [[[None] * 3 for _ in range(levels)] for _ in range(3)]
+    for c in range(3):
+        ll, bs = dwt2(ycc[..., c].astype(np.float64), levels)
+        k = kappa if c else 1.0
+        i = quant.index_for_step(delta * k / n_ll)
+        lls.append(quantize(ll, quant.step_from_index(i), theta))
+        idx_ll.append(i)
+        for lv, lvb in enumerate(bs):
+            for o, b in enumerate(lvb):
+                i = quant.index_for_step(delta * k / n_b[lv][o])
+                st = quant.step_from_index(i)
+                planes[o][lv][c] = quantize(b, st, theta)
+                idx_b[o][lv][c] = i
+                ratios[o][lv][c] = b / st
+    total = bitstream.OVERHEAD + code_pyramid([lls], [idx_ll])
+    for o in range(3):
+        if rdoq_lambda > 0:
+            # one step of channel c adds (delta kappa_c)^2 (M^T M)_cc of RGB squared error
+            wts = [float((delta * (kappa if c else 1.0)) ** 2 * cw[c]) for c in range(3)]
+            rdoq_pyramid(planes[o], ratios[o], wts, rdoq_lambda * delta * delta, sweeps)
+        total += code_pyramid(planes[o], idx_b[o])
+    t0 = time.perf_counter()
+    out = np.empty((h, w, 3))
+    for c in range(3):
+        s_ll = quant.step_from_index(idx_ll[c])
+        bs = [tuple(planes[o][lv][c] * quant.step_from_index(idx_b[o][lv][c]) for o in range(3))
+              for lv in range(levels)]
+        out[..., c] = idwt2(lls[c] * s_ll, bs)
+    rgb = out @ inv.T
+    out8 = color.to_uint8(rgb)
+    return total, out8, time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("images", nargs="+")
+    ap.add_argument("--levels", type=int, default=5)
+    ap.add_argument("--kappa", type=float, default=None,
+                    help="chroma step factor (default codec.pyramid.chroma_kappa: 1.5 for YCbCr, 1.15 for a rotation)")
+    ap.add_argument("--theta", default="0.4", help="deadzone rounding offsets, comma-separated (0.5: rounding)")
+    ap.add_argument("--rdoq", default="0", help="RDOQ multipliers (lambda = m Delta^2), comma-separated; 0: none")
+    ap.add_argument("--colour", choices=("ycbcr", "adaptive"), default="ycbcr",
+                    help="JFIF YCbCr, or the image's rotation (codec.color.adaptive_word)")
+    ap.add_argument("--sweeps", type=int, default=2, help="RDOQ sweeps")
+    ap.add_argument("--deltas", default="0.8,0.56,0.4,0.28,0.2,0.14,0.1,0.07,0.05,0.035,0.025",
+                    help="luma steps in [0, 1] units, comma-separated")
+    ap.add_argument("--out", required=True, help="a folder: per_image.csv as inrc bench writes it "
+                    "(curve wavelet-t<theta>, setting = Delta), for benchmarks/compare_runs.py")
+    a = ap.parse_args(argv)
+    out_dir = Path(a.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for path in a.images:
+        image = imageio.to_array(imageio.open_image(path))[..., :3].astype(np.float64)
+        if image.shape[2] != 3 or image.shape[0] % (1 << a.levels) or image.shape[1] % (1 << a.levels):
+            raise SystemExit(f"{path}: needs an RGB image whose sides are multiples of 2^{a.levels}")
+        arr = color.to_uint8(image)
+        norms = band_norms(image.shape[:2], a.levels)
+        word = color.adaptive_word(image.astype(np.float32)) if a.colour == "adaptive" else 0
+        kappa = a.kappa if a.kappa is not None else pyramid.chroma_kappa(word)
+        stats = json.dumps({"levels": a.levels, "kappa": kappa, "sweeps": a.sweeps, "colour_word": word})
+        for theta, mult in [(t, m) for t in map(float, a.theta.split(",")) for m in map(float, a.rdoq.split(","))]:
+            name = f"wavelet-t{theta:g}" + (f"-r{mult:g}" if mult else "")
+            for d in map(float, a.deltas.split(",")):
+                t0 = time.perf_counter()
+                n, out, t_rec = encode(image, d, theta, a.levels, kappa, norms, mult, a.sweeps, word)
+                seconds = time.perf_counter() - t0
+                m = metrics.mse(arr, out)
+                rows.append({"image": Path(path).name, "codec": name, "setting": f"{d:g}", "bytes": n,
+                             "bpp": n * 8 / (arr.shape[0] * arr.shape[1]), "psnr": metrics.psnr(arr, out),
+                             "ms_ssim": metrics.ms_ssim(arr, out), "mse": m, "encoding_time": round(seconds, 3),
+                             "decoding_time": round(t_rec, 3), "encoder_stats": stats})
+                print(json.dumps({k: rows[-1][k] for k in ("image", "codec", "setting", "bytes", "bpp", "psnr")}), flush=True)
+    with (out_dir / "per_image.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    (out_dir / "args.json").write_text(json.dumps(vars(a), indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
