@@ -22,9 +22,12 @@ would write for the wavelet's coefficients instead, with no training, no L1 refi
    28-byte container.
 5. Decode: inverse lifting, back to RGB, the 8-bit rounding of :func:`codec.color.to_uint8`; PSNR
    over RGB against the original.
+6. Optionally (``--post HIDDEN,STEPS``) the hybrid's post filter fitted to the rendering
+   (:func:`with_post_filter`), its coded block added to the bytes; kept where it lowers
+   ``SSE + lambda R``.
 
 Output: a folder with ``per_image.csv`` in ``inrc bench``'s columns (one curve per ``theta`` and RDOQ
-multiplier, named ``wavelet-t<theta>[-r<m>]``, setting = ``Delta``), so that
+multiplier, named ``wavelet-t<theta>[-r<m>][-p<hidden>]``, setting = ``Delta``), so that
 ``benchmarks/compare_runs.py`` compares it with any bench run.
 """
 from __future__ import annotations
@@ -157,9 +160,10 @@ def rdoq_pyramid(planes: list[list[np.ndarray]], ratios: list[list[np.ndarray]],
 
 
 def encode(image: np.ndarray, delta: float, theta: float, levels: int, kappa: float, norms,
-           rdoq_lambda: float = 0.0, sweeps: int = 2, word: int = 0) -> tuple[int, np.ndarray, float]:
-    """Bytes, the decoded uint8 image and the seconds of its reconstruction (dequantization, inverse
-    transform, colour and rounding; no entropy decoding) for one step ``delta`` (in [0, 1] units);
+           rdoq_lambda: float = 0.0, sweeps: int = 2, word: int = 0) -> tuple[int, np.ndarray, float, np.ndarray]:
+    """Bytes, the decoded uint8 image, the seconds of its reconstruction (dequantization, inverse
+    transform, colour and rounding; no entropy decoding) and the float rendering in the coded colour
+    space minus its centre, ``(H, W, 3)``, for one step ``delta`` (in [0, 1] units);
     ``rdoq_lambda > 0``: :func:`rdoq_pyramid` with ``lam = rdoq_lambda * delta^2`` after the rounding;
     ``word``: the colour space (:func:`codec.color.matrices`; 0: JFIF YCbCr)."""
     h, w, _ = image.shape
@@ -201,7 +205,31 @@ def encode(image: np.ndarray, delta: float, theta: float, levels: int, kappa: fl
         out[..., c] = idwt2(lls[c] * s_ll, bs)
     rgb = out @ inv.T
     out8 = color.to_uint8(rgb)
-    return total, out8, time.perf_counter() - t0
+    return total, out8, time.perf_counter() - t0, out
+
+
+def _cost_of(arr: np.ndarray, img: np.ndarray, nbytes: int, lam: float) -> float:
+    """``SSE + lam R`` of a decoded image ``img`` against ``arr`` (uint8), SSE in [0, 1] RGB units."""
+    return metrics.mse(arr, img) / 255**2 * arr.size + lam * 8 * nbytes
+
+
+def with_post_filter(image: np.ndarray, out: np.ndarray, word: int, hidden: int, steps: int) -> tuple[int, np.ndarray]:
+    """The hybrid's post filter (:mod:`codec.postfilter`, format v7) fitted to the probe's rendering
+    ``out`` (:func:`encode`'s last value): its coded block's bytes and the filtered uint8 image."""
+    import torch
+
+    from codec import postfilter
+
+    _, inv, centre = color.matrices(word)
+    y = np.ascontiguousarray((out + centre).transpose(2, 0, 1), dtype=np.float32)
+    target = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))
+    tensors = postfilter.fit(torch.from_numpy(y), target, rdoq.colour_matrix(3, None, word),
+                             rdoq.colour_centre(3, None, word), hidden, steps)
+    record = postfilter.quantize(tensors)
+    h, w = y.shape[1:]
+    fixed = y + postfilter.correction(lambda r0, r1: y[:, r0:r1], h, w, record, 3)
+    rgb = (fixed.transpose(1, 2, 0) - centre) @ inv.T
+    return len(bitstream.pack_post_filter(record, 3)), color.to_uint8(rgb)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--colour", choices=("ycbcr", "adaptive"), default="ycbcr",
                     help="JFIF YCbCr, or the image's rotation (codec.color.adaptive_word)")
     ap.add_argument("--sweeps", type=int, default=2, help="RDOQ sweeps")
+    ap.add_argument("--post", default=None, metavar="HIDDEN,STEPS",
+                    help="also fit the hybrid's post filter to each file (curve <name>-p<hidden>), kept where "
+                    "it lowers SSE + lambda R (lambda = m Delta^2 of --rdoq, else 0.25 Delta^2)")
     ap.add_argument("--deltas", default="0.8,0.56,0.4,0.28,0.2,0.14,0.1,0.07,0.05,0.035,0.025",
                     help="luma steps in [0, 1] units, comma-separated")
     ap.add_argument("--out", required=True, help="a folder: per_image.csv as inrc bench writes it "
@@ -236,14 +267,26 @@ def main(argv: list[str] | None = None) -> int:
             name = f"wavelet-t{theta:g}" + (f"-r{mult:g}" if mult else "")
             for d in map(float, a.deltas.split(",")):
                 t0 = time.perf_counter()
-                n, out, t_rec = encode(image, d, theta, a.levels, kappa, norms, mult, a.sweeps, word)
+                n, out, t_rec, rendering = encode(image, d, theta, a.levels, kappa, norms, mult, a.sweeps, word)
                 seconds = time.perf_counter() - t0
-                m = metrics.mse(arr, out)
-                rows.append({"image": Path(path).name, "codec": name, "setting": f"{d:g}", "bytes": n,
-                             "bpp": n * 8 / (arr.shape[0] * arr.shape[1]), "psnr": metrics.psnr(arr, out),
-                             "ms_ssim": metrics.ms_ssim(arr, out), "mse": m, "encoding_time": round(seconds, 3),
-                             "decoding_time": round(t_rec, 3), "encoder_stats": stats})
-                print(json.dumps({k: rows[-1][k] for k in ("image", "codec", "setting", "bytes", "bpp", "psnr")}), flush=True)
+                versions = [(name, n, out, seconds, stats)]
+                if a.post:
+                    hidden, steps = (int(v) for v in a.post.split(","))
+                    t1 = time.perf_counter()
+                    extra, filtered = with_post_filter(image, rendering, word, hidden, steps)
+                    lam = (mult or 0.25) * d * d  # SSE in [0, 1] RGB units per bit, as RDOQ's
+                    kept = _cost_of(arr, filtered, n + extra, lam) < _cost_of(arr, out, n, lam)
+                    versions.append((f"{name}-p{hidden}", n + extra if kept else n, filtered if kept else out,
+                                     seconds + time.perf_counter() - t1,
+                                     json.dumps({**json.loads(stats), "post_filter": hidden if kept else 0,
+                                                 "post_filter_bytes": extra})))
+                for label, nbytes, img, secs, st in versions:
+                    rows.append({"image": Path(path).name, "codec": label, "setting": f"{d:g}", "bytes": nbytes,
+                                 "bpp": nbytes * 8 / (arr.shape[0] * arr.shape[1]), "psnr": metrics.psnr(arr, img),
+                                 "ms_ssim": metrics.ms_ssim(arr, img), "mse": metrics.mse(arr, img),
+                                 "encoding_time": round(secs, 3), "decoding_time": round(t_rec, 3), "encoder_stats": st})
+                    print(json.dumps({k: rows[-1][k] for k in ("image", "codec", "setting", "bytes", "bpp", "psnr")}),
+                          flush=True)
     with (out_dir / "per_image.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()

@@ -3,6 +3,7 @@ are the context coder's real words, and its run folder is one compare_runs.py re
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -68,3 +69,22 @@ def test_run_folder_and_rdoq(wp, cat, tmp_path):
     assert float(by[("wavelet-t0.5", "0.03")]["psnr"]) > float(by[("wavelet-t0.5", "0.1")]["psnr"]) + 3
     with pytest.raises(SystemExit, match="multiples of 2"):
         wp.main([str(src), "--levels", "5", "--out", str(out)])
+
+
+def test_post_filter_kept_only_where_it_pays(wp, cat, tmp_path):
+    src = tmp_path / "cat.png"
+    Image.fromarray(cat).save(src)
+    out = tmp_path / "run"
+    assert wp.main([str(src), "--levels", "4", "--theta", "0.5", "--rdoq", "0.4", "--deltas", "0.1,0.03", "--post", "2,30",
+                    "--out", str(out)]) == 0
+    rows = {(r["codec"], r["setting"]): r for r in csv.DictReader((out / "per_image.csv").open())}
+    assert {c for c, _ in rows} == {"wavelet-t0.5-r0.4", "wavelet-t0.5-r0.4-p2"}
+    for d in ("0.1", "0.03"):
+        plain, post = rows[("wavelet-t0.5-r0.4", d)], rows[("wavelet-t0.5-r0.4-p2", d)]
+        stats = json.loads(post["encoder_stats"])
+        assert stats["post_filter_bytes"] > 1
+        if stats["post_filter"]:  # kept: the block's bytes bought a lower error
+            assert int(post["bytes"]) == int(plain["bytes"]) + stats["post_filter_bytes"]
+            assert float(post["mse"]) < float(plain["mse"])
+        else:  # dropped: the file is the plain one
+            assert post["bytes"] == plain["bytes"] and post["mse"] == plain["mse"]
