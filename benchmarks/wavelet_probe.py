@@ -169,7 +169,7 @@ def encode(image: np.ndarray, delta: float, theta: float, levels: int, kappa: fl
     h, w, _ = image.shape
     fwd, inv, _ = (m.astype(np.float64) for m in color.matrices(word))
     ycc = image @ fwd.T  # centred: the centre is added and removed again
-    cw = np.diag(inv.T @ inv)  # (M^T M)_cc
+    cw = rdoq.colour_weights(3, word).double().numpy()  # (M^T M)_cc
     n_ll, n_b = norms
     lls, idx_ll = [], []
     # planes[o][lv][c], their steps' indices and the unquantized values in steps
