@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         for preset in a.presets.split(","):
             for q in (int(x) for x in a.qualities.split(",")):
                 for dev in a.devices.split(","):
-                    r = codec.encode_image(image, preset=preset, quality=q, device=dev, seconds=a.seconds, quiet=True)
+                    r = codec.encode_image(image, preset=preset, basis="pyramid", quality=q, device=dev, seconds=a.seconds, quiet=True)
                     lam = r.stats["lambda"]
                     rec = {"image": Path(path).name, "preset": preset, "quality": q, "device": r.device,
                            "seconds": round(r.seconds, 2), "bytes": len(r.data), "psnr": round(r.psnr, 3),

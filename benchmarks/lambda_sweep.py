@@ -52,7 +52,7 @@ def encode_all(paths: list[Path], preset: str, factor: float, qualities: list[in
             img = imageio.as_array(path)
             for q in qualities:
                 t0 = time.perf_counter()
-                r = codec.encode_image(img, preset=preset, quality=q, quiet=True)
+                r = codec.encode_image(img, preset=preset, basis="pyramid", quality=q, quiet=True)
                 rec = {"image": path.name, "quality": q, "bytes": len(r.data),
                        "bpp": len(r.data) * 8 / (img.shape[0] * img.shape[1]), "psnr": r.psnr,
                        "seconds": round(time.perf_counter() - t0, 2)}

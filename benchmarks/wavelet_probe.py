@@ -13,8 +13,8 @@ would write for the wavelet's coefficients instead, with no training, no L1 refi
    one of its synthesis functions, so that every subband adds the same MSE per unit of error;
    ``kappa_c`` the chroma factor), snapped to :mod:`codec.quant`'s step table; values are rounded
    with a deadzone: ``q = sign(x) floor(|x| / Delta_b + theta)`` (``theta = 0.5``: plain rounding).
-3. Optionally (``--rdoq m``) a greedy RDOQ of the rounded values, :func:`rdoq_pyramid`, with
-   ``lambda = m Delta^2``.
+3. Optionally (``--rdoq m``) a greedy RDOQ of the rounded values, :func:`codec.wavecode.rdoq_group`,
+   with ``lambda = m Delta^2``.
 4. The three orientations are coded as three pyramids (level ``l``'s HL plane has level ``l + 1``'s
    HL plane as its parent, chroma planes the luma plane of their level, exactly the hybrid's
    contexts), the low band as a fourth pyramid of one level; bytes = the range coder's words + the
@@ -40,72 +40,13 @@ from pathlib import Path
 
 import numpy as np
 
-from codec import bitstream, color, context, imageio, metrics, pyramid, quant, rdoq
+from codec import bitstream, color, context, imageio, metrics, pyramid, quant, rdoq, wavecode, wavelet
 
-# CDF 9/7 lifting coefficients (JPEG 2000's irreversible transform)
-ALPHA, BETA, GAMMA, DELTA, K = -1.586134342059924, -0.052980118572961, 0.882911075530934, 0.443506852043971, 1.230174104914001
-
-
-def _fwd1(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One 9/7 analysis step along axis 0 (even length): (low, high)."""
-    s, d = x[0::2].copy(), x[1::2].copy()
-    d += ALPHA * (s + np.concatenate([s[1:], s[-1:]]))
-    s += BETA * (np.concatenate([d[:1], d[:-1]]) + d)
-    d += GAMMA * (s + np.concatenate([s[1:], s[-1:]]))
-    s += DELTA * (np.concatenate([d[:1], d[:-1]]) + d)
-    return s / K, d * K
-
-
-def _inv1(s: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`_fwd1`."""
-    s, d = s * K, d / K
-    s = s - DELTA * (np.concatenate([d[:1], d[:-1]]) + d)
-    d = d - GAMMA * (s + np.concatenate([s[1:], s[-1:]]))
-    s = s - BETA * (np.concatenate([d[:1], d[:-1]]) + d)
-    d = d - ALPHA * (s + np.concatenate([s[1:], s[-1:]]))
-    x = np.empty((s.shape[0] * 2,) + s.shape[1:], dtype=s.dtype)
-    x[0::2], x[1::2] = s, d
-    return x
-
-
-def dwt2(x: np.ndarray, levels: int) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
-    """``(H, W)`` -> LL and per level (finest first) the (HL, LH, HH) subbands."""
-    bands = []
-    for _ in range(levels):
-        lo, hi = _fwd1(x.T)  # along columns (horizontal filtering)
-        ll, lh = _fwd1(lo.T)
-        hl, hh = _fwd1(hi.T)
-        bands.append((hl, lh, hh))
-        x = ll
-    return x, bands
-
-
-def idwt2(ll: np.ndarray, bands: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
-    """Inverse of :func:`dwt2`."""
-    x = ll
-    for hl, lh, hh in reversed(bands):
-        lo = _inv1(x, lh).T
-        hi = _inv1(hl, hh).T
-        x = _inv1(lo, hi).T
-    return x
-
-
-def band_norms(shape: tuple[int, int], levels: int) -> tuple[float, list[tuple[float, float, float]]]:
-    """The L2 norm of one synthesis function of each subband (an impulse near its centre)."""
-    ll, bands = dwt2(np.zeros(shape), levels)
-
-    def norm(fill) -> float:
-        z_ll = np.zeros_like(ll)
-        z_b = [tuple(np.zeros_like(b) for b in lv) for lv in bands]
-        fill(z_ll, z_b)
-        return float(np.linalg.norm(idwt2(z_ll, z_b)))
-
-    def at(a: np.ndarray) -> None:
-        a[a.shape[0] // 2, a.shape[1] // 2] = 1.0
-
-    n_ll = norm(lambda zl, zb: at(zl))
-    n_b = [tuple(norm(lambda zl, zb, lv=lv, o=o: at(zb[lv][o])) for o in range(3)) for lv in range(levels)]
-    return n_ll, n_b
+# The transform and the RDOQ were built into the codec in 0.22 (codec.wavelet, codec.wavecode); the
+# probe uses them, so its figures are those of the same arithmetic.
+dwt2 = wavelet.analyse
+band_norms = wavelet.band_norms
+rdoq_pyramid = wavecode.rdoq_group
 
 
 def quantize(x: np.ndarray, step: float, theta: float) -> np.ndarray:
@@ -119,44 +60,6 @@ def code_pyramid(planes: list[list[np.ndarray]], idx: list[list[int]]) -> int:
     side = bitstream.pack_context_side([records[k] for k in order], [], chroma=[c > 0 for _, c in order],
                                        order=[lv * len(planes[0]) + c for lv, c in order], channels=len(planes[0]))
     return len(side) + len(words)
-
-
-def _cost(v: np.ndarray, r: np.ndarray, pred: np.ndarray, first: np.ndarray, more: np.ndarray, w: float,
-          lam: float) -> np.ndarray:
-    """``w (r - v)^2 + lam R(v)``, ``R(v) = first + more (|v - pred| - 1)`` bits beyond a zero symbol."""
-    a = np.abs(v - pred)
-    return w * (r - v) ** 2 + lam * np.where(a > 0, first + more * (a - 1), 0.0)
-
-
-def rdoq_pyramid(planes: list[list[np.ndarray]], ratios: list[list[np.ndarray]], weights: list[float],
-                 lam: float, sweeps: int) -> None:
-    """Greedy RDOQ of one orientation's pyramid ``planes[level][channel]`` in place (iterated
-    conditional modes, coarse to fine, as :mod:`codec.rdoq` does for the hybrid's latents)::
-
-        J(v) = w_c (r - v)^2 + lam R(v),   v in {q, q - sign(q), 0, pred}
-
-    ``r`` the unquantized value in steps (``ratios``), ``w_c`` the squared error one step of channel
-    ``c`` adds (the subband steps make it the same for every subband of a channel; the wavelet is
-    treated as orthogonal), ``R`` the bits of :func:`codec.rdoq.plane_rate_terms` under the
-    distributions fitted to the current values (what a move costs its neighbours' and children's
-    classes is ignored)."""
-    for _ in range(sweeps):
-        for lv in reversed(range(len(planes))):
-            for c in range(len(planes[lv])):
-                q = planes[lv][c]
-                if not q.any():
-                    continue
-                first, more, _, sym = rdoq.plane_rate_terms(planes, lv, c)
-                first, more = first.numpy().astype(np.float64), more.numpy().astype(np.float64)
-                pred = q - sym
-                r = ratios[lv][c]
-
-                best, best_j = q, _cost(q, r, pred, first, more, weights[c], lam)
-                for cand in (q - np.sign(q), np.zeros_like(q), pred):
-                    j = _cost(cand, r, pred, first, more, weights[c], lam)
-                    better = j < best_j
-                    best, best_j = np.where(better, cand, best), np.where(better, j, best_j)
-                planes[lv][c] = best.astype(np.int32)
 
 
 def encode(image: np.ndarray, delta: float, theta: float, levels: int, kappa: float, norms,
@@ -202,7 +105,7 @@ def encode(image: np.ndarray, delta: float, theta: float, levels: int, kappa: fl
         s_ll = quant.step_from_index(idx_ll[c])
         bs = [tuple(planes[o][lv][c] * quant.step_from_index(idx_b[o][lv][c]) for o in range(3))
               for lv in range(levels)]
-        out[..., c] = idwt2(lls[c] * s_ll, bs)
+        out[..., c] = wavelet.synthesise(lls[c] * s_ll, bs, h, w)
     rgb = out @ inv.T
     out8 = color.to_uint8(rgb)
     return total, out8, time.perf_counter() - t0, out
@@ -259,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         if image.shape[2] != 3 or image.shape[0] % (1 << a.levels) or image.shape[1] % (1 << a.levels):
             raise SystemExit(f"{path}: needs an RGB image whose sides are multiples of 2^{a.levels}")
         arr = color.to_uint8(image)
-        norms = band_norms(image.shape[:2], a.levels)
+        norms = band_norms(*image.shape[:2], a.levels)
         word = color.adaptive_word(image.astype(np.float32)) if a.colour == "adaptive" else 0
         kappa = a.kappa if a.kappa is not None else pyramid.chroma_kappa(word)
         stats = json.dumps({"levels": a.levels, "kappa": kappa, "sweeps": a.sweeps, "colour_word": word})

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from . import bitstream, color, decoder, finefilter, imageio, postfilter
+from . import bitstream, color, decoder, finefilter, imageio, postfilter, quant, wavelet
 from .bitstream import Header
 from .errors import OptionError
-from .specs import PyramidSpec
+from .specs import ModelSpec, WaveletSpec
 
 if TYPE_CHECKING:
     from .encoder import EncodeResult
@@ -71,7 +71,9 @@ def info(data: bytes) -> dict:
         "seed": h.seed,
         "params": p.spec.num_params(),
         # the latent models' coded colour space (version 8: JFIF YCbCr or the image's rotation of RGB)
-        "colour": color.describe(p.spec.colour) if isinstance(p.spec, PyramidSpec) and h.channels >= 3 else "RGB",
+        "colour": color.describe(p.spec.colour) if not isinstance(p.spec, ModelSpec) and h.channels >= 3 else "RGB",
+        # a hybrid file's basis (version 10): the pyramid of bicubic bumps or the CDF 9/7 wavelet
+        "basis": h.basis if h.model_name == "hybrid" else None,
         "bytes": len(data),
         "bpp": round(len(data) * 8.0 / (h.width * h.height), 5),
         "header_bytes": bitstream.OVERHEAD,
@@ -93,16 +95,26 @@ def export(data: bytes, path: str | os.PathLike) -> dict:
     """Write the dequantized weights to a safetensors file, the configuration in its metadata."""
     from safetensors.torch import save
 
-    p, model = decoder.load_model(bytes(data))
-    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    p = decoder.parse(bytes(data))
+    if isinstance(p.spec, WaveletSpec):
+        tensors = _wavelet_tensors(p)
+    else:
+        _, model = decoder.load_model(bytes(data), p)
+        tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     meta = {k: str(v) for k, v in info(data).items() if k != "quant_steps"}
     config = {k: v for k, v in dataclasses.asdict(p.spec).items()}
     config["coords"] = "pixel centres, longer side spans [-1, 1] (codec.coords)"
-    if isinstance(p.spec, PyramidSpec) and p.spec.channels >= 3:
+    if not isinstance(p.spec, ModelSpec) and p.spec.channels >= 3:
         _, m, centre = color.matrices(p.spec.colour)
         config["colour_matrix"] = m.tolist()
         config["colour_centre"] = centre.tolist()
-    if p.spec.name in bitstream.LATENT_MODELS:
+    if isinstance(p.spec, WaveletSpec):
+        config["output"] = ("native = 0.5 + inverse CDF 9/7 (codec.wavelet.synthesise) of subband.ll and "
+                            "subband.<level>.<hl|lh|hh> (level 0 finest), plus the post filter's correction: stored "
+                            "as native; bicubic samples (grid_sample, align_corners=False, border) of native at "
+                            "(x/ax, y/ay); then rgb = colour_matrix (t - colour_centre) on the first three channels; "
+                            "clip to [0, 1]")
+    elif p.spec.name in bitstream.LATENT_MODELS:
         config["output"] = (f"sum over levels of {p.spec.kernel} samples (grid_sample, align_corners=False, border) "
                             "of latents.<level> at (x/ax, y/ay); then rgb = colour_matrix (t - colour_centre) "
                             "on the first three channels (JFIF YCbCr, or the image's rotation: colour); clip to [0, 1]; "
@@ -115,6 +127,25 @@ def export(data: bytes, path: str | os.PathLike) -> dict:
     blob = _canonical_safetensors(save(tensors, metadata=meta))
     imageio.write_bytes(path, blob)
     return {"tensors": len(tensors), "params": int(sum(int(np.prod(t.shape)) for t in tensors.values()))}
+
+
+def _wavelet_tensors(p: decoder.Parsed) -> dict:
+    """A wavelet file's dequantized subbands, ``(channels, h, w)`` each, and its native rendering."""
+    import torch
+
+    c = p.spec.channels
+    codes = decoder.wavelet_codes(p)
+    steps = [quant.step_from_index(r.step_index) for r in p.records]
+    names = ["ll"] + list(wavelet.ORIENTATIONS)
+    tensors, n = {}, 0
+    for g, group in enumerate(codes):
+        for lv, planes in enumerate(group):
+            key = "subband.ll" if g == 0 else f"subband.{lv}.{names[g]}"
+            tensors[key] = torch.from_numpy(np.stack([planes[ch].astype(np.float32) * np.float32(steps[n + ch])
+                                                      for ch in range(c)]))
+            n += c
+    tensors["native"] = torch.from_numpy(decoder.wavelet_native(p))
+    return tensors
 
 
 def _canonical_safetensors(blob: bytes) -> bytes:

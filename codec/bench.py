@@ -88,7 +88,8 @@ def threads_per_job(jobs: int) -> int:
     return max(1, runtime.available_cpus() // jobs)
 
 
-SPEED_PROBE = "hybrid fast q70 encode of skimage's astronaut, top-left 256x256, alone, threads_per_job threads"
+SPEED_PROBE = ("hybrid fast q70 encode (pyramid basis) of skimage's astronaut, top-left 256x256, alone, "
+               "threads_per_job threads")
 SPEED_PROBE_RUNS = 2  # about 1.8 s each on this project's 2-core machine
 
 
@@ -109,7 +110,8 @@ def speed_probe(threads: int) -> list[float]:
     times = []
     for _ in range(SPEED_PROBE_RUNS):
         t0 = time.perf_counter()
-        api.encode_image(img, preset="fast", quality=70, seconds=600.0, quiet=True)
+        # the pyramid basis: the workload of every run before 0.22 (fast's wavelet takes a tenth of it)
+        api.encode_image(img, preset="fast", basis="pyramid", quality=70, seconds=600.0, quiet=True)
         times.append(round(time.perf_counter() - t0, 3))
     return times
 
@@ -155,9 +157,10 @@ def parse_inrc_settings(specs: list[str]) -> dict[str, dict]:
             if not eq:
                 raise OptionError(f"bad inrc setting {item!r} (use key=value)")
             k = k.strip()
-            if k not in ("model", "preset", "steps", "seconds", "batch", "lr", "seed", "device"):
+            if k not in ("model", "preset", "basis", "steps", "seconds", "batch", "lr", "seed", "device"):
                 raise OptionError(f"unknown inrc option {k!r} in --inrc-settings")
-            opts[k] = v.strip() if k in ("model", "preset", "device") else (float(v) if k in ("seconds", "lr") else int(v))
+            opts[k] = (v.strip() if k in ("model", "preset", "basis", "device")
+                       else (float(v) if k in ("seconds", "lr") else int(v)))
         out[f"inrc-{name.strip() or 'default'}"] = opts
     return out
 

@@ -1,10 +1,10 @@
-"""The ``.inr`` container, format version 9 (bytes only: no torch, no numpy).
+"""The ``.inr`` container, format version 10 (bytes only: no torch, no numpy).
 
 Layout (all integers big-endian)::
 
     offset size field
     0      3    magic  b"INR"
-    3      1    version (9; versions 1 to 8 are still read)
+    3      1    version (10; versions 1 to 9 are still read)
     4      1    flags  (no flag is defined: must be 0)
     5      2    width  (1..65535)
     7      2    height (1..65535)
@@ -12,7 +12,8 @@ Layout (all integers big-endian)::
     10     1    model id (0 relu, 1 pe, 2 fourier, 3 siren; 5 hybrid in versions 2 to 9,
                 4 the bilinear pyramid in version 1)
     11     1    hidden layers (1..MAX_LAYERS); hybrid: latent levels (1..MAX_LEVELS)
-    12     2    hidden width (1..MAX_HIDDEN); hybrid: 0
+    12     2    hidden width (1..MAX_HIDDEN); hybrid: 0, or from version 10 its basis (0 the
+                pyramid of bicubic bumps, 1 the CDF 9/7 wavelet)
     14     1    enc_a: pe -> frequencies L; fourier -> number of frequencies; else 0
     15     1    enc_b: fourier -> sigma * 4; siren -> w0; else 0
     16     4    seed of the Fourier-feature matrix (codec.rng); hybrid from version 8: the colour
@@ -40,6 +41,12 @@ Version 9 codes the hybrid's side information more tightly (:func:`pack_context_
 step index as a difference from its prediction by the coarser planes (:func:`predict_step`), and
 a distribution for every class of a plane's mode, each after the first either the same as the
 class before (one bit) or new, so no class needs an in-use flag.
+Version 10 lets a hybrid file name its *basis* in the header's hidden-width field: 0 is the
+pyramid of versions 2 to 9 (the payload is version 9's), 1 the CDF 9/7 wavelet
+(:mod:`codec.wavelet`, :class:`codec.specs.WaveletSpec`), whose payload is the post-filter block,
+then the side information of four plane groups (the final LL, then the HL, LH and HH pyramids),
+each a version-9 bit string of its own (:func:`pack_context_side`, no filter records), then the
+range coder's words of all four groups in one stream.
 """
 from __future__ import annotations
 
@@ -59,8 +66,8 @@ from .errors import (
 )
 
 MAGIC = b"INR"
-VERSION = 9
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9)
+VERSION = 10
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
 KNOWN_FLAGS = 0x00
 _FIXED = struct.Struct(">3sBBHHBBBHBBII")
 HEADER_SIZE = _FIXED.size  # 24
@@ -74,7 +81,7 @@ MODEL_NAMES = {v: k for k, v in MODEL_IDS.items()}
 # Which model ids each format version may carry.
 VERSION_MODELS = {1: (0, 1, 2, 3, 4), 2: (0, 1, 2, 3, 5), 3: (0, 1, 2, 3, 5), 4: (0, 1, 2, 3, 5), 5: (0, 1, 2, 3, 5),
                   6: (0, 1, 2, 3, 5), 7: (0, 1, 2, 3, 5), 8: (0, 1, 2, 3, 5),
-                  9: (0, 1, 2, 3, 5)}
+                  9: (0, 1, 2, 3, 5), 10: (0, 1, 2, 3, 5)}
 LATENT_MODELS = ("pyramid", "hybrid")
 MAX_CONTEXTS = 28
 MODE_CLASSES = {0: 1, 1: 8, 2: 28}  # context mode -> classes (mirrors codec.context)
@@ -94,6 +101,10 @@ COLOUR_VERSION = 8  # from version 8 a hybrid's seed field is its colour word (c
 COLOUR_ANGLE_BITS = 10  # 0 (JFIF YCbCr), or bit 30 set and three 10-bit rotation angle indices
 COLOUR_ROTATION = 1  # the word's bits 30-31: 01
 SAME_VERSION = 9  # from version 9: predicted step indices, every class of a mode coded, same-as-before flags
+BASIS_VERSION = 10  # from version 10 a hybrid's hidden-width field names its basis:
+BASIS_IDS = {"pyramid": 0, "wavelet": 1}
+BASIS_NAMES = {v: k for k, v in BASIS_IDS.items()}
+WAVELET_GROUPS = 4  # a wavelet file's plane groups: LL, HL, LH, HH
 
 
 def valid_colour_word(word: int) -> bool:
@@ -123,6 +134,11 @@ class Header:
     def model_name(self) -> str:
         return MODEL_NAMES[self.model]
 
+    @property
+    def basis(self) -> str:
+        """A latent model's basis: ``"wavelet"`` for a version-10 hybrid file with basis 1, else ``"pyramid"``."""
+        return "wavelet" if self.model_name == "hybrid" and self.version >= BASIS_VERSION and self.hidden == 1 else "pyramid"
+
     def validate(self) -> None:
         """Check every field against its range; raise ``FieldRangeError`` naming the field."""
         if self.version not in READABLE_VERSIONS:
@@ -150,8 +166,13 @@ class Header:
         if name in LATENT_MODELS:
             if self.layers > MAX_LEVELS:
                 raise FieldRangeError(f"header field levels = {self.layers} out of range [1, {MAX_LEVELS}]")
-            if self.hidden or self.enc_a or self.enc_b:
-                raise FieldRangeError(f"header fields hidden/enc_a/enc_b must be 0 for the {name} model")
+            if self.enc_a or self.enc_b:
+                raise FieldRangeError(f"header fields enc_a/enc_b must be 0 for the {name} model")
+            if self.hidden and (name != "hybrid" or self.version < BASIS_VERSION):
+                raise FieldRangeError(f"header field hidden must be 0 for the {name} model in format version {self.version}")
+            if self.hidden not in BASIS_NAMES:
+                raise FieldRangeError(f"header field basis = {self.hidden} of the hybrid model out of range "
+                                      f"[0, {max(BASIS_NAMES)}]")
             if self.seed and (name != "hybrid" or self.version < COLOUR_VERSION):
                 raise FieldRangeError(f"header field seed must be 0 for the {name} model in format version {self.version}")
             if self.seed and not (valid_colour_word(self.seed) and self.channels >= 3):
@@ -542,12 +563,15 @@ def pack_context_side(records: list[ContextRecord], filters: list[FilterRecord] 
 
 def unpack_context_side(payload: bytes, order: list[int], n_thetas: int,
                         channels: int = 0, signs: bool = False,
-                        filter_levels: int = 1, version: int = VERSION) -> tuple[list[ContextRecord], list[FilterRecord], bytes]:
+                        filter_levels: int = 1, version: int = VERSION,
+                        words: bool = True) -> tuple[list[ContextRecord], list[FilterRecord], bytes]:
     """Inverse of :func:`pack_context_side` in the syntax of ``version``: the records, indexed by
     tensor (``order[n]`` is the tensor of the ``n``-th plane in coding order, level
     ``order[n] // channels`` and channel ``order[n] % channels``), the filters of ``filter_levels``
     levels of ``channels`` channels each, level-major (version 4 on; ``channels`` 0 for version 3:
-    none), the sign probabilities (``signs``: version 5 on) and the coded words."""
+    none), the sign probabilities (``signs``: version 5 on) and the rest of the payload: the coded
+    words, checked to be whole 32-bit words (``words=False``: the next group's side information
+    follows, unchecked)."""
     rd = BitReader(payload, "hybrid side information")
     same_flags = version >= SAME_VERSION
     if same_flags and channels < 1:
@@ -623,10 +647,10 @@ def unpack_context_side(payload: bytes, order: list[int], n_thetas: int,
                 if not 0 <= k < SIGN_LEVELS:
                     raise FieldRangeError(f"tensor {i}: sign probability index {k} out of range [0, {SIGN_LEVELS - 1}]")
             records[i] = dataclasses.replace(r, signs=ks)
-    words = payload[rd.byte_align():]
-    if len(words) % 4:
-        raise FieldRangeError(f"coded data of {len(words)} bytes is not a whole number of 32-bit words")
-    return records, filters, words  # type: ignore[return-value]
+    rest = payload[rd.byte_align():]
+    if words and len(rest) % 4:
+        raise FieldRangeError(f"coded data of {len(rest)} bytes is not a whole number of 32-bit words")
+    return records, filters, rest  # type: ignore[return-value]
 
 
 def unpack_context_payload(payload: bytes, n_tensors: int, n_thetas: int) -> tuple[list[ContextRecord], bytes]:

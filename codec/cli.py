@@ -87,6 +87,10 @@ def cli() -> None:
               help="hybrid: latent grids, context-coded; the others: coordinate MLPs [default: hybrid].")
 @click.option("--preset", type=click.Choice(["fast", "medium", "slow"]), default=None,
               help="Hybrid encoder effort: caps of 20 s / 60 s / 5 min per 768x512 image, in proportion for larger ones [default: medium].")
+@click.option("--basis", type=click.Choice(["auto", "wavelet", "pyramid"]), default=None,
+              help="Hybrid: the latent grids' basis. wavelet: CDF 9/7 subbands, about a second; pyramid: bicubic "
+                   "bumps, searched for the preset's time; auto: both, the better file kept [default: fast wavelet, "
+                   "medium and slow auto].")
 @click.option("-q", "--quality", type=int, default=None, help="1..100: model size and bit depth [default: 75].")
 @click.option("--bpp", type=float, default=None, help="Target bits per pixel (real file size, within 10%).")
 @click.option("--psnr", type=float, default=None,
@@ -105,8 +109,8 @@ def cli() -> None:
                    "give each its share of the cores.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the measured figures.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def encode(input, output, model, preset, quality, bpp, psnr, steps, seconds, device, seed, batch, lr, threads, as_json,
-           quiet) -> None:
+def encode(input, output, model, preset, basis, quality, bpp, psnr, steps, seconds, device, seed, batch, lr, threads,
+           as_json, quiet) -> None:
     """Overfit a network to INPUT (- for standard input) and write a compact .inr file."""
     from . import api, config, imageio, runtime
 
@@ -116,7 +120,7 @@ def encode(input, output, model, preset, quality, bpp, psnr, steps, seconds, dev
     if sum(x is not None for x in (quality, bpp, psnr)) > 1:
         raise OptionError("give one of --quality, --bpp and --psnr")
     opts = {"model": model or config.DEFAULT_MODEL, "quality": quality or config.DEFAULT_QUALITY,
-            "preset": preset or config.DEFAULT_PRESET,
+            "preset": preset or config.DEFAULT_PRESET, "basis": basis,
                 "bpp": bpp, "psnr": psnr, "steps": steps, "seconds": seconds, "device": device, "seed": seed, "batch": batch, "lr": lr,
                 "quiet": quiet}
     if quality is not None:
@@ -213,10 +217,12 @@ def info(input, as_json) -> None:
         f"file            {_name(input, 'stdin')}",
         f"format version  {d['format_version']}",
         f"image           {d['width']}x{d['height']}, {d['channels']} channel(s)",
-        (f"model           {d['model']}: {d['layers']} latent levels" if latent else
+        (f"model           {d['model']}: {d['layers']} levels of CDF 9/7 subbands (wavelet basis)"
+         if d.get("basis") == "wavelet" else
+         f"model           {d['model']}: {d['layers']} latent levels" if latent else
          f"model           {d['model']}: {d['layers']} hidden layers x {d['hidden']}"
          + (f", enc {d['enc_a']}/{d['enc_b']}" if d["enc_a"] or d["enc_b"] else "")),
-        f"{'latent values' if latent else 'parameters':16s}{d['params']}",
+        f"{'coded values' if d.get('basis') == 'wavelet' else 'latent values' if latent else 'parameters':16s}{d['params']}",
         *([f"colour space    {d['colour']}"] if latent and d["channels"] >= 3 else []),
         f"size            {d['bytes']} bytes, {d['bpp']:.4f} bpp",
         f"  header+CRC    {d['header_bytes']} bytes",
@@ -253,7 +259,7 @@ def export(input, output) -> None:
 @click.option("--codecs", default="inrc,jpeg,webp,jpeg2000,avif", show_default=True,
               help="Comma-separated codecs to run.")
 @click.option("--inrc-settings", "inrc_settings", multiple=True,
-              help="inrc curve: NAME or NAME:key=value,... (model, preset, steps, seconds, batch, lr, seed, device); repeatable [default: default].")
+              help="inrc curve: NAME or NAME:key=value,... (model, preset, basis, steps, seconds, batch, lr, seed, device); repeatable [default: default].")
 @click.option("--inrc-qualities", default=",".join(str(q) for q in (40, 60, 75, 90)), show_default=True,
               help="The inrc rate points (--quality values); BD-rates need 4 or more, fewer add points to merge with other runs.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="bench-output", show_default=True)

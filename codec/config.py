@@ -95,7 +95,12 @@ class HybridPreset:
     the L1 refit, RDOQ and every keep-or-drop decision of the encode use (:data:`RDOQ_LAMBDA` for
     every preset; ``benchmarks/lambda_sweep.py`` varies it).  ``adaptive_colour``: code an RGB image in
     its own rotation of RGB (:func:`codec.color.adaptive_word`, format version 8) rather than in
-    JFIF YCbCr (``False``: YCbCr, as before 0.15; for side-by-side measurements).
+    JFIF YCbCr (``False``: YCbCr, as before 0.15; for side-by-side measurements).  ``basis``
+    (format version 10): ``"wavelet"`` codes the image's CDF 9/7 subbands (:mod:`codec.wavecode`,
+    about a second for a Kodak image) and nothing else; ``"pyramid"`` runs the search above;
+    ``"auto"`` codes the wavelet file first, then runs the search with the time left, and keeps the
+    file with the lower ``D + lambda R`` (at the search's lambda), so it is never worse than the
+    wavelet file alone.
     """
 
     name: str
@@ -116,6 +121,7 @@ class HybridPreset:
     post_cycle_steps: int = 0
     rdoq_lambda: float = RDOQ_LAMBDA
     adaptive_colour: bool = True
+    basis: str = "auto"
 
     def cap(self, width: int, height: int) -> float:
         """The default wall-clock cap for a ``width x height`` image::
@@ -185,8 +191,12 @@ POST_CYCLE_STEPS = 600
 # -0.77 % against 0.25 at equal PSNR, but its q40-95 points move to 8-27 % more bytes and its BD-rate
 # against JPEG over them reads -36.4 % instead of -37.5 % (the curve gains range where JPEG is closer);
 # too little to change what a quality means, so every preset keeps 0.25.
+# The bases a hybrid encode can use (HybridPreset.basis; `inrc encode --basis`).  0.22 made `fast` the
+# wavelet basis alone: on all 24 Kodak images it needed less rate than 0.21.1's `slow` in a second
+# (benchmarks/README.md); `medium` and `slow` code it too and keep the better of it and their search.
+BASES = ("auto", "wavelet", "pyramid")
 HYBRID_PRESETS: dict[str, HybridPreset] = {
-    "fast": HybridPreset("fast", sweeps=4, shapes=_SHAPES, seconds=20.0, l1_iterations=60),
+    "fast": HybridPreset("fast", sweeps=4, shapes=_SHAPES, seconds=20.0, l1_iterations=60, basis="wavelet"),
     "medium": HybridPreset("medium", sweeps=8, shapes=_SHAPES, seconds=60.0, l1_iterations=250, refits=3,
                            refit_iterations=100, post_hidden=8, post_steps=1000, post_share=0.2,
                            post_min_bytes=POST_MIN_BYTES, post_rounds=POST_ROUNDS),

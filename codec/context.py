@@ -547,13 +547,18 @@ def _best_mode(codes: list[list[np.ndarray]], lv: int, c: int, pred: int) -> _Pl
     return best
 
 
-def encode_planes(codes: list[list[np.ndarray]], steps: list[list[int]]) -> tuple[dict[tuple[int, int], bitstream.ContextRecord], bytes]:
+def encode_planes(codes: list[list[np.ndarray]], steps: list[list[int]],
+                  enc=None) -> tuple[dict[tuple[int, int], bitstream.ContextRecord], bytes]:
     """Code all planes (``steps[level][channel]``: step indices) in format version 5 (magnitudes,
     then signs under their contexts); return each plane's :class:`codec.bitstream.ContextRecord`
-    and the coded words."""
+    and the coded words.  ``enc``: a ``constriction`` range encoder to append to (the wavelet
+    basis codes its four plane groups in one stream); its words are then the caller's to take, and
+    ``b""`` is returned."""
     import constriction
 
-    enc = constriction.stream.queue.RangeEncoder()
+    own = enc is None
+    if own:
+        enc = constriction.stream.queue.RangeEncoder()
     records = {}
     pred = bitstream.FIRST_THETA
     for lv, c in coding_order(len(codes), len(codes[0])):
@@ -577,15 +582,26 @@ def encode_planes(codes: list[list[np.ndarray]], steps: list[list[int]]) -> tupl
                 enc.encode(sel.astype(np.int32, copy=False),
                            entropy.magnitude_model(int(entropy.THETAS[d[1]]), kmax, int(entropy.THETAS[d[0]])))
         _code_signs(enc, sym, scls, ~anc if mode == FULL else np.ones(x.shape, dtype=bool), signs)
-    return records, enc.get_compressed().astype("<u4").tobytes()
+    return records, (enc.get_compressed().astype("<u4").tobytes() if own else b"")
+
+
+def range_decoder(words: bytes):
+    """A ``constriction`` range decoder over coded words (little-endian 32-bit)."""
+    import constriction
+
+    try:
+        return constriction.stream.queue.RangeDecoder(np.frombuffer(words, dtype="<u4").astype(np.uint32))
+    except Exception as exc:  # noqa: BLE001 - constriction raises plain exceptions on bad data
+        raise FormatError(f"corrupt coded data: {exc}") from None
 
 
 def decode_planes(words: bytes, shapes: list[tuple[int, int]], channels: int,
-                  records: dict[tuple[int, int], bitstream.ContextRecord], signed: bool = True) -> list[list[np.ndarray]]:
+                  records: dict[tuple[int, int], bitstream.ContextRecord], signed: bool = True,
+                  dec=None) -> list[list[np.ndarray]]:
     """Inverse of :func:`encode_planes`; ``shapes[level]`` is a level's plane shape.  ``signed``:
     magnitudes and signs coded apart (version 5); ``False`` reads versions 2 to 4, whose values
-    were coded under the two-sided table."""
-    import constriction
+    were coded under the two-sided table.  ``dec``: a range decoder (:func:`range_decoder`) to go on
+    reading from, instead of one over ``words``."""
 
     levels = len(shapes)
     # int32: |q| <= entropy.MAX_K and a prediction is at most 15/32 of four of them; half int64's
@@ -593,7 +609,8 @@ def decode_planes(words: bytes, shapes: list[tuple[int, int]], channels: int,
     codes: list[list[np.ndarray]] = [[np.zeros(shapes[lv], dtype=np.int32) for _ in range(channels)]
                                      for lv in range(levels)]
     try:
-        dec = constriction.stream.queue.RangeDecoder(np.frombuffer(words, dtype="<u4").astype(np.uint32))
+        if dec is None:
+            dec = range_decoder(words)
         for lv, c in coding_order(levels, channels):
             r = records[(lv, c)]
             mode, kmax = r.mode, r.kmax

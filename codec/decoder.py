@@ -20,11 +20,11 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-from . import bitstream, color, context, coords, entropy, finefilter, postfilter, quant
+from . import bitstream, color, context, coords, entropy, finefilter, postfilter, quant, wavelet
 from .bitstream import Header
 from .errors import FieldRangeError, LimitError, OptionError
 from .layout import spec_from_header
-from .specs import ModelSpec, PyramidSpec
+from .specs import ModelSpec, PyramidSpec, WaveletSpec
 from .synthesis import LatentRenderer
 
 MAX_PARAMS = 1 << 20  # MLP weights
@@ -38,7 +38,8 @@ MAX_SIDE = 1 << 16
 @dataclass
 class Parsed:
     header: Header
-    spec: ModelSpec | PyramidSpec
+    spec: ModelSpec | PyramidSpec | WaveletSpec
+    # the wavelet basis: one record per plane, group by group (WaveletSpec.coded_shapes)
     records: list[bitstream.TensorRecord] | list[bitstream.ContextRecord]
     words: bytes
     # hybrid, version 4 on: filters[l][c], the level filter of level l and channel c (level 0 in
@@ -52,14 +53,25 @@ def parse(data: bytes) -> Parsed:
     """Validate a file completely (short of entropy decoding) and split it into its parts."""
     header, payload = bitstream.unpack(data)
     spec = spec_from_header(header)
-    limit = MAX_LATENTS if isinstance(spec, PyramidSpec) else MAX_PARAMS
+    limit = MAX_PARAMS if isinstance(spec, ModelSpec) else MAX_LATENTS
     if spec.num_params() > limit:
         raise FieldRangeError(f"model of {spec.num_params()} parameters exceeds the limit of {limit}")
     if spec.macs_per_pixel() > MAX_MACS_PER_PIXEL:
         raise FieldRangeError(f"model costs {spec.macs_per_pixel()} MACs per pixel, over the limit of {MAX_MACS_PER_PIXEL}")
     filters: list[list[bitstream.FilterRecord]] = []
     post = bitstream.PostFilterRecord()
-    if spec.name == "hybrid":
+    if isinstance(spec, WaveletSpec):
+        post, payload = bitstream.unpack_post_filter(payload, spec.channels)
+        records = []
+        groups = spec.group_shapes()
+        for g, shapes in enumerate(groups):
+            order = [lv * spec.channels + ch for lv, ch in context.coding_order(len(shapes), spec.channels)]
+            group, _, payload = bitstream.unpack_context_side(
+                payload, order, len(entropy.THETAS), spec.channels, signs=True, filter_levels=0,
+                version=header.version, words=g == len(groups) - 1)
+            records += group
+        words = payload
+    elif spec.name == "hybrid":
         if header.version >= 7:
             post, payload = bitstream.unpack_post_filter(payload, spec.channels)
         if header.version == 2:
@@ -86,11 +98,51 @@ def hybrid_codes(p: Parsed) -> list[list[np.ndarray]]:
     return context.decode_planes(p.words, spec.level_shapes(), c, by_plane, signed=p.header.version >= 5)
 
 
+def wavelet_codes(p: Parsed) -> list[list[list[np.ndarray]]]:
+    """Entropy-decode a wavelet file's integer planes, ``codes[group][level][channel]`` (groups
+    ``LL``, ``HL``, ``LH``, ``HH``; :class:`codec.specs.WaveletSpec`), from its one stream."""
+    spec, c = p.spec, p.spec.channels
+    dec = context.range_decoder(p.words)
+    codes, first = [], 0
+    for shapes in spec.group_shapes():
+        by_plane = {(lv, ch): p.records[first + lv * c + ch] for lv in range(len(shapes)) for ch in range(c)}
+        codes.append(context.decode_planes(b"", shapes, c, by_plane, dec=dec))
+        first += len(shapes) * c
+    return codes
+
+
+def wavelet_native(p: Parsed) -> np.ndarray:
+    """A wavelet file's native-size rendering in its coded colour space, float32 ``(C, H, W)``:
+    the dequantized subbands through :func:`codec.wavelet.synthesise`, plus 0.5 (the encoder's
+    centre, :mod:`codec.wavecode`), plus the post filter's correction (if any).  One channel at a
+    time, so the working memory beyond the output is one channel's transform."""
+    spec, c = p.spec, p.spec.channels
+    codes = wavelet_codes(p)
+    steps = [np.float32(quant.step_from_index(r.step_index)) for r in p.records]
+    per_group = [len(shapes) * c for shapes in spec.group_shapes()]
+    starts = [sum(per_group[:g]) for g in range(len(per_group))]
+    out = np.empty((c, spec.height, spec.width), dtype=np.float32)
+    for ch in range(c):
+        ll = codes[0][0][ch].astype(np.float32) * steps[starts[0] + ch]
+        bands = [tuple(codes[1 + o][lv][ch].astype(np.float32) * steps[starts[1 + o] + lv * c + ch] for o in range(3))
+                 for lv in range(spec.levels)]
+        out[ch] = wavelet.synthesise(ll, bands, spec.height, spec.width)
+        out[ch] += np.float32(0.5)
+        for g in codes:  # this channel's integers are no longer needed
+            for level in g:
+                level[ch] = None
+    if p.post.hidden:
+        out += postfilter.correction(lambda r0, r1: out[:, r0:r1], spec.height, spec.width, p.post, c)
+    return out
+
+
 def latent_planes(p: Parsed) -> list[np.ndarray]:
     """Entropy-decode a latent model's planes: per level, float32 ``(channels, h_l, w_l)`` of ``q * Delta``,
     the finest levels through their level filters (version 4 on, :mod:`codec.finefilter`), level 0
     plus the post filter's correction (version 7, :mod:`codec.postfilter`)."""
     spec, c = p.spec, p.spec.channels
+    if isinstance(spec, WaveletSpec):  # one native-size grid, sampled bicubically at other sizes
+        return [wavelet_native(p)]
     rec = [[p.records[lv * c + ch] for ch in range(c)] for lv in range(spec.levels)]
     if spec.name == "hybrid":
         codes = hybrid_codes(p)
@@ -142,7 +194,7 @@ class Renderer:
     def __init__(self, data: bytes, parsed: Parsed | None = None, device: str = "cpu") -> None:
         self.parsed = parsed if parsed is not None else parse(data)
         self.header = self.parsed.header
-        if isinstance(self.parsed.spec, PyramidSpec):
+        if isinstance(self.parsed.spec, PyramidSpec | WaveletSpec):
             self.latent: LatentRenderer | None = LatentRenderer(latent_planes(self.parsed), self.parsed.spec.kernel,
                                                                 self.parsed.spec.colour)
             self.model = None

@@ -17,15 +17,31 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from . import bitstream, color, context, coords, decoder, entropy, finefilter, l1fit, postfilter, pyramid, quant, rdoq
+from . import (
+    bitstream,
+    color,
+    context,
+    coords,
+    decoder,
+    entropy,
+    finefilter,
+    l1fit,
+    postfilter,
+    pyramid,
+    quant,
+    rdoq,
+    wavecode,
+)
 from .bitstream import TensorRecord
 from .config import (
+    BASES,
     DEFAULT_MODEL,
     DEFAULT_PRESET,
     DEFAULT_QUALITY,
     DEFAULT_STEPS,
     FAMILIES,
     HYBRID_PRESETS,
+    RDOQ_LAMBDA,
     FitConfig,
     HybridPreset,
     base_budget,
@@ -39,6 +55,7 @@ from .fit import fit, pick_device
 from .layout import header_for
 from .models import MODELS, CoordMLP, PyramidSpec, build
 from .progress import TimeProgress
+from .specs import WaveletSpec
 from .synthesis import LatentRenderer
 
 BITS_PER_PARAM_GUESS = 6.5
@@ -127,6 +144,7 @@ class EncodeOptions:
     model: str = DEFAULT_MODEL
     quality: int = DEFAULT_QUALITY
     preset: str = DEFAULT_PRESET
+    basis: str | None = None  # hybrid: "auto", "wavelet" or "pyramid"; None: the preset's
     bpp: float | None = None
     psnr: float | None = None
     steps: int | None = None
@@ -143,6 +161,11 @@ class EncodeOptions:
         check_quality(self.quality)
         if self.preset not in HYBRID_PRESETS:
             raise OptionError(f"unknown preset {self.preset!r}; choose from {', '.join(HYBRID_PRESETS)}")
+        if self.basis is not None:
+            if self.basis not in BASES:
+                raise OptionError(f"unknown basis {self.basis!r}; choose from {', '.join(BASES)}")
+            if self.model != "hybrid":
+                raise OptionError(f"a basis applies to the hybrid model, not {self.model}")
         if self.bpp is not None and not (MIN_BPP <= self.bpp <= MAX_BPP):
             raise OptionError(f"bpp target must be in [{MIN_BPP}, {MAX_BPP}], got {self.bpp}")
         if self.psnr is not None:
@@ -321,7 +344,15 @@ def _hybrid_v7(data: bytes) -> decoder.Parsed:
 
 
 def _recode(p: decoder.Parsed, record: bitstream.PostFilterRecord) -> bytes:
-    """The parsed hybrid file ``p`` coded again with the post filter ``record``."""
+    """The parsed hybrid file ``p`` (either basis) coded again with the post filter ``record``."""
+    if isinstance(p.spec, WaveletSpec):
+        codes, c = decoder.wavelet_codes(p), p.spec.channels
+        steps = [r.step_index for r in p.records]
+        idx, n = [], 0
+        for group in codes:
+            idx.append([steps[n + lv * c : n + (lv + 1) * c] for lv in range(len(group))])
+            n += len(group) * c
+        return wavecode.code(p.spec, codes, idx, record)
     return code_hybrid(p.spec, decoder.hybrid_codes(p), [r.step_index for r in p.records], p.filters, record)
 
 
@@ -337,7 +368,7 @@ def add_post_filter(data: bytes, image: np.ndarray, hidden: int, steps: int, see
     decoded latents without one: the same latents and level filters, whether or not the filter pays."""
     p = _hybrid_v7(data)
     spec, c = p.spec, p.spec.channels
-    h, w = spec.level_shapes()[0]
+    h, w = spec.height, spec.width
     plain = decoder.latent_planes(replace(p, post=bitstream.PostFilterRecord()))
     y = torch.from_numpy(LatentRenderer(plain, spec.kernel).ycc_rows(0, h, w, h))
     target = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
@@ -520,13 +551,98 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
        first pass writes fewer than ``post_min_bytes`` bytes the filter is not fitted at all and the
        search runs to the deadline.
     """
-    device = hybrid_device(opts.device)
     progress = TimeProgress(t_start, opts.quiet)
     try:
+        if (opts.basis or HYBRID_PRESETS[opts.preset].basis) == "wavelet":
+            return _encode_wavelet(image, opts, t_start, progress)
+        device = hybrid_device(opts.device)
         with exact_cuda(device):
             return _encode_hybrid(image, opts, t_start, progress, device)
     finally:
         progress.close()
+
+
+# --psnr in the wavelet basis: the search's first step, in PSNR_PER_LOG units per unit of ln Delta
+# (the high-rate slope is -1; kodim23 lost 0.84 of it between Delta 0.1 and 0.035)
+WAVELET_PSNR_SLOPE = -0.85
+
+
+@dataclass
+class WaveletFile:
+    """The wavelet basis's file of an image (:func:`wavelet_file`): its bytes, the squared 8-bit RGB
+    error of its decoded image (in [0, 1] units), the decoded image, its step and figures."""
+    data: bytes
+    sse: float
+    decoded: np.ndarray
+    delta: float
+    lam: float  # the trade-off RDOQ used: the given lambda, or RDOQ * Delta^2 under a target
+    spec: WaveletSpec
+    seconds: float
+    encodes: int
+
+
+def wavelet_file(image: np.ndarray, colour: int, opts: EncodeOptions, lam: float,
+                 progress: TimeProgress | None = None) -> WaveletFile:
+    """The image coded in the wavelet basis (:mod:`codec.wavecode`) in colour word ``colour``: at
+    luma step ``Delta = sqrt(lam / RDOQ)`` (:func:`codec.wavecode.delta_for_lambda`: the trade-off
+    ``lam`` of a pyramid search at the same quality), or under ``--bpp`` the ``Delta`` whose written
+    file is nearest the target (:func:`delta0_for_size`, within ``DELTA0_TOLERANCE``), under
+    ``--psnr`` the one whose decoded PSNR is (:func:`delta0_for`, within ``PSNR_TOLERANCE``).  Every
+    size and PSNR is that of written and decoded bytes (about a second per encode of a Kodak image)."""
+    from .decoder import MAX_LATENTS, decode_to_array
+
+    t0 = time.perf_counter()
+    spec = wavecode.spec_for(image, colour)
+    h, w = image.shape[:2]
+    if spec.num_params() > MAX_LATENTS:
+        raise LimitError(f"image of {w}x{h} pixels is too large for the hybrid model "
+                         f"({spec.num_params()} coefficients, limit {MAX_LATENTS}); use an MLP model")
+    cfg = wavecode.WaveletConfig(sweeps=opts.steps if opts.steps is not None else wavecode.SWEEPS)
+    an = wavecode.Analysis(image, spec)
+    files: dict[float, tuple[bytes, float, np.ndarray]] = {}
+
+    def file_at(delta: float) -> tuple[bytes, float, np.ndarray]:
+        if delta not in files:
+            if progress is not None:
+                progress.tick("wavelet")
+            data = wavecode.encode(an, delta, cfg)
+            out = decode_to_array(data)
+            files[delta] = data, float(((out.astype(np.float64) / 255.0 - image) ** 2).sum()), out
+        return files[delta]
+
+    start = wavecode.delta_for_lambda(RDOQ_LAMBDA * hybrid_delta0(DEFAULT_QUALITY) ** 2, cfg)
+    if opts.bpp is not None:
+        delta = delta0_for_size(lambda d: len(file_at(d)[0]), opts.bpp * w * h / 8.0, start)
+    elif opts.psnr is not None:
+        delta = delta0_for(lambda d: (psnr_of(file_at(d)[1], image.size) - opts.psnr) / PSNR_PER_LOG, start,
+                           PSNR_TOLERANCE / PSNR_PER_LOG, WAVELET_PSNR_SLOPE)
+    else:
+        delta = wavecode.delta_for_lambda(lam, cfg)
+    data, sse, out = file_at(delta)
+    if opts.bpp is not None or opts.psnr is not None:
+        lam = cfg.rdoq * delta * delta
+    return WaveletFile(data, sse, out, delta, lam, spec, time.perf_counter() - t0, len(files))
+
+
+def _wavelet_stats(f: WaveletFile) -> dict:
+    return {"basis": "wavelet", "levels": f.spec.levels, "delta": round(f.delta, 6),
+            "wavelet_encodes": f.encodes, "wavelet_seconds": round(f.seconds, 3)}
+
+
+def _encode_wavelet(image: np.ndarray, opts: EncodeOptions, t_start: float, progress: TimeProgress) -> EncodeResult:
+    """:func:`encode_hybrid` in the wavelet basis alone (``fast``, or ``--basis wavelet``): one
+    :func:`wavelet_file` at the preset's colour choice and the quality's trade-off; numpy on the CPU."""
+    preset = HYBRID_PRESETS[opts.preset]
+    colour = color.adaptive_word(image) if preset.adaptive_colour else 0
+    lam = preset.rdoq_lambda * hybrid_delta0(opts.quality) ** 2
+    progress.start(opts.seconds if opts.seconds is not None else preset.cap(image.shape[1], image.shape[0]))
+    progress.stage("wavelet")
+    f = wavelet_file(image, colour, opts, lam, progress)
+    h, w, c = image.shape
+    return EncodeResult(data=f.data, width=w, height=h, channels=c, model="hybrid", device="cpu",
+                        seconds=time.perf_counter() - t_start, steps=wavecode.SWEEPS if opts.steps is None else opts.steps,
+                        psnr=_psnr_vs_source(f.decoded, image), params=f.spec.num_params(),
+                        stats={**_wavelet_stats(f), "preset": opts.preset, "lambda": f.lam})
 
 
 def hybrid_device(name: str) -> torch.device:
@@ -592,6 +708,7 @@ class _HybridSearch:
         self.image, self.opts, self.t_start, self.progress, self.device = image, opts, t_start, progress, device
         self.h, self.w, self.c = h, w, c = image.shape
         self.preset = preset = HYBRID_PRESETS[opts.preset]
+        self.basis = opts.basis or preset.basis
         self.deadline = t_start + (opts.seconds if opts.seconds is not None else preset.cap(w, h))
         self.spec = spec = PyramidSpec(pyramid.levels_for(w, h), c, w, h,
                                        colour=color.adaptive_word(image) if preset.adaptive_colour else 0)
@@ -858,6 +975,19 @@ class _HybridSearch:
 
     # -- the whole encode ---------------------------------------------------------------------
 
+    def wavelet_candidate(self) -> _Candidate:
+        """``auto``'s wavelet file (:func:`wavelet_file`, in the search's colour space), coded
+        before the search at the trade-off of the quality (under ``--bpp`` and ``--psnr`` at the
+        target): a candidate that the search's best file must beat in ``D + lambda R``."""
+        self.progress.stage("wavelet")
+        lam = self.preset.rdoq_lambda * hybrid_delta0(self.opts.quality) ** 2
+        self.wavelet = f = wavelet_file(self.image, self.spec.colour, self.opts, lam, self.progress)
+        cand = _Candidate(f.data, f.sse, (0.0, 0.0, 0.0), f.delta, 0)
+        if self.progress.active and self.on_target(cand):
+            self.shown_cost = math.inf  # the search's costs are at its own lambda
+            self.progress.best(len(f.data), self.psnr(cand))
+        return cand
+
     def initial_delta0(self) -> float:
         """``Delta_0`` from the quality, under ``--bpp`` from the analytic fill's coded size
         (:func:`delta0_for_size`), under ``--psnr`` from the analytic fill's PSNR, aimed
@@ -1000,6 +1130,7 @@ class _HybridSearch:
         """The whole encode: ``Delta_0``, the stages' searches, the post stage, the verifying decode."""
         from .decoder import decode_to_array
 
+        wave = self.wavelet_candidate() if self.basis == "auto" else None
         best, runs, stage_kept = self.stages(self.initial_delta0())
         lam = self.preset.rdoq_lambda * best.delta0 ** 2
         decoded, post_stats = None, {"post_filter": 0, "post_filter_steps": 0}
@@ -1008,13 +1139,23 @@ class _HybridSearch:
         tail = max(TAIL_COST * runs[stage_kept]["first_pass_seconds"], WRITE_COST * max(self.coding_seconds))
         if self.post_steps and time.perf_counter() < self.deadline - tail:
             best, decoded, post_stats = self.post_stage(best, lam, tail)
+        kept = runs[stage_kept]
+        wave_stats = {} if wave is None else {"wavelet_bytes": len(wave.data), "wavelet_psnr": round(self.psnr(wave), 4)}
+        if wave is not None and self.better(wave, best, lam):
+            f = self.wavelet
+            return EncodeResult(data=f.data, width=self.w, height=self.h, channels=self.c, model="hybrid",
+                                device=self.device.type, seconds=time.perf_counter() - self.t_start,
+                                steps=wavecode.SWEEPS if self.opts.steps is None else self.opts.steps,
+                                psnr=_psnr_vs_source(f.decoded, self.image), params=f.spec.num_params(),
+                                stats={**_wavelet_stats(f), **wave_stats, "preset": self.opts.preset, "lambda": lam,
+                                       "pyramid_bytes": len(best.data), "pyramid_psnr": round(self.psnr(best), 4),
+                                       "first_pass_cut_short": False, "stages": runs})
         self.progress.stage("verifying")
         psnr = _psnr_vs_source(decode_to_array(best.data) if decoded is None else decoded, self.image)
-        kept = runs[stage_kept]
         return EncodeResult(data=best.data, width=self.w, height=self.h, channels=self.c, model="hybrid",
                             device=self.device.type, seconds=time.perf_counter() - self.t_start, steps=best.sweeps,
                             psnr=psnr, params=self.spec.num_params(),
-                            stats={"levels": self.spec.levels, "preset": self.opts.preset,
+                            stats={"basis": "pyramid", **wave_stats, "levels": self.spec.levels, "preset": self.opts.preset,
                                    "step_shape": list(best.shape), "delta0": round(best.delta0, 6), "lambda": lam,
                                    "passes": sum(r["passes"] for r in runs),
                                    "first_pass_cut_short": bool(self.first_cut),

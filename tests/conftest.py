@@ -81,8 +81,12 @@ def filled(cat):
 
 @pytest.fixture(scope="session")
 def encoded(cat) -> dict[str, codec.api.EncodeResult]:
-    """One small file per model family."""
-    return {m: codec.encode_image(cat, model=m, steps=600, quality=95, seed=1, lr=5e-3) for m in MODELS}
+    """One small file per model family (the hybrid in the pyramid basis), and ``"wavelet"``: the
+    hybrid in the wavelet basis."""
+    files = {m: codec.encode_image(cat, model=m, steps=600, quality=95, seed=1, lr=5e-3,
+                                   **({"basis": "pyramid"} if m == "hybrid" else {})) for m in MODELS}
+    files["wavelet"] = codec.encode_image(cat, basis="wavelet", quality=95)
+    return files
 
 
 @pytest.fixture(scope="session")

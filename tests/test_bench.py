@@ -29,7 +29,7 @@ def folder(tmp_path_factory):
 
 def test_bench_outputs_and_resume(folder, tmp_path, capsys):
     out = tmp_path / "res"
-    args = ["bench", str(folder), "--codecs", "inrc,jpeg,webp", "--inrc-settings", "tiny:preset=fast,steps=2",
+    args = ["bench", str(folder), "--codecs", "inrc,jpeg,webp", "--inrc-settings", "tiny:preset=fast,basis=pyramid,steps=2",
             "--inrc-qualities", "30,50,70,90", "--out", str(out), "--quiet"]
     assert main(args) == 0
     printed = capsys.readouterr().out

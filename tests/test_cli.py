@@ -161,17 +161,37 @@ def test_encode_notes_a_time_cap_that_cut_the_first_pass_short(tmp_path, img_pat
     import codec.encoder
 
     inr = tmp_path / "cat.inr"
-    code, out, err = run(capsys, "encode", img_path, "-o", inr, "--preset", "fast", "--json", "--quiet")
+    code, out, err = run(capsys, "encode", img_path, "-o", inr, "--preset", "fast", "--basis", "pyramid", "--json", "--quiet")
     d = json.loads(out)
     assert code == 0 and err == "" and d["steps"] >= 1 and d["first_pass_cut_short"] is False
     # the first pass's RDOQ sweeps or L1 refit stopped at its start: what an oversubscribed machine
     # does to `fast` (two encodes at two threads each on two cores: 0-1 sweeps of 4)
     monkeypatch.setattr(codec.encoder, share, 0.0)
-    code, out, err = run(capsys, "encode", img_path, "-o", inr, "--preset", "fast", "--json", "--quiet")
+    code, out, err = run(capsys, "encode", img_path, "-o", inr, "--preset", "fast", "--basis", "pyramid", "--json",
+                         "--quiet")
     d = json.loads(out)
     assert code == 0 and d["first_pass_cut_short"] is True and inr.stat().st_size == d["bytes"]
     assert (d["steps"] == 0) == (share == "FIRST_RDOQ_SHARE")
     assert err.count("\n") == 1 and err.startswith("inrc: note:") and "first pass short" in err and "--threads" in err
+
+
+def test_basis_option_picks_the_basis_and_info_names_it(tmp_path, img_path, capsys):
+    """``--basis wavelet`` writes a version-10 wavelet file (``fast``'s default), ``--basis pyramid``
+    the pyramid; ``inrc info`` names the basis; a basis with an MLP model is a usage error."""
+    inr = tmp_path / "cat.inr"
+    for basis, text in (("wavelet", "levels of CDF 9/7 subbands (wavelet basis)"), ("pyramid", "latent levels")):
+        code, out, err = run(capsys, "encode", img_path, "-o", inr, "--basis", basis, "--preset", "fast", "--json", "--quiet")
+        assert code == 0 and err == "" and json.loads(out)["basis"] == basis
+        code, out, _ = run(capsys, "info", inr)
+        assert code == 0 and text in out and "format version  10" in out
+        code, out, _ = run(capsys, "info", inr, "--json")
+        assert json.loads(out)["basis"] == basis
+    code, out, _ = run(capsys, "encode", img_path, "-o", inr, "--preset", "fast", "--json", "--quiet")
+    assert json.loads(out)["basis"] == "wavelet" and json.loads(out)["seconds"] < 20
+    code, _, err = run(capsys, "encode", img_path, "-o", tmp_path / "s.inr", "--model", "siren", "--basis", "wavelet")
+    assert code == 2 and err.count("\n") == 1 and "basis" in err and not (tmp_path / "s.inr").exists()
+    code, _, err = run(capsys, "encode", img_path, "-o", tmp_path / "s.inr", "--basis", "dct")
+    assert code == 2 and "dct" in err and not (tmp_path / "s.inr").exists()
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
@@ -229,7 +249,7 @@ def test_hybrid_progress_shows_its_stages_on_a_terminal_only(cat, monkeypatch):
     monkeypatch.setattr(progress.TimeProgress, "MIN_INTERVAL", 0.0)  # draw every tick
     term = _Terminal()
     monkeypatch.setattr(sys, "stderr", term)
-    r = codec.encode_image(cat, preset="medium", quality=60, seconds=100.0, quiet=False)
+    r = codec.encode_image(cat, preset="medium", basis="pyramid", quality=60, seconds=100.0, quiet=False)
     frames = term.getvalue().split("\r")
     for text in ("medium pass 1: L1 1/250:", "medium pass 1: RDOQ sweep 1/8:", "medium pass 1: level filters:",
                  "medium pass 1: coding:", "medium pass 2 (refit): L1 1/100:", "verifying:"):
@@ -241,10 +261,10 @@ def test_hybrid_progress_shows_its_stages_on_a_terminal_only(cat, monkeypatch):
     assert frames[-1] == "" and frames[-2].strip() == ""  # the bar is cleared at the end
     term.seek(0)
     term.truncate()
-    codec.encode_image(cat, preset="fast", quality=60, quiet=True)
+    codec.encode_image(cat, preset="fast", basis="pyramid", quality=60, quiet=True)
     assert term.getvalue() == ""
     monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal
-    codec.encode_image(cat, preset="fast", quality=60, quiet=False)
+    codec.encode_image(cat, preset="fast", basis="pyramid", quality=60, quiet=False)
     assert sys.stderr.getvalue() == ""
 
 

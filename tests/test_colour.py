@@ -85,7 +85,7 @@ def test_adaptive_word_is_ycbcr_without_colour_or_detail():
 
 def test_encoded_rgb_file_names_its_rotation_and_decodes_in_it():
     image = _coffee()
-    res = encode_image(image, quality=80, preset="fast", seconds=30)
+    res = encode_image(image, quality=80, preset="fast", basis="pyramid", seconds=30)
     data = res.data
     h = codec.read_header(data)
     assert h.version == bitstream.VERSION and h.seed == color.adaptive_word(image) != 0
@@ -105,7 +105,7 @@ def test_encoded_rgb_file_names_its_rotation_and_decodes_in_it():
 
 def test_gray_images_keep_word_zero():
     image = _coffee()[..., :1]
-    assert codec.read_header(codec.encode(image, quality=60, preset="fast", seconds=30)).seed == 0
+    assert codec.read_header(codec.encode(image, quality=60, preset="fast", basis="pyramid", seconds=30)).seed == 0
 
 
 def _hybrid(**kw) -> Header:
@@ -141,6 +141,6 @@ def test_chroma_step_factor_follows_the_colour_space(adaptive, monkeypatch):
     seen = []
     real = pyramid.step_indices
     monkeypatch.setattr(pyramid, "step_indices", lambda spec, cfg: seen.append((spec.colour, cfg.kappa)) or real(spec, cfg))
-    encode_image(_coffee(), quality=70, preset="fast", seconds=30)
+    encode_image(_coffee(), quality=70, preset="fast", basis="pyramid", seconds=30)
     assert seen and all(w != 0 for w, _ in seen) == adaptive
     assert {k for _, k in seen} == {pyramid.ROTATION_KAPPA if adaptive else pyramid.YCBCR_KAPPA}

@@ -87,7 +87,7 @@ def test_a_gpu_out_of_memory_is_a_one_line_error(tmp_path, cat, capsys, monkeypa
 
 
 def test_the_cpu_encode_reports_its_device(cat):
-    r = codec.encode_image(cat, preset="fast", quality=60, device="cpu", quiet=True)
+    r = codec.encode_image(cat, preset="fast", basis="pyramid", quality=60, device="cpu", quiet=True)
     assert r.device == "cpu" and r.stats["preset"] == "fast"
 
 
@@ -125,7 +125,7 @@ def test_cuda_encode_matches_the_cpu_encode(photo, preset):
 
 @needs_cuda
 def test_cuda_rate_control_lands_on_the_target(photo):
-    r = codec.encode_image(photo, preset="fast", bpp=0.5, device="cuda", quiet=True)
+    r = codec.encode_image(photo, preset="fast", basis="pyramid", bpp=0.5, device="cuda", quiet=True)
     assert r.device == "cuda" and abs(len(r.data) * 8 / photo.shape[0] / photo.shape[1] / 0.5 - 1) <= 0.10
 
 
@@ -140,7 +140,7 @@ def test_device_timing_script_records_each_encode(tmp_path, cat):
     assert mod.main([str(src), "--presets", "fast", "--qualities", "60", "--devices", "cpu", "--out", str(out)]) == 0
     d = json.loads(out.read_text())
     (rec,) = d["records"]
-    r = codec.encode_image(cat, preset="fast", quality=60, device="cpu", quiet=True)
+    r = codec.encode_image(cat, preset="fast", basis="pyramid", quality=60, device="cpu", quiet=True)
     assert rec["device"] == "cpu" and rec["bytes"] == len(r.data) and rec["psnr"] == round(r.psnr, 3)
     assert rec["cost"] == pytest.approx(_cost(r.data, cat, r.stats["lambda"]), rel=1e-9)
     assert d["summary"] == {} and d["machine"]["inrc"] == codec.__version__

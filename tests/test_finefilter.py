@@ -357,7 +357,7 @@ def test_fitted_filters_lower_the_cost_and_rdoq_through_them_lowers_it_again(fil
 
 
 def test_info_reports_filters(cat):
-    data = codec.encode(cat, preset="fast", quality=90)
+    data = codec.encode(cat, preset="fast", basis="pyramid", quality=90)
     d = codec.info(data)
     assert d["format_version"] == bitstream.VERSION and [len(r) for r in d["filter_radii"]] == [3] * bitstream.FILTER_LEVELS
     assert d["macs_per_pixel"] == (decoder.parse(data).spec.macs_per_pixel()

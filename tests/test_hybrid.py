@@ -783,7 +783,7 @@ def test_refit_pass_never_does_worse(cat, monkeypatch):
     for refits in (0, 1):
         monkeypatch.setitem(config.HYBRID_PRESETS, "fast", dataclasses.replace(config.HYBRID_PRESETS["fast"],
                                                                                refits=refits, seconds=1e6))
-        js[refits] = _file_cost(codec.encode_image(cat, preset="fast", quality=85), cat)
+        js[refits] = _file_cost(codec.encode_image(cat, preset="fast", basis="pyramid", quality=85), cat)
     assert js[1] < js[0]
 
 
@@ -828,10 +828,10 @@ def test_later_candidates_under_psnr_are_kept_only_through_keeps_psnr(cat, monke
     against = []
     real = encoder.keeps_psnr
     monkeypatch.setattr(encoder, "keeps_psnr", lambda p, t, b=None: against.append(b) or real(p, t, b))
-    free = codec.encode_image(cat, psnr=30.0, preset="medium")
+    free = codec.encode_image(cat, psnr=30.0, preset="medium", basis="pyramid")
     assert any(b is not None for b in against) and abs(free.psnr - 30.0) <= encoder.PSNR_BAND
     monkeypatch.setattr(encoder, "keeps_psnr", lambda p, t, b=None: b is None)
-    strict = codec.encode_image(cat, psnr=30.0, preset="medium")
+    strict = codec.encode_image(cat, psnr=30.0, preset="medium", basis="pyramid")
     assert strict.stats["refits_kept"] == 0 and strict.stats["post_filter"] == 0 and strict.stats["passes"] >= 2
 
 
@@ -851,11 +851,11 @@ def test_later_candidates_under_bpp_are_kept_only_through_keeps_rate(cat, monkey
         return real(size, target_bytes, best_size)
 
     monkeypatch.setattr(encoder, "keeps_rate", spy)
-    free = codec.encode_image(cat, bpp=2.0, preset="medium")
+    free = codec.encode_image(cat, bpp=2.0, preset="medium", basis="pyramid")
     assert any(b is not None for b in against)
     assert free.stats["passes"] >= 2
     monkeypatch.setattr(encoder, "keeps_rate", lambda size, target_bytes, best_size=None: best_size is None)
-    strict = codec.encode_image(cat, bpp=2.0, preset="medium")
+    strict = codec.encode_image(cat, bpp=2.0, preset="medium", basis="pyramid")
     assert strict.stats["refits_kept"] == 0 and strict.stats["post_filter"] == 0
     assert strict.stats["passes"] >= 2  # the later passes ran, and were refused
 
@@ -870,11 +870,11 @@ def test_every_pass_runs_when_time_allows_and_only_the_first_when_it_does_not(ca
 
     preset = dataclasses.replace(config.HYBRID_PRESETS["slow"], seconds=1e6, sweeps=2, l1_iterations=10, base=None)
     monkeypatch.setitem(config.HYBRID_PRESETS, "slow", preset)
-    r = codec.encode_image(cat, preset="slow", quality=60)
+    r = codec.encode_image(cat, preset="slow", basis="pyramid", quality=60)
     # every shape, then refits until one does not pay (the first always runs)
     assert len(preset.shapes) + 1 <= r.stats["passes"] <= len(preset.shapes) + preset.refits
     assert [s["preset"] for s in r.stats["stages"]] == ["slow"]
-    short = codec.encode_image(cat, preset="slow", quality=60, seconds=1e-4)
+    short = codec.encode_image(cat, preset="slow", basis="pyramid", quality=60, seconds=1e-4)
     assert short.stats["passes"] == 1
     assert decoder.decode_to_array(short.data).shape == cat.shape
 
@@ -897,9 +897,9 @@ def test_a_preset_with_a_base_is_never_worse_than_its_base(cat, monkeypatch):
     monkeypatch.setitem(config.HYBRID_PRESETS, "slow", slow)
     sizes = []
     for q in (45, 70, 90):
-        m = codec.encode_image(cat, preset="medium", quality=q)
+        m = codec.encode_image(cat, preset="medium", basis="pyramid", quality=q)
         sizes.append(len(m.data))
-        s = codec.encode_image(cat, preset="slow", quality=q)
+        s = codec.encode_image(cat, preset="slow", basis="pyramid", quality=q)
         assert [st["preset"] for st in s.stats["stages"]] == ["medium", "slow"]
         assert s.stats["stages"][0]["passes"] == m.stats["passes"]  # the base's search, as run alone
         assert s.stats["passes"] == m.stats["passes"] + s.stats["stages"][1]["passes"]
@@ -910,8 +910,8 @@ def test_a_preset_with_a_base_is_never_worse_than_its_base(cat, monkeypatch):
     # a second stage far weaker than its base (one FISTA iteration, one sweep, no refit) loses to it,
     # and the base's file is written unchanged
     monkeypatch.setitem(config.HYBRID_PRESETS, "slow", dataclasses.replace(slow, l1_iterations=1, sweeps=1, refits=0))
-    m = codec.encode_image(cat, preset="medium", quality=70)
-    s = codec.encode_image(cat, preset="slow", quality=70)
+    m = codec.encode_image(cat, preset="medium", basis="pyramid", quality=70)
+    s = codec.encode_image(cat, preset="slow", basis="pyramid", quality=70)
     assert s.stats["kept_stage"] == "medium" and s.data == m.data
 
 
@@ -931,17 +931,17 @@ def test_a_candidates_error_is_rendered_only_when_asked_for(cat, monkeypatch):
             calls.append(1)
         return real(self)
 
-    fast = codec.encode_image(cat, preset="fast", quality=60, quiet=True).data
+    fast = codec.encode_image(cat, preset="fast", basis="pyramid", quality=60, quiet=True).data
     monkeypatch.setattr(encoder._Candidate, "sse", property(counted))
-    r = codec.encode_image(cat, preset="fast", quality=60, quiet=True)
+    r = codec.encode_image(cat, preset="fast", basis="pyramid", quality=60, quiet=True)
     assert calls == [] and r.data == fast
-    m = codec.encode_image(cat, preset="medium", quality=60, seconds=100.0, quiet=True)
+    m = codec.encode_image(cat, preset="medium", basis="pyramid", quality=60, seconds=100.0, quiet=True)
     assert len(calls) >= 2 and m.stats["passes"] >= 2  # its passes are compared
 
 
 def test_a_later_stage_starts_only_if_its_first_pass_fits(cat):
     """Under a cap that the base's search already uses up, ``slow`` writes the base's file."""
-    r = codec.encode_image(cat, preset="slow", quality=60, seconds=1e-4)
+    r = codec.encode_image(cat, preset="slow", basis="pyramid", quality=60, seconds=1e-4)
     assert [s["preset"] for s in r.stats["stages"]] == ["medium"] and r.stats["kept_stage"] == "medium"
     assert decoder.decode_to_array(r.data).shape == cat.shape
 
@@ -972,7 +972,7 @@ def test_refit_passes_run_the_presets_refit_iterations(cat, monkeypatch):
         return solve(image, codes, step_idx, lam, iterations, *args, **kwargs)
 
     monkeypatch.setattr(l1fit, "solve", spy)
-    r = codec.encode_image(cat, preset="medium", quality=60)
+    r = codec.encode_image(cat, preset="medium", basis="pyramid", quality=60)
     assert r.stats["passes"] >= 2  # at least one refit ran
     assert calls == [12] + [5] * (r.stats["passes"] - 1)
     # the refits kept are a prefix of those run: the loop stops at the first that does not pay
@@ -981,7 +981,8 @@ def test_refit_passes_run_the_presets_refit_iterations(cat, monkeypatch):
 
 
 def test_more_effort_is_not_worse(cat):
-    # the same Delta_0, so the same lambda, for both presets at one quality
+    """``fast`` (the wavelet basis alone) and ``medium`` (the wavelet file, then the pyramid search,
+    the better kept) at one quality share lambda, and medium's file costs no more."""
     rs = {preset: codec.encode_image(cat, preset=preset, quality=80) for preset in ("fast", "medium")}
     assert rs["fast"].stats["lambda"] == rs["medium"].stats["lambda"]
     assert _file_cost(rs["medium"], cat) <= _file_cost(rs["fast"], cat) * 1.005
@@ -1000,7 +1001,7 @@ def test_preset_lambda_is_the_encodes_multiplier(cat, monkeypatch):
     for factor in (0.1, 0.6):
         monkeypatch.setitem(config.HYBRID_PRESETS, "fast",
                             dataclasses.replace(config.HYBRID_PRESETS["fast"], rdoq_lambda=factor))
-        rs[factor] = codec.encode_image(cat, preset="fast", quality=70)
+        rs[factor] = codec.encode_image(cat, preset="fast", basis="pyramid", quality=70)
         # delta0 is reported rounded to 6 decimals
         assert rs[factor].stats["lambda"] == pytest.approx(factor * rs[factor].stats["delta0"] ** 2, rel=1e-4)
     assert rs[0.1].stats["delta0"] == rs[0.6].stats["delta0"]
@@ -1066,7 +1067,7 @@ def test_first_pass_leaves_time_for_rdoq(cat, monkeypatch, min_bytes):
     medium = config.HYBRID_PRESETS["medium"]
     monkeypatch.setitem(config.HYBRID_PRESETS, "medium", dataclasses.replace(medium, post_min_bytes=min_bytes))
     left = _deadline_spy(monkeypatch)
-    r = codec.encode_image(cat, preset="medium", quality=60, seconds=100.0)
+    r = codec.encode_image(cat, preset="medium", basis="pyramid", quality=60, seconds=100.0)
     span = 100 * (1 - medium.post_share)  # the first pass's: the size is not known before it
     end = 100 if min_bytes else span  # the later passes'
     slack = r.seconds + 0.5  # time spent before a call, bounded by the whole encode's
@@ -1095,7 +1096,7 @@ def test_rdoq_leaves_the_level_filters_time_before_the_end(cat, monkeypatch):
     sometimes converged early enough for the refit to fit.  Until 0.15.7, with ``FILTER_TAIL`` 1.5,
     it used 2 s of 5.8 s.)  A warm-up encode pays the set-up first."""
     seconds, fit_time = 5.3, 1.5
-    codec.encode_image(cat, preset="fast", quality=60, steps=1)
+    codec.encode_image(cat, preset="fast", basis="pyramid", quality=60, steps=1)
     left = _deadline_spy(monkeypatch)
     fit = encoder.fit_filters
     fits = []
@@ -1107,7 +1108,7 @@ def test_rdoq_leaves_the_level_filters_time_before_the_end(cat, monkeypatch):
 
     monkeypatch.setattr(encoder, "fit_filters", slow_fit)
     changed = _changed_spy(monkeypatch)
-    r = codec.encode_image(cat, preset="fast", quality=60, seconds=seconds)
+    r = codec.encode_image(cat, preset="fast", basis="pyramid", quality=60, seconds=seconds)
     assert left["rdoq"][0] <= seconds - (1 + encoder.FILTER_TAIL) * fit_time + 1e-3
     # RDOQ ran up to its bound and changed the codes, and the refit after it (REFIT_TAIL fits
     # before the end) did not fit: one fit, and the budget kept (0.14.2 refitted and ran over by it)
@@ -1134,7 +1135,7 @@ def test_filters_are_refitted_after_rdoq_when_there_is_time(cat, monkeypatch):
     fits = []
     monkeypatch.setattr(encoder, "fit_filters", lambda *a, **k: fits.append(1) or fit(*a, **k))
     changed = _changed_spy(monkeypatch)
-    codec.encode_image(cat, preset="fast", quality=60, seconds=60.0)
+    codec.encode_image(cat, preset="fast", basis="pyramid", quality=60, seconds=60.0)
     assert changed == [True] and len(fits) == 2
 
 
@@ -1149,7 +1150,7 @@ def test_a_small_file_gives_slow_its_post_filter_time(cat, monkeypatch, min_byte
     slow = config.HYBRID_PRESETS["slow"]
     monkeypatch.setitem(config.HYBRID_PRESETS, "slow", dataclasses.replace(slow, post_min_bytes=min_bytes))
     left = _deadline_spy(monkeypatch)
-    r = codec.encode_image(cat, preset="slow", quality=60, seconds=100.0)
+    r = codec.encode_image(cat, preset="slow", basis="pyramid", quality=60, seconds=100.0)
     first, own = r.stats["stages"]
     assert own["preset"] == "slow" and own["passes"] >= 2
     searched = first["passes"] + own["passes"]  # the RDOQ calls after them are the post filter's rounds
@@ -1171,7 +1172,7 @@ def test_first_pass_under_bpp_leaves_time_for_a_correction(cat, monkeypatch):
     correction still fits on a slow machine (0.21.1: on a day 2.5 times slower, `fast` ran no
     correction and missed the 10 % band on 4 of 40 Kodak encodes)."""
     left = _deadline_spy(monkeypatch)
-    r = codec.encode_image(cat, preset="fast", bpp=1.0, seconds=100.0)
+    r = codec.encode_image(cat, preset="fast", basis="pyramid", bpp=1.0, seconds=100.0)
     slack = r.seconds + 0.5
     assert encoder.RATE_FIRST_L1_SHARE < encoder.FIRST_L1_SHARE and encoder.RATE_FIRST_RDOQ_SHARE < encoder.FIRST_RDOQ_SHARE
     assert encoder.RATE_FIRST_L1_SHARE * 100 - slack < left["l1"][0] <= encoder.RATE_FIRST_L1_SHARE * 100
@@ -1194,7 +1195,7 @@ def test_the_analytic_search_aims_above_the_bpp_target(cat, monkeypatch):
 
     monkeypatch.setattr(encoder, "delta0_for_size", spy)
     h, w = cat.shape[:2]
-    codec.encode_image(cat, preset="fast", bpp=0.5, steps=1)
+    codec.encode_image(cat, preset="fast", basis="pyramid", bpp=0.5, steps=1)
     assert aims == [pytest.approx(0.5 * w * h / 8 / ratio(0.5))]
 
 
@@ -1205,7 +1206,7 @@ def test_default_cap_scales_with_the_image(cat, monkeypatch):
 
     monkeypatch.setattr(config, "CAP_PIXELS", 32 * 24)
     left = _deadline_spy(monkeypatch)
-    r = codec.encode_image(cat, preset="fast", quality=60)
+    r = codec.encode_image(cat, preset="fast", basis="pyramid", quality=60)
     cap = 4 * config.HYBRID_PRESETS["fast"].seconds
     assert encoder.FIRST_L1_SHARE * cap - r.seconds - 0.5 < left["l1"][0] <= encoder.FIRST_L1_SHARE * cap
 
@@ -1214,13 +1215,13 @@ def test_seconds_budget_is_respected():
     import skimage.data
 
     img = skimage.data.astronaut()[:256, :256]
-    r = codec.encode_image(img, preset="slow", seconds=1.0)
+    r = codec.encode_image(img, preset="slow", basis="pyramid", seconds=1.0)
     assert r.seconds < 4.0 and r.psnr > 25
 
 
 def test_hybrid_decode_does_not_import_torch(tmp_path, cat):
     path = tmp_path / "c.inr"
-    path.write_bytes(codec.encode(cat, preset="fast"))
+    path.write_bytes(codec.encode(cat, preset="fast", basis="pyramid"))
     code = ("import sys; from codec import cli; "
             f"rc = cli.main(['decode', {str(path)!r}, '-o', {str(tmp_path / 'o.png')!r}, '--crop', '3,4,20,10.5']); "
             "print(rc, 'torch' in sys.modules)")
@@ -1235,7 +1236,7 @@ def test_level_filters_are_refitted_only_when_rdoq_changed_the_codes(cat, monkey
     calls = []
     fit = encoder.fit_filters
     monkeypatch.setattr(encoder, "fit_filters", lambda *a, **k: calls.append(1) or fit(*a, **k))
-    r = codec.encode_image(cat, preset="fast", quality=60, seconds=100.0)
+    r = codec.encode_image(cat, preset="fast", basis="pyramid", quality=60, seconds=100.0)
     assert len(calls) == 2 * r.stats["passes"]
 
     def unchanged(image, spec, idx, codes, *args, **kwargs):
@@ -1243,5 +1244,5 @@ def test_level_filters_are_refitted_only_when_rdoq_changed_the_codes(cat, monkey
 
     calls.clear()
     monkeypatch.setattr(rdoq, "optimise", unchanged)
-    r = codec.encode_image(cat, preset="fast", quality=60, seconds=100.0)
+    r = codec.encode_image(cat, preset="fast", basis="pyramid", quality=60, seconds=100.0)
     assert len(calls) == r.stats["passes"]

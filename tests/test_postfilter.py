@@ -247,7 +247,7 @@ def test_encoder_keeps_the_post_filter_only_when_it_lowers_the_cost(crop, monkey
         return [rng.normal(scale=0.5, size=s).astype(np.float32) for s in post_filter_shapes(hidden, y.shape[0])]
 
     monkeypatch.setattr(postfilter, "fit", harmful)
-    r = codec.encode_image(crop, preset="medium", quality=70, seconds=6.0)
+    r = codec.encode_image(crop, preset="medium", basis="pyramid", quality=70, seconds=6.0)
     assert r.stats["post_filter"] == 0 and r.stats["post_filter_seconds"] > 0
     assert decoder.parse(r.data).post.hidden == 0
     # the filter was tried: with it the same latents decode worse
@@ -265,7 +265,7 @@ def test_kept_post_filter_beats_the_same_file_without_it(monkeypatch, always_fit
     board = np.repeat(skimage.data.checkerboard()[:, :, None], 3, axis=2)
     fit = postfilter.fit
     monkeypatch.setattr(postfilter, "fit", lambda *a, **k: fit(*a[:5], 300, seed=0))
-    r = codec.encode_image(board, preset="medium", quality=40, seconds=8.0)
+    r = codec.encode_image(board, preset="medium", basis="pyramid", quality=40, seconds=8.0)
     hidden = codec.config.HYBRID_PRESETS["medium"].post_hidden
     assert r.stats["post_filter"] == decoder.parse(r.data).post.hidden == hidden
     other = encoder.with_post_filter(r.data, PostFilterRecord())
@@ -279,7 +279,7 @@ def test_post_rdoq_target_is_the_image_minus_the_filters_correction(crop):
     level 0 (the latent planes with and without the filter) carried to RGB."""
     from codec import rdoq
 
-    data = encoder.with_post_filter(codec.encode(crop, preset="fast", quality=60), _record(8, 3, scale=6))
+    data = encoder.with_post_filter(codec.encode(crop, preset="fast", basis="pyramid", quality=60), _record(8, 3, scale=6))
     p = decoder.parse(data)
     image = crop.astype(np.float32) / 255.0
     idx = [r.step_index for r in p.records]
@@ -315,13 +315,13 @@ def test_post_rdoq_rounds_lower_the_cost_of_the_kept_filter(monkeypatch, fixed_f
     reported, and the file costs no more than the one written without rounds from the same search
     and the same filter; any round kept moved latents, so that file differs."""
     board = _board()
-    r = codec.encode_image(board, preset="medium", quality=40, seconds=60.0)
+    r = codec.encode_image(board, preset="medium", basis="pyramid", quality=40, seconds=60.0)
     assert r.stats["post_filter"] > 0
     rounds = r.stats["post_rdoq_rounds"]
     assert 0 <= rounds <= codec.config.HYBRID_PRESETS["medium"].post_rounds
     assert len(r.stats["post_rdoq_seconds"]) >= min(1, rounds)
     _without_rounds(monkeypatch)
-    plain = codec.encode_image(board, preset="medium", quality=40, seconds=60.0)
+    plain = codec.encode_image(board, preset="medium", basis="pyramid", quality=40, seconds=60.0)
     assert plain.stats["post_rdoq_rounds"] == 0 and plain.stats["post_rdoq_seconds"] == []
     lam = r.stats["lambda"]
     assert _cost(r.data, board, lam) <= _cost(plain.data, board, lam)
@@ -346,11 +346,11 @@ def test_a_post_rdoq_round_that_raises_the_cost_is_dropped(monkeypatch, fixed_fi
 
     monkeypatch.setattr(rdoq, "optimise", zeroing)
     board = _board()
-    r = codec.encode_image(board, preset="medium", quality=40, seconds=60.0)
+    r = codec.encode_image(board, preset="medium", basis="pyramid", quality=40, seconds=60.0)
     assert len(aims) == 1 and r.stats["post_rdoq_rounds"] == 0 and len(r.stats["post_rdoq_seconds"]) == 1
     monkeypatch.setattr(rdoq, "optimise", optimise)
     _without_rounds(monkeypatch)
-    assert codec.encode(board, preset="medium", quality=40, seconds=60.0) == r.data
+    assert codec.encode(board, preset="medium", basis="pyramid", quality=40, seconds=60.0) == r.data
 
 
 def test_fit_warm_starts_from_given_weights():
@@ -402,12 +402,12 @@ def test_post_cycles_cost_no_more_than_the_rounds_alone(monkeypatch, fixed_fits)
     costs no more than the one written without them from the same search and filter."""
     board = _board()
     _with_cycles(monkeypatch, 2)
-    r = codec.encode_image(board, preset="medium", quality=40, seconds=60.0)
+    r = codec.encode_image(board, preset="medium", basis="pyramid", quality=40, seconds=60.0)
     assert r.stats["post_filter"] > 0
     assert 1 <= r.stats["post_cycles"] <= 2 and len(r.stats["post_cycle_seconds"]) == r.stats["post_cycles"]
     assert 0 <= r.stats["post_refits_kept"] <= r.stats["post_cycles"]
     _with_cycles(monkeypatch, 0)
-    plain = codec.encode_image(board, preset="medium", quality=40, seconds=60.0)
+    plain = codec.encode_image(board, preset="medium", basis="pyramid", quality=40, seconds=60.0)
     assert plain.stats["post_cycles"] == plain.stats["post_refits_kept"] == 0
     lam = r.stats["lambda"]
     assert _cost(r.data, board, lam) <= _cost(plain.data, board, lam)
@@ -434,7 +434,7 @@ def test_rounds_kept_in_a_cycle_leave_the_stage_statistics_alone(monkeypatch, fi
 
     monkeypatch.setattr(rdoq, "optimise", first_round_idle)
     _with_cycles(monkeypatch, 1)  # one cycle: its rounds' count is the last one taken
-    r = codec.encode_image(_board(), preset="medium", quality=40, seconds=60.0)
+    r = codec.encode_image(_board(), preset="medium", basis="pyramid", quality=40, seconds=60.0)
     assert r.stats["post_filter"] > 0 and r.stats["post_cycles"] >= 1 and len(calls) >= 2
     assert r.stats["post_rdoq_rounds"] >= 1  # the cycle's rounds paid
     assert r.stats["kept_stage"] == "medium" and r.stats["stages"][0]["preset"] == "medium"
@@ -454,11 +454,11 @@ def test_a_warm_refit_that_raises_the_cost_is_dropped(monkeypatch, fixed_fits):
     monkeypatch.setattr(postfilter, "fit", harmful)
     board = _board()
     _with_cycles(monkeypatch, 2)
-    r = codec.encode_image(board, preset="medium", quality=40, seconds=60.0)
+    r = codec.encode_image(board, preset="medium", basis="pyramid", quality=40, seconds=60.0)
     assert r.stats["post_filter"] > 0 and r.stats["post_cycles"] >= 1 and r.stats["post_refits_kept"] == 0
     kept = decoder.parse(r.data).post
     _with_cycles(monkeypatch, 0)
-    plain = codec.encode_image(board, preset="medium", quality=40, seconds=60.0)
+    plain = codec.encode_image(board, preset="medium", basis="pyramid", quality=40, seconds=60.0)
     lam = r.stats["lambda"]
     assert _cost(r.data, board, lam) <= _cost(plain.data, board, lam)
     assert decoder.parse(plain.data).post == kept  # the first fit's filter, not the random one
@@ -471,13 +471,13 @@ def test_no_post_filter_is_fitted_for_a_small_file(crop, monkeypatch):
     called = []
     monkeypatch.setattr(postfilter, "fit", lambda *a, **k: called.append(1))
     assert codec.config.HYBRID_PRESETS["medium"].post_min_bytes > 0
-    r = codec.encode_image(crop, preset="medium", quality=70, seconds=60.0)
+    r = codec.encode_image(crop, preset="medium", basis="pyramid", quality=70, seconds=60.0)
     assert len(r.data) < codec.config.HYBRID_PRESETS["medium"].post_min_bytes
     assert not called and r.stats["post_filter"] == r.stats["post_filter_steps"] == 0
     assert "post_filter_seconds" not in r.stats and decoder.parse(r.data).post.hidden == 0
     medium = codec.config.HYBRID_PRESETS["medium"]
     monkeypatch.setitem(codec.config.HYBRID_PRESETS, "medium", dataclasses.replace(medium, post_steps=0, post_share=0.0))
-    assert codec.encode(crop, preset="medium", quality=70, seconds=60.0) == r.data
+    assert codec.encode(crop, preset="medium", basis="pyramid", quality=70, seconds=60.0) == r.data
 
 
 def test_no_post_filter_stage_without_time_or_without_a_trained_layer(crop, monkeypatch, always_fit):
@@ -492,7 +492,7 @@ def test_no_post_filter_stage_without_time_or_without_a_trained_layer(crop, monk
     fit = postfilter.fit
     monkeypatch.setattr(postfilter, "fit", lambda *a, **k: called.append(1) or fit(*a, **k))
     monkeypatch.setattr(encoder, "TAIL_COST", 1e6)
-    r = codec.encode_image(crop, preset="medium", quality=70, seconds=6.0)
+    r = codec.encode_image(crop, preset="medium", basis="pyramid", quality=70, seconds=6.0)
     assert not called and r.stats["post_filter"] == r.stats["post_filter_steps"] == 0
     assert "post_filter_seconds" not in r.stats and decoder.parse(r.data).post.hidden == 0
     monkeypatch.undo()
@@ -506,7 +506,7 @@ def test_no_post_filter_stage_without_time_or_without_a_trained_layer(crop, monk
     monkeypatch.setattr(postfilter, "fit", untrained)
     code = encoder.code_hybrid
     monkeypatch.setattr(encoder, "code_hybrid", lambda *a, **k: coded.append(len(a) > 4) or code(*a, **k))
-    r = codec.encode_image(crop, preset="medium", quality=70, seconds=6.0)
+    r = codec.encode_image(crop, preset="medium", basis="pyramid", quality=70, seconds=6.0)
     assert coded and not any(coded)  # no file was coded with a post filter
     assert r.stats["post_filter"] == 0 and "post_filter_seconds" not in r.stats
     assert decoder.parse(r.data).post.hidden == 0
@@ -534,7 +534,7 @@ def test_post_stage_leaves_time_to_write_and_decode_its_file(crop, monkeypatch, 
     monkeypatch.setattr(encoder, "code_hybrid", slow_code)
     monkeypatch.setattr(postfilter, "fit", spy_fit)
     t0 = time.perf_counter()
-    r = codec.encode_image(crop, preset="medium", quality=70, seconds=10.0)
+    r = codec.encode_image(crop, preset="medium", basis="pyramid", quality=70, seconds=10.0)
     tail = encoder.TAIL_COST * r.stats["first_pass_seconds"]
     assert tail < encoder.WRITE_COST * pause  # the bound under test is the one that binds
     assert fits and fits[0] - t0 <= 10.0 - encoder.WRITE_COST * pause + 0.05
@@ -544,7 +544,7 @@ def test_post_stage_leaves_time_to_write_and_decode_its_file(crop, monkeypatch, 
 
 def test_post_filter_keeps_any_size_decoding(crop, monkeypatch):
     """Any ``--size`` decodes (the corrected level 0 is sampled like the others), the same in small tiles."""
-    data = encoder.add_post_filter(codec.encode(crop, preset="fast", quality=50), crop.astype(np.float32) / 255.0, 4, 100)
+    data = encoder.add_post_filter(codec.encode(crop, preset="fast", basis="pyramid", quality=50), crop.astype(np.float32) / 255.0, 4, 100)
     assert decoder.parse(data).post.hidden == 4
     for size in (37, 128, 300):
         out = decoder.decode_to_array(data, size=size)
@@ -562,7 +562,7 @@ def test_add_post_filter_refuses_other_files(crop):
 
 def test_cli_info_shows_the_post_filter(tmp_path, crop, capsys):
     path = tmp_path / "p.inr"
-    path.write_bytes(encoder.add_post_filter(codec.encode(crop, preset="fast"), crop.astype(np.float32) / 255.0, 3, 20))
+    path.write_bytes(encoder.add_post_filter(codec.encode(crop, preset="fast", basis="pyramid"), crop.astype(np.float32) / 255.0, 3, 20))
     assert main(["info", str(path)]) == 0
     assert "post filter     3x3 convolutions, 3 hidden channels" in capsys.readouterr().out
     assert main(["info", str(path), "--json"]) == 0

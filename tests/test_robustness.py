@@ -44,7 +44,7 @@ def _with_crc(body: bytes) -> bytes:
     return body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
 
 
-@pytest.fixture(params=["siren", "hybrid"])
+@pytest.fixture(params=["siren", "hybrid", "wavelet"])
 def any_file(request, encoded) -> bytes:
     return encoded[request.param].data
 
@@ -116,12 +116,20 @@ def test_hybrid_size_limit_from_the_encoder_and_the_decoder(cat, monkeypatch):
         return PyramidSpec(pyramid.levels_for(w, h), 3, w, h).num_params()
 
     assert latents(4032, 3024) <= latents(4096, 4096) <= decoder.MAX_LATENTS < latents(5000, 4000)
-    data = codec.encode(cat, preset="fast", quality=50)
+    data = codec.encode(cat, preset="fast", basis="pyramid", quality=50)
     monkeypatch.setattr(decoder, "MAX_LATENTS", latents(64, 48) - 1)
     with pytest.raises(LimitError, match="too large for the hybrid model"):
-        codec.encode(cat, preset="fast", quality=50)
+        codec.encode(cat, preset="fast", basis="pyramid", quality=50)
     with pytest.raises(FieldRangeError, match="parameters exceeds the limit"):
         codec.decode(data)
+    # the wavelet basis: one coefficient per pixel and channel, checked the same way
+    monkeypatch.undo()
+    wave = codec.encode(cat, basis="wavelet", quality=50)
+    monkeypatch.setattr(decoder, "MAX_LATENTS", 64 * 48 * 3 - 1)
+    with pytest.raises(LimitError, match="too large for the hybrid model"):
+        codec.encode(cat, basis="wavelet", quality=50)
+    with pytest.raises(FieldRangeError, match="parameters exceeds the limit"):
+        codec.decode(wave)
 
 
 def test_model_ids_belong_to_their_format_version():
@@ -139,6 +147,19 @@ def test_hybrid_header_fields_must_be_zero():
         codec.read_header(bad)
 
 
+def test_only_version_10_hybrid_files_name_a_basis():
+    """From version 10 the hybrid's hidden field is its basis (0 pyramid, 1 wavelet); before, it
+    must be 0, and no other model may set it to a basis."""
+    for version, hidden, basis in ((10, 0, "pyramid"), (10, 1, "wavelet"), (9, 0, "pyramid")):
+        h = bitstream.Header(width=10, height=10, channels=3, model=5, layers=2, hidden=hidden, version=version)
+        assert bitstream.Header.from_bytes(h.to_bytes()).basis == basis
+    for version, hidden in ((9, 1), (8, 1), (10, 2)):
+        with pytest.raises(FieldRangeError, match="hybrid|hidden"):
+            bitstream.Header(width=10, height=10, channels=3, model=5, layers=2, hidden=hidden, version=version).to_bytes()
+    with pytest.raises(FieldRangeError, match="hidden"):
+        bitstream.Header(width=10, height=10, channels=3, model=4, layers=2, hidden=1, version=1).to_bytes()
+
+
 _fields = st.fixed_dictionaries({
     "width": st.integers(1, 0xFFFF), "height": st.integers(1, 0xFFFF), "channels": st.integers(0, 6),
     "model": st.integers(0, 5), "layers": st.integers(0, 40), "hidden": st.integers(0, 600),
@@ -147,7 +168,7 @@ _fields = st.fixed_dictionaries({
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(fields=_fields, payload=st.binary(max_size=300), version=st.sampled_from([1, 2, 3, 3, 0, 4]),
+@given(fields=_fields, payload=st.binary(max_size=300), version=st.sampled_from([1, 2, 3, 3, 0, 4, 9, 10, 10]),
        flags=st.sampled_from([0, 0, 0, 1, 0x80]))
 def test_fuzz_headers_with_valid_crc(fields, payload, version, flags):
     body = struct.pack(">3sBBHHBBBHBBII", b"INR", version, flags, fields["width"], fields["height"],

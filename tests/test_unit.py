@@ -126,7 +126,7 @@ def test_header_roundtrip_and_size():
     h = Header(width=768, height=512, channels=3, model=3, layers=5, hidden=71, enc_b=30, payload_len=10)
     b = h.to_bytes()
     assert len(b) == bitstream.HEADER_SIZE == 24 and bitstream.OVERHEAD <= 32
-    assert b[:3] == b"INR" and b[3] == bitstream.VERSION == 9
+    assert b[:3] == b"INR" and b[3] == bitstream.VERSION == 10
     assert Header.from_bytes(b) == h
 
 

@@ -1,5 +1,5 @@
-"""benchmarks/wavelet_probe.py: the 9/7 lifting is the transform it claims to be, the bytes it reports
-are the context coder's real words, and its run folder is one compare_runs.py reads."""
+"""benchmarks/wavelet_probe.py: it runs the codec's 9/7 transform, the bytes it reports are the
+context coder's real words, and its run folder is one compare_runs.py reads."""
 from __future__ import annotations
 
 import csv
@@ -18,27 +18,13 @@ def wp():
     return load_benchmark("wavelet_probe")
 
 
-def test_lifting_inverts_and_splits_a_ramp(wp):
-    rng = np.random.default_rng(0)
-    x = rng.random((48, 64))
-    ll, bands = wp.dwt2(x, 3)
-    assert ll.shape == (6, 8) and [b[0].shape for b in bands] == [(24, 32), (12, 16), (6, 8)]
-    np.testing.assert_allclose(wp.idwt2(ll, bands), x, atol=1e-12)
-    # a constant passes the low band with gain 1 and leaves every high band empty; a linear ramp too
-    # (the 9/7 analysis high-pass has four vanishing moments), away from the symmetric borders
-    ll, bands = wp.dwt2(np.full((32, 32), 0.25), 2)
-    np.testing.assert_allclose(ll, 0.25, atol=1e-12)
-    assert all(np.abs(b).max() < 1e-12 for lv in bands for b in lv)
-    ramp = np.add.outer(np.arange(32.0), np.arange(32.0))
-    _, bands = wp.dwt2(ramp, 1)
-    assert all(np.abs(b[2:-2, 2:-2]).max() < 1e-9 for b in bands[0])
+def test_the_probe_uses_the_codecs_transform(wp):
+    """The probe's transform and norms are :mod:`codec.wavelet`'s (tested in test_wavelet.py), so its
+    figures are those of the arithmetic the codec runs."""
+    from codec import wavecode, wavelet
 
-
-def test_band_norms_are_the_synthesis_functions_norms(wp):
-    n_ll, n_b = wp.band_norms((64, 64), 2)
-    # the low band's synthesis gain is 2 per level (DC gain 1 per axis, support area x4)
-    assert n_ll == pytest.approx(4.0, rel=0.05)
-    assert n_b[0][0] == pytest.approx(n_b[0][1]) and n_b[0][2] < n_b[0][0] < n_b[1][0]
+    assert wp.dwt2 is wavelet.analyse and wp.band_norms is wavelet.band_norms
+    assert wp.rdoq_pyramid is wavecode.rdoq_group
 
 
 def test_reported_bytes_are_the_coders_words(wp):
