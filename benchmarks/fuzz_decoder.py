@@ -34,14 +34,20 @@ LIMIT = 1 << 14
 def seeds() -> list[bytes]:
     img = np.asarray(Image.fromarray(skimage.data.chelsea()).resize((40, 30)))
     out = [codec.encode(img, model=m, steps=20, seed=1) for m in ("relu", "pe", "fourier", "siren", "hybrid")]
-    out.append(codec.encode(img, model="hybrid", quality=95))
-    out.append(codec.encode(img[:, :, 0], steps=10))
-    out.append(codec.encode(np.dstack([img, img[:, :, :1]]), steps=10))
-    # older format versions (inrc 0.1 to 0.20), which the decoder still reads, and version-7 to -9
+    out.append(codec.encode(img, model="hybrid", basis="pyramid", quality=95))
+    # the wavelet basis (format v10): RGB, gray and RGBA, and a size whose axes are odd
+    out.append(codec.encode(img, basis="wavelet", quality=95))
+    out.append(codec.encode(img[:, :, 0], basis="wavelet", quality=80))
+    out.append(codec.encode(np.dstack([img, img[:, :, :1]]), basis="wavelet", quality=80))
+    out.append(codec.encode(img[:29, :37], basis="wavelet", quality=60))
+    out.append(codec.encode(img[:, :, 0], basis="pyramid", steps=10))
+    out.append(codec.encode(np.dstack([img, img[:, :, :1]]), basis="pyramid", steps=10))
+    # older format versions (inrc 0.1 to 0.21), which the decoder still reads, and version-7 to -10
     # files with a post filter (the encoder fits none on an image this small)
     data = Path(__file__).parents[1] / "tests" / "data"
-    out += [(data / f"golden_v{v}{m}.inr").read_bytes() for v in (1, 2, 3, 4, 5, 6, 7, 8) for m in ("", "_hybrid")]
-    out += [(data / f"golden_v{v}_post.inr").read_bytes() for v in (7, 8, 9)]
+    out += [(data / f"golden_v{v}{m}.inr").read_bytes() for v in (1, 2, 3, 4, 5, 6, 7, 8, 9) for m in ("", "_hybrid")]
+    out += [(data / f"golden_v{v}_post.inr").read_bytes() for v in (7, 8, 9, 10)]
+    out.append((data / "golden_v10_wavelet_post.inr").read_bytes())
     return out
 
 

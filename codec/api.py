@@ -81,8 +81,10 @@ def info(data: bytes) -> dict:
         "coded_bytes": len(p.words),
         # the level filters run once over their grid; level l has 4^-l values per pixel
         # the post filter (version 7) runs on a native-size rendering of its own: its convolutions plus one more rendering
+        # (the wavelet basis's post filter runs on its native synthesis, which is rendered anyway)
         "macs_per_pixel": p.spec.macs_per_pixel() + math.ceil(finefilter.macs_per_pixel(p.filters))
-        + (postfilter.macs_per_pixel(p.post, h.channels) + p.spec.macs_per_pixel() if p.post.hidden else 0),
+        + (postfilter.macs_per_pixel(p.post, h.channels)
+           + (0 if isinstance(p.spec, WaveletSpec) else p.spec.macs_per_pixel()) if p.post.hidden else 0),
         "filter_radii": [[f.radius for f in level] for level in p.filters],
         "post_filter_hidden": p.post.hidden,
         # version 5: latent planes whose signs are coded under context probabilities

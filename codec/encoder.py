@@ -512,6 +512,12 @@ class _Candidate:
 def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> EncodeResult:
     """The hybrid model's encoder: analytic fill, then rate-distortion optimisation of the latents.
 
+    The basis (``opts.basis``, else the preset's): ``wavelet`` codes the image's CDF 9/7 subbands
+    alone (:func:`wavelet_file`, :func:`_encode_wavelet`); ``pyramid`` runs steps 1-7 below; ``auto``
+    codes the wavelet file first (:meth:`_HybridSearch.wavelet_candidate`), runs steps 1-7 with the
+    time left, and writes the wavelet file instead if it costs less (:meth:`_HybridSearch.better`:
+    ``D + lambda R`` at the search's ``lambda``, within the ``--bpp``/``--psnr`` rules).
+
     1. Fill the latent pyramid closed-loop from the image (:func:`codec.pyramid.fill`) with steps
        ``Delta_{l,c} = Delta_0 2^(-gamma l) (kappa if chroma)``, ``kappa`` the shape's factor on the
        colour space's own (:func:`codec.pyramid.chroma_kappa`).
@@ -553,9 +559,9 @@ def encode_hybrid(image: np.ndarray, opts: EncodeOptions, t_start: float) -> Enc
     """
     progress = TimeProgress(t_start, opts.quiet)
     try:
+        device = hybrid_device(opts.device)  # refuses an unavailable device for either basis
         if (opts.basis or HYBRID_PRESETS[opts.preset].basis) == "wavelet":
             return _encode_wavelet(image, opts, t_start, progress)
-        device = hybrid_device(opts.device)
         with exact_cuda(device):
             return _encode_hybrid(image, opts, t_start, progress, device)
     finally:
@@ -584,8 +590,8 @@ class WaveletFile:
 def wavelet_file(image: np.ndarray, colour: int, opts: EncodeOptions, lam: float,
                  progress: TimeProgress | None = None) -> WaveletFile:
     """The image coded in the wavelet basis (:mod:`codec.wavecode`) in colour word ``colour``: at
-    luma step ``Delta = sqrt(lam / RDOQ)`` (:func:`codec.wavecode.delta_for_lambda`: the trade-off
-    ``lam`` of a pyramid search at the same quality), or under ``--bpp`` the ``Delta`` whose written
+    the luma step of :func:`codec.wavecode.delta_for_lambda` for ``lam``, the trade-off of a pyramid
+    search at the same quality, or under ``--bpp`` the ``Delta`` whose written
     file is nearest the target (:func:`delta0_for_size`, within ``DELTA0_TOLERANCE``), under
     ``--psnr`` the one whose decoded PSNR is (:func:`delta0_for`, within ``PSNR_TOLERANCE``).  Every
     size and PSNR is that of written and decoded bytes (about a second per encode of a Kodak image)."""

@@ -199,6 +199,9 @@ def test_unavailable_device_is_a_usage_error_for_every_model(tmp_path, img_path,
     for model in ("hybrid", "siren"):
         c, _, err = run(capsys, "encode", img_path, "-o", tmp_path / "x.inr", "--model", model, "--device", "cuda")
         assert c == 2 and "CUDA is not available" in err and not (tmp_path / "x.inr").exists()
+    # the wavelet basis runs in numpy, but an unavailable device is refused all the same
+    c, _, err = run(capsys, "encode", img_path, "-o", tmp_path / "x.inr", "--preset", "fast", "--device", "cuda")
+    assert c == 2 and "CUDA is not available" in err and not (tmp_path / "x.inr").exists()
 
 
 def test_info_names_latent_levels_of_a_version_1_file(capsys):
