@@ -13,9 +13,9 @@ file.  For a luma step ``Delta`` (in ``[0, 1]`` pixel units):
    colour space (:func:`codec.pyramid.chroma_kappa`, 1 for luma and alpha).  Values are rounded.
 3. A greedy RDOQ (:func:`rdoq_group`) lowers ``J = D + lambda R`` of each orientation's pyramid,
    ``lambda = WaveletConfig.rdoq * Delta^2``, with ``R`` the context model's bits
-   (:func:`codec.rdoq.plane_rate_terms`) and ``D`` the squared RGB error, the 9/7 taken as
-   orthogonal (it is nearly so: its synthesis functions' norms differ from those of the analysis
-   dual by a few per cent).
+   (:func:`codec.rdoq.plane_rate_terms`) and ``D`` the squared RGB error, the normalised 9/7 taken
+   as orthogonal (it is biorthogonal and close to orthogonal, so errors in different coefficients
+   add nearly independently).
 4. The four groups are context-coded (:func:`code`) in one range-coder stream.
 
 ``benchmarks/wavelet_probe.py`` measured this on all 24 Kodak images before it was built (0.21.1):
