@@ -9,7 +9,7 @@ Layout (all integers big-endian)::
     5      2    width  (1..65535)
     7      2    height (1..65535)
     9      1    channels (1 = L, 2 = LA, 3 = RGB, 4 = RGBA)
-    10     1    model id (0 relu, 1 pe, 2 fourier, 3 siren; 5 hybrid in versions 2 to 9,
+    10     1    model id (0 relu, 1 pe, 2 fourier, 3 siren; 5 hybrid in versions 2 to 10,
                 4 the bilinear pyramid in version 1)
     11     1    hidden layers (1..MAX_LAYERS); hybrid: latent levels (1..MAX_LEVELS)
     12     2    hidden width (1..MAX_HIDDEN); hybrid: 0, or from version 10 its basis (0 the
@@ -104,7 +104,6 @@ SAME_VERSION = 9  # from version 9: predicted step indices, every class of a mod
 BASIS_VERSION = 10  # from version 10 a hybrid's hidden-width field names its basis:
 BASIS_IDS = {"pyramid": 0, "wavelet": 1}
 BASIS_NAMES = {v: k for k, v in BASIS_IDS.items()}
-WAVELET_GROUPS = 4  # a wavelet file's plane groups: LL, HL, LH, HH
 
 
 def valid_colour_word(word: int) -> bool:

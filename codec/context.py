@@ -602,7 +602,6 @@ def decode_planes(words: bytes, shapes: list[tuple[int, int]], channels: int,
     magnitudes and signs coded apart (version 5); ``False`` reads versions 2 to 4, whose values
     were coded under the two-sided table.  ``dec``: a range decoder (:func:`range_decoder`) to go on
     reading from, instead of one over ``words``."""
-
     levels = len(shapes)
     # int32: |q| <= entropy.MAX_K and a prediction is at most 15/32 of four of them; half int64's
     # memory (a 12-Mpixel file's planes: 192 MB instead of 384 MB)

@@ -88,7 +88,6 @@ class PyramidSpec:
         return _TAPS[self.kernel] ** 2 * self.levels * self.channels + (9 if self.channels >= 3 else 0)
 
 
-BASES = ("pyramid", "wavelet")  # a hybrid file's basis (format version 10: the header's hidden field)
 # Lifting MACs per sample and 1-D pass of the inverse 9/7 (four lifting steps of two MACs, one scaling)
 _LIFT_MACS = 9
 
