@@ -56,10 +56,7 @@ def quantize(x: np.ndarray, step: float, theta: float) -> np.ndarray:
 def code_pyramid(planes: list[list[np.ndarray]], idx: list[list[int]]) -> int:
     """Bytes of the hybrid's context code for ``planes[level][channel]`` (payload and side information)."""
     records, words = context.encode_planes(planes, idx)
-    order = context.coding_order(len(planes), len(planes[0]))
-    side = bitstream.pack_context_side([records[k] for k in order], [], chroma=[c > 0 for _, c in order],
-                                       order=[lv * len(planes[0]) + c for lv, c in order], channels=len(planes[0]))
-    return len(side) + len(words)
+    return len(context.pack_side(records, len(planes), len(planes[0]))) + len(words)
 
 
 def encode(image: np.ndarray, delta: float, theta: float, levels: int, kappa: float, norms,

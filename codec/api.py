@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from . import bitstream, color, decoder, finefilter, imageio, postfilter, quant, wavelet
+from . import bitstream, color, decoder, finefilter, imageio, postfilter, wavelet
 from .bitstream import Header
 from .errors import OptionError
 from .specs import ModelSpec, WaveletSpec
@@ -135,17 +135,12 @@ def _wavelet_tensors(p: decoder.Parsed) -> dict:
     """A wavelet file's dequantized subbands, ``(channels, h, w)`` each, and its native rendering."""
     import torch
 
-    c = p.spec.channels
     codes = decoder.wavelet_codes(p)
-    steps = [quant.step_from_index(r.step_index) for r in p.records]
-    names = ["ll"] + list(wavelet.ORIENTATIONS)
-    tensors, n = {}, 0
-    for g, group in enumerate(codes):
-        for lv, planes in enumerate(group):
-            key = "subband.ll" if g == 0 else f"subband.{lv}.{names[g]}"
-            tensors[key] = torch.from_numpy(np.stack([planes[ch].astype(np.float32) * np.float32(steps[n + ch])
-                                                      for ch in range(c)]))
-            n += c
+    per_channel = [decoder.wavelet_subbands(p, codes, ch) for ch in range(p.spec.channels)]
+    tensors = {"subband.ll": torch.from_numpy(np.stack([ll for ll, _ in per_channel]))}
+    for lv in range(p.spec.levels):
+        for o, name in enumerate(wavelet.ORIENTATIONS):
+            tensors[f"subband.{lv}.{name}"] = torch.from_numpy(np.stack([bands[lv][o] for _, bands in per_channel]))
     tensors["native"] = torch.from_numpy(decoder.wavelet_native(p))
     return tensors
 

@@ -71,6 +71,22 @@ def coding_order(levels: int, channels: int) -> list[tuple[int, int]]:
     return [(lv, c) for lv in reversed(range(levels)) for c in range(channels)]
 
 
+def plane_indices(levels: int, channels: int) -> list[int]:
+    """The tensor index ``level * channels + channel`` of each plane in :func:`coding_order` (the
+    ``order`` of :func:`codec.bitstream.pack_context_side` and ``unpack_context_side``)."""
+    return [lv * channels + c for lv, c in coding_order(levels, channels)]
+
+
+def pack_side(records: dict[tuple[int, int], bitstream.ContextRecord], levels: int, channels: int,
+              filters: list[bitstream.FilterRecord] | None = None) -> bytes:
+    """The side information of :func:`encode_planes`'s ``records`` (planes of ``levels`` levels and
+    ``channels`` channels) in the current syntax (:func:`codec.bitstream.pack_context_side`),
+    followed by ``filters`` (the pyramid basis's level filters; none by default)."""
+    order = coding_order(levels, channels)
+    return bitstream.pack_context_side([records[key] for key in order], filters or [], chroma=[c > 0 for _, c in order],
+                                       order=plane_indices(levels, channels), channels=channels)
+
+
 def _box3(a: np.ndarray) -> np.ndarray:
     """3x3 box sum with zero padding (exact integer arithmetic), as a column pass then a row pass."""
     r = a.copy()

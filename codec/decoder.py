@@ -65,7 +65,7 @@ def parse(data: bytes) -> Parsed:
         records = []
         groups = spec.group_shapes()
         for g, shapes in enumerate(groups):
-            order = [lv * spec.channels + ch for lv, ch in context.coding_order(len(shapes), spec.channels)]
+            order = context.plane_indices(len(shapes), spec.channels)
             group, _, payload = bitstream.unpack_context_side(
                 payload, order, len(entropy.THETAS), spec.channels, signs=True, filter_levels=0,
                 version=header.version, words=g == len(groups) - 1)
@@ -77,7 +77,7 @@ def parse(data: bytes) -> Parsed:
         if header.version == 2:
             records, words = bitstream.unpack_context_payload(payload, len(spec.coded_shapes()), len(entropy.THETAS))
         else:
-            order = [lv * spec.channels + ch for lv, ch in context.coding_order(spec.levels, spec.channels)]
+            order = context.plane_indices(spec.levels, spec.channels)
             n_levels = bitstream.filter_levels(header.version, spec.levels)
             records, flat, words = bitstream.unpack_context_side(
                 payload, order, len(entropy.THETAS), spec.channels if n_levels else 0,
@@ -103,12 +103,23 @@ def wavelet_codes(p: Parsed) -> list[list[list[np.ndarray]]]:
     ``LL``, ``HL``, ``LH``, ``HH``; :class:`codec.specs.WaveletSpec`), from its one stream."""
     spec, c = p.spec, p.spec.channels
     dec = context.range_decoder(p.words)
-    codes, first = [], 0
-    for shapes in spec.group_shapes():
-        by_plane = {(lv, ch): p.records[first + lv * c + ch] for lv in range(len(shapes)) for ch in range(c)}
+    codes = []
+    for g, shapes in enumerate(spec.group_shapes()):
+        by_plane = {(lv, ch): p.records[spec.record_index(g, lv, ch)] for lv in range(len(shapes)) for ch in range(c)}
         codes.append(context.decode_planes(b"", shapes, c, by_plane, dec=dec))
-        first += len(shapes) * c
     return codes
+
+
+def wavelet_subbands(p: Parsed, codes: list[list[list[np.ndarray]]], ch: int) -> tuple[np.ndarray, wavelet.Bands]:
+    """Channel ``ch``'s dequantized subbands (float32 ``q * Delta``) of a wavelet file's decoded
+    integers ``codes`` (:func:`wavelet_codes`): the final ``LL`` and per level ``(HL, LH, HH)``."""
+    spec = p.spec
+
+    def plane(g: int, lv: int) -> np.ndarray:
+        step = quant.step_from_index(p.records[spec.record_index(g, lv, ch)].step_index)
+        return codes[g][lv][ch].astype(np.float32) * np.float32(step)
+
+    return plane(0, 0), [tuple(plane(1 + o, lv) for o in range(3)) for lv in range(spec.levels)]
 
 
 def wavelet_native(p: Parsed) -> np.ndarray:
@@ -118,15 +129,9 @@ def wavelet_native(p: Parsed) -> np.ndarray:
     time, so the working memory beyond the output is one channel's transform."""
     spec, c = p.spec, p.spec.channels
     codes = wavelet_codes(p)
-    steps = [np.float32(quant.step_from_index(r.step_index)) for r in p.records]
-    per_group = [len(shapes) * c for shapes in spec.group_shapes()]
-    starts = [sum(per_group[:g]) for g in range(len(per_group))]
     out = np.empty((c, spec.height, spec.width), dtype=np.float32)
     for ch in range(c):
-        ll = codes[0][0][ch].astype(np.float32) * steps[starts[0] + ch]
-        bands = [tuple(codes[1 + o][lv][ch].astype(np.float32) * steps[starts[1 + o] + lv * c + ch] for o in range(3))
-                 for lv in range(spec.levels)]
-        out[ch] = wavelet.synthesise(ll, bands, spec.height, spec.width)
+        out[ch] = wavelet.synthesise(*wavelet_subbands(p, codes, ch), spec.height, spec.width)
         out[ch] += np.float32(0.5)
         for g in codes:  # this channel's integers are no longer needed
             for level in g:

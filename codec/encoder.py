@@ -323,14 +323,12 @@ def code_hybrid(spec: PyramidSpec, codes: list[list[np.ndarray]], step_idx: list
     levels; none by default; ``post``: the post filter, :mod:`codec.postfilter`; none by default)."""
     c = spec.channels
     records, words = context.encode_planes(codes, [step_idx[lv * c : (lv + 1) * c] for lv in range(spec.levels)])
-    order = context.coding_order(spec.levels, c)
     n_levels = bitstream.filter_levels(bitstream.VERSION, spec.levels)
     filters = filters if filters is not None else []
     if len(filters) > n_levels or any(len(f) != c for f in filters):
         raise ValueError(f"expected filters for at most {n_levels} levels of {c} channels")
     flat = [f for lv in range(n_levels) for f in (filters[lv] if lv < len(filters) else [bitstream.FilterRecord()] * c)]
-    side = bitstream.pack_context_side([records[key] for key in order], flat, chroma=[ch > 0 for _, ch in order],
-                                       order=[lv * c + ch for lv, ch in order], channels=c)
+    side = context.pack_side(records, spec.levels, c, flat)
     head = bitstream.pack_post_filter(post if post is not None else bitstream.PostFilterRecord(), c)
     return bitstream.pack(header_for(spec, spec.width, spec.height), head + side + words)
 
@@ -346,13 +344,10 @@ def _hybrid_v7(data: bytes) -> decoder.Parsed:
 def _recode(p: decoder.Parsed, record: bitstream.PostFilterRecord) -> bytes:
     """The parsed hybrid file ``p`` (either basis) coded again with the post filter ``record``."""
     if isinstance(p.spec, WaveletSpec):
-        codes, c = decoder.wavelet_codes(p), p.spec.channels
-        steps = [r.step_index for r in p.records]
-        idx, n = [], 0
-        for group in codes:
-            idx.append([steps[n + lv * c : n + (lv + 1) * c] for lv in range(len(group))])
-            n += len(group) * c
-        return wavecode.code(p.spec, codes, idx, record)
+        codes, spec = decoder.wavelet_codes(p), p.spec
+        idx = [[[p.records[spec.record_index(g, lv, ch)].step_index for ch in range(spec.channels)]
+                for lv in range(len(group))] for g, group in enumerate(codes)]
+        return wavecode.code(spec, codes, idx, record)
     return code_hybrid(p.spec, decoder.hybrid_codes(p), [r.step_index for r in p.records], p.filters, record)
 
 
@@ -630,9 +625,17 @@ def wavelet_file(image: np.ndarray, colour: int, opts: EncodeOptions, lam: float
     return WaveletFile(data, sse, out, delta, lam, spec, time.perf_counter() - t0, len(files))
 
 
-def _wavelet_stats(f: WaveletFile) -> dict:
-    return {"basis": "wavelet", "levels": f.spec.levels, "delta": round(f.delta, 6),
-            "wavelet_encodes": f.encodes, "wavelet_seconds": round(f.seconds, 3)}
+def _wavelet_result(f: WaveletFile, image: np.ndarray, opts: EncodeOptions, t_start: float, device: str,
+                    **stats) -> EncodeResult:
+    """The :class:`EncodeResult` of a wavelet file (written alone, or kept by ``auto``), with
+    ``stats`` added to the basis's own."""
+    h, w, c = image.shape
+    return EncodeResult(data=f.data, width=w, height=h, channels=c, model="hybrid", device=device,
+                        seconds=time.perf_counter() - t_start, steps=wavecode.SWEEPS if opts.steps is None else opts.steps,
+                        psnr=_psnr_vs_source(f.decoded, image), params=f.spec.num_params(),
+                        stats={"basis": "wavelet", "levels": f.spec.levels, "delta": round(f.delta, 6),
+                               "wavelet_encodes": f.encodes, "wavelet_seconds": round(f.seconds, 3),
+                               "preset": opts.preset, **stats})
 
 
 def _encode_wavelet(image: np.ndarray, opts: EncodeOptions, t_start: float, progress: TimeProgress) -> EncodeResult:
@@ -644,11 +647,7 @@ def _encode_wavelet(image: np.ndarray, opts: EncodeOptions, t_start: float, prog
     progress.start(opts.seconds if opts.seconds is not None else preset.cap(image.shape[1], image.shape[0]))
     progress.stage("wavelet")
     f = wavelet_file(image, colour, opts, lam, progress)
-    h, w, c = image.shape
-    return EncodeResult(data=f.data, width=w, height=h, channels=c, model="hybrid", device="cpu",
-                        seconds=time.perf_counter() - t_start, steps=wavecode.SWEEPS if opts.steps is None else opts.steps,
-                        psnr=_psnr_vs_source(f.decoded, image), params=f.spec.num_params(),
-                        stats={**_wavelet_stats(f), "preset": opts.preset, "lambda": f.lam})
+    return _wavelet_result(f, image, opts, t_start, "cpu", **{"lambda": f.lam})
 
 
 def hybrid_device(name: str) -> torch.device:
@@ -1148,14 +1147,10 @@ class _HybridSearch:
         kept = runs[stage_kept]
         wave_stats = {} if wave is None else {"wavelet_bytes": len(wave.data), "wavelet_psnr": round(self.psnr(wave), 4)}
         if wave is not None and self.better(wave, best, lam):
-            f = self.wavelet
-            return EncodeResult(data=f.data, width=self.w, height=self.h, channels=self.c, model="hybrid",
-                                device=self.device.type, seconds=time.perf_counter() - self.t_start,
-                                steps=wavecode.SWEEPS if self.opts.steps is None else self.opts.steps,
-                                psnr=_psnr_vs_source(f.decoded, self.image), params=f.spec.num_params(),
-                                stats={**_wavelet_stats(f), **wave_stats, "preset": self.opts.preset, "lambda": lam,
-                                       "pyramid_bytes": len(best.data), "pyramid_psnr": round(self.psnr(best), 4),
-                                       "first_pass_cut_short": False, "stages": runs})
+            return _wavelet_result(self.wavelet, self.image, self.opts, self.t_start, self.device.type, **wave_stats,
+                                   **{"lambda": lam, "pyramid_bytes": len(best.data),
+                                      "pyramid_psnr": round(self.psnr(best), 4), "first_pass_cut_short": False,
+                                      "stages": runs})
         self.progress.stage("verifying")
         psnr = _psnr_vs_source(decode_to_array(best.data) if decoded is None else decoded, self.image)
         return EncodeResult(data=best.data, width=self.w, height=self.h, channels=self.c, model="hybrid",

@@ -60,12 +60,17 @@ def chroma_kappa(colour: int) -> float:
     return YCBCR_KAPPA if colour == 0 else ROTATION_KAPPA
 
 
+def is_chroma(channels: int, channel: int) -> bool:
+    """Whether ``channel`` of an image of ``channels`` channels is a chroma channel (1 or 2 of three
+    or four: its step takes the chroma factor; luma, gray and alpha do not)."""
+    return channels >= 3 and channel in (1, 2)
+
+
 def step_indices(spec: PyramidSpec, cfg: PyramidConfig) -> list[int]:
     out = []
     for lv in range(spec.levels):
         for c in range(spec.channels):
-            chroma = spec.channels >= 3 and c in (1, 2)
-            d = cfg.delta0 * 2.0 ** (-cfg.gamma * lv) * (cfg.kappa if chroma else 1.0)
+            d = cfg.delta0 * 2.0 ** (-cfg.gamma * lv) * (cfg.kappa if is_chroma(spec.channels, c) else 1.0)
             out.append(quant.index_for_step(d))
     return out
 

@@ -127,6 +127,11 @@ class WaveletSpec:
         """Every plane's shape in record order (group, then level, then channel)."""
         return [shape for group in self.group_shapes() for shape in group for _ in range(self.channels)]
 
+    def record_index(self, group: int, level: int, channel: int) -> int:
+        """The index among the file's records of plane ``(level, channel)`` of ``group``."""
+        before = sum(len(shapes) for shapes in self.group_shapes()[:group])
+        return (before + level) * self.channels + channel
+
     def num_params(self) -> int:
         return sum(h * w for h, w in self.coded_shapes())
 

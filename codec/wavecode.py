@@ -94,10 +94,6 @@ def spec_for(image: np.ndarray, colour: int) -> WaveletSpec:
     return WaveletSpec(wavelet.levels_for(w, h), c, w, h, colour)
 
 
-def _chroma(spec: WaveletSpec, ch: int) -> bool:
-    return spec.channels >= 3 and ch in (1, 2)
-
-
 def _round(r: np.ndarray) -> np.ndarray:
     """Values in steps rounded to integers within the format's code range (``|q| <= MAX_K``: only
     a step far finer than any quality asks for reaches it)."""
@@ -115,7 +111,7 @@ def quantize(an: Analysis, delta: float, cfg: WaveletConfig = WaveletConfig()) -
     idx = [[[0] * spec.channels for _ in range(1 if g == 0 else spec.levels)] for g in range(groups)]
     ratios = [[[None] * spec.channels for _ in range(spec.levels)] for _ in wavelet.ORIENTATIONS]
     for ch, (ll, bands) in enumerate(an.coeffs):
-        d = delta * (kappa if _chroma(spec, ch) else 1.0)
+        d = delta * (kappa if pyramid.is_chroma(spec.channels, ch) else 1.0)
         i = quant.index_for_step(d / n_ll)
         codes[0][0][ch] = _round(ll / quant.step_from_index(i))
         idx[0][0][ch] = i
@@ -126,7 +122,7 @@ def quantize(an: Analysis, delta: float, cfg: WaveletConfig = WaveletConfig()) -
                 codes[1 + o][lv][ch], idx[1 + o][lv][ch], ratios[o][lv][ch] = _round(r), i, r
     if cfg.rdoq > 0:
         lam = cfg.rdoq * delta * delta
-        weights = [(delta * (kappa if _chroma(spec, ch) else 1.0)) ** 2 * float(an.weights[ch])
+        weights = [(delta * (kappa if pyramid.is_chroma(spec.channels, ch) else 1.0)) ** 2 * float(an.weights[ch])
                    for ch in range(spec.channels)]
         for o in range(len(wavelet.ORIENTATIONS)):
             rdoq_group(codes[1 + o], ratios[o], weights, lam, cfg.sweeps)
@@ -180,9 +176,7 @@ def code(spec: WaveletSpec, codes: list, idx: list, post: bitstream.PostFilterRe
     sides = []
     for group, steps in zip(codes, idx):
         records, _ = context.encode_planes(group, steps, enc)
-        order = context.coding_order(len(group), c)
-        sides.append(bitstream.pack_context_side([records[key] for key in order], [], chroma=[ch > 0 for _, ch in order],
-                                                 order=[lv * c + ch for lv, ch in order], channels=c))
+        sides.append(context.pack_side(records, len(group), c))
     words = enc.get_compressed().astype("<u4").tobytes()
     head = bitstream.pack_post_filter(post if post is not None else bitstream.PostFilterRecord(), c)
     return bitstream.pack(header_for(spec, spec.width, spec.height), head + b"".join(sides) + words)
