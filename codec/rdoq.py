@@ -756,6 +756,23 @@ def _with_neighbours(v: torch.Tensor, rate: Callable[[torch.Tensor], torch.Tenso
 
 
 WEIGHT_REACH = 2  # RDOQ's sweeps after the first try a plane's weights within this many of its last
+# a plane's four parity phases in RDOQ's order, (sub-grid, whether it holds anchors): anchors (0, 0),
+# non-anchors (0, 1) and (1, 0), anchors (1, 1)
+PHASES = tuple(((slice(pi, None, 2), slice(pj, None, 2)), (pi + pj) % 2 == 0) for pi in (0, 1) for pj in (0, 1))
+
+
+def plane_turn(codes: list[list[np.ndarray]], lv: int, ch: int, weights: dict[tuple[int, int], int]) -> tuple:
+    """The start of plane ``(lv, ch)``'s RDOQ turn (both bases): its :class:`_PlaneModel` (its
+    prediction weight recorded in ``weights``), rate terms ``first, more``, sign probabilities
+    ``signs`` and sign terms ``pos, neg`` (CPU tensors), and its children's :class:`_ContextEffect`
+    (``None`` on level 0 or when the finer plane is empty)."""
+    model = _plane_model(codes, lv, ch, weights.get((lv, ch)))
+    weights[(lv, ch)] = model.weight
+    first, more = _rate_terms(model.cls, model.dists)
+    signs = _plane_signs(model)
+    pos, neg = _sign_terms(signs, model.scls, codes[lv][ch].shape)
+    effect = _ContextEffect(codes, lv, ch, weights) if lv > 0 and codes[lv - 1][ch].any() else None
+    return model, first, more, signs, pos, neg, effect
 
 
 def optimise(image: np.ndarray, spec: PyramidSpec, step_idx: list[int], codes: list[list[np.ndarray]],
@@ -797,71 +814,64 @@ def optimise(image: np.ndarray, spec: PyramidSpec, step_idx: list[int], codes: l
                 tick(f"RDOQ sweep {sweep + 1}/{sweeps}")
             smp, step = samplers[lv].channel(ch), steps[lv * c + ch]
             q = codes[lv][ch]
-            model = _plane_model(codes, lv, ch, weights.get((lv, ch)))
-            weight = weights[(lv, ch)] = model.weight
-            first, more = (t.to(dev) for t in _rate_terms(model.cls, model.dists))
-            signs = _plane_signs(model)
-            pos, neg = (t.to(dev) for t in _sign_terms(signs, model.scls, q.shape))
+            model, first, more, signs, pos, neg, effect = plane_turn(codes, lv, ch, weights)
+            weight = model.weight
+            first, more, pos, neg = (t.to(dev) for t in (first, more, pos, neg))
             hdiag = smp.energy * (step * step * float(mtm[ch]))
             qt = torch.from_numpy(q).float().to(dev)
-            effect = _ContextEffect(codes, lv, ch, weights) if lv > 0 and codes[lv - 1][ch].any() else None
             pred_plane = None  # non-anchor predictions; they change only when anchors do
             nbr = None  # the anchors' cost to their non-anchor neighbours, formed at the first anchor phase
             anchors_moved = False
-            for pi in (0, 1):
-                for pj in (0, 1):
-                    sub = (slice(pi, None, 2), slice(pj, None, 2))
-                    qs = qt[sub]
-                    if qs.numel() == 0:
-                        continue
-                    grad = smp.adjoint(torch.einsum("j,jhw->hw", mtm_full[ch], y) - back[ch])[sub] * step
-                    hs, f_s, m_s = hdiag[sub], first[sub], more[sub]
-                    # non-anchors (i + j odd) are coded as q - pred; anchors as q
-                    anchor_phase = (pi + pj) % 2 == 0
-                    if anchor_phase:
-                        pred = torch.zeros_like(qs)
-                    else:
-                        if pred_plane is None:
-                            q_now = qt.to(torch.int64).cpu().numpy()
-                            pred_plane = torch.from_numpy(context.predict(q_now, weight)).float().to(dev)
-                            if anchors_moved:  # the non-anchors' classes and sign contexts read the anchors
-                                first, more, pos, neg = (t.to(dev) for t in _current_terms(model, q_now, signs))
-                                f_s, m_s = first[sub], more[sub]
-                        pred = pred_plane[sub]
-                    own_rate = functools.partial(_symbol_bits, pred=pred, first=f_s, more=m_s, pos=pos[sub], neg=neg[sub])
-                    if effect is not None:
-                        effect.start_phase(qt.to(torch.int64).cpu().numpy())
-                        rate = functools.partial(_with_children, own=own_rate, effect=effect, sub=sub)
-                    else:
-                        rate = own_rate
-                    if anchor_phase:
-                        if nbr is None:
-                            nbr = _NeighbourEffect(model, signs)
-                        if nbr.active:
-                            nbr.start_phase(qt.to(torch.int64).cpu().numpy(), sub)
-                            rate = functools.partial(_with_neighbours, rate=rate, effect=nbr)
-                    r0 = own_rate(qs)
-                    best_dj = torch.zeros_like(qs)
-                    best_d = torch.zeros_like(qs)
-                    for d in (-1.0, 1.0):
-                        dj = 2 * d * grad + hs + lam * (rate(qs + d) - r0)
-                        better = dj < best_dj
-                        best_dj = torch.where(better, dj, best_dj)
-                        best_d = torch.where(better, torch.full_like(qs, d), best_d)
-                    for dz in (-qs,) if anchor_phase else (-qs, pred - qs):  # to zero, and to the prediction
-                        dj = 2 * dz * grad + dz * dz * hs + lam * (rate(qs + dz) - r0)
-                        better = dj < best_dj
-                        best_dj = torch.where(better, dj, best_dj)
-                        best_d = torch.where(better, dz, best_d)
-                    delta, dy = _joint_move(smp, best_d, best_dj, hs, sub, qt, step, float(mtm[ch]))
-                    if delta is None:
-                        continue
-                    n_changed += int(torch.count_nonzero(delta))
-                    if anchor_phase:
-                        pred_plane = None
-                        anchors_moved = True
-                    qt = qt + delta
-                    y[ch] += dy
+            for sub, anchor_phase in PHASES:  # non-anchors (i + j odd) are coded as q - pred; anchors as q
+                qs = qt[sub]
+                if qs.numel() == 0:
+                    continue
+                grad = smp.adjoint(torch.einsum("j,jhw->hw", mtm_full[ch], y) - back[ch])[sub] * step
+                hs, f_s, m_s = hdiag[sub], first[sub], more[sub]
+                if anchor_phase:
+                    pred = torch.zeros_like(qs)
+                else:
+                    if pred_plane is None:
+                        q_now = qt.to(torch.int64).cpu().numpy()
+                        pred_plane = torch.from_numpy(context.predict(q_now, weight)).float().to(dev)
+                        if anchors_moved:  # the non-anchors' classes and sign contexts read the anchors
+                            first, more, pos, neg = (t.to(dev) for t in _current_terms(model, q_now, signs))
+                            f_s, m_s = first[sub], more[sub]
+                    pred = pred_plane[sub]
+                own_rate = functools.partial(_symbol_bits, pred=pred, first=f_s, more=m_s, pos=pos[sub], neg=neg[sub])
+                if effect is not None:
+                    effect.start_phase(qt.to(torch.int64).cpu().numpy())
+                    rate = functools.partial(_with_children, own=own_rate, effect=effect, sub=sub)
+                else:
+                    rate = own_rate
+                if anchor_phase:
+                    if nbr is None:
+                        nbr = _NeighbourEffect(model, signs)
+                    if nbr.active:
+                        nbr.start_phase(qt.to(torch.int64).cpu().numpy(), sub)
+                        rate = functools.partial(_with_neighbours, rate=rate, effect=nbr)
+                r0 = own_rate(qs)
+                best_dj = torch.zeros_like(qs)
+                best_d = torch.zeros_like(qs)
+                for d in (-1.0, 1.0):
+                    dj = 2 * d * grad + hs + lam * (rate(qs + d) - r0)
+                    better = dj < best_dj
+                    best_dj = torch.where(better, dj, best_dj)
+                    best_d = torch.where(better, torch.full_like(qs, d), best_d)
+                for dz in (-qs,) if anchor_phase else (-qs, pred - qs):  # to zero, and to the prediction
+                    dj = 2 * dz * grad + dz * dz * hs + lam * (rate(qs + dz) - r0)
+                    better = dj < best_dj
+                    best_dj = torch.where(better, dj, best_dj)
+                    best_d = torch.where(better, dz, best_d)
+                delta, dy = _joint_move(smp, best_d, best_dj, hs, sub, qt, step, float(mtm[ch]))
+                if delta is None:
+                    continue
+                n_changed += int(torch.count_nonzero(delta))
+                if anchor_phase:
+                    pred_plane = None
+                    anchors_moved = True
+                qt = qt + delta
+                y[ch] += dy
             codes[lv][ch] = qt.to(torch.int64).cpu().numpy()
         changed.append(n_changed)
         if n_changed < 5e-4 * n_values:

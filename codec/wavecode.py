@@ -11,11 +11,15 @@ file.  For a luma step ``Delta`` (in ``[0, 1]`` pixel units):
    (:func:`codec.wavelet.band_norms`), so that a unit of error in any subband adds about
    ``(Delta kappa_c)^2`` of squared error to channel ``c``; ``kappa_c`` is the chroma factor of the
    colour space (:func:`codec.pyramid.chroma_kappa`, 1 for luma and alpha).  Values are rounded.
-3. A greedy RDOQ (:func:`rdoq_group`) lowers ``J = D + lambda R`` of each orientation's pyramid,
-   ``lambda = WaveletConfig.rdoq * Delta^2``, with ``R`` the context model's bits
-   (:func:`codec.rdoq.plane_rate_terms`) and ``D`` the squared RGB error, the normalised 9/7 taken
-   as orthogonal (it is biorthogonal and close to orthogonal, so errors in different coefficients
-   add nearly independently).
+3. A greedy RDOQ lowers ``J = D + lambda R`` of each orientation's pyramid,
+   ``lambda = WaveletConfig.rdoq * Delta^2``, with ``D`` the squared RGB error, the normalised 9/7
+   taken as orthogonal (it is biorthogonal and close to orthogonal, so errors in different
+   coefficients add nearly independently), and ``R`` the context model's bits: since 0.23
+   (:func:`rdoq_exact`, the default) a value's own bits under its class and sign context plus what
+   its move costs the children whose classes read it and, for an anchor, the four non-anchor
+   neighbours whose class, prediction and sign context read it (the pyramid basis's pricing,
+   :class:`codec.rdoq._ContextEffect` and :class:`codec.rdoq._NeighbourEffect`, with the wavelet's
+   diagonal error); :func:`rdoq_group`, 0.22's, prices a value's own bits only.
 4. The four groups are context-coded (:func:`code`) in one range-coder stream.
 
 ``benchmarks/wavelet_probe.py`` measured this on all 24 Kodak images before it was built (0.21.1):
@@ -26,6 +30,7 @@ instead of four minutes; the deadzone instead of RDOQ, plain YCbCr, or 5 levels 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,17 +43,22 @@ from .specs import WaveletSpec
 # all 24 Kodak images (benchmarks/wavelet_probe.py, 0.21.1): m = 0.2 / 0.25 / 0.3 / 0.4 / 0.5 needed
 # -4.83 / -5.33 / -5.48 / -4.87 / -3.51 % rate against 0.21.1's slow: a flat optimum at 0.3.
 RDOQ = 0.3
-SWEEPS = 2  # four sweeps instead of two: +0.04 %
+# Sweeps of rdoq_exact (the default).  Against 0.22's rdoq_group (two sweeps, own bits only) on kodim01
+# and kodim02 x q40-95: two sweeps -2.11 / -1.58 % BD-rate, three -2.53 / -2.18 %; three on kodim01-06
+# -2.60 % on the mean curve (-1.80 to -2.96 % per image), at about 2.8 s per encode instead of 0.9 s.
+SWEEPS = 3
 
 
 @dataclass(frozen=True)
 class WaveletConfig:
-    """How the wavelet basis is quantized: RDOQ's multiplier (0: plain rounding) and sweeps, and
-    the chroma factor (``None``: :func:`codec.pyramid.chroma_kappa` of the colour space)."""
+    """How the wavelet basis is quantized: RDOQ's multiplier (0: plain rounding), its sweeps and
+    whether it prices the context effects (``exact``: :func:`rdoq_exact`; else :func:`rdoq_group`,
+    0.22's), and the chroma factor (``None``: :func:`codec.pyramid.chroma_kappa` of the colour space)."""
 
     rdoq: float = RDOQ
     sweeps: int = SWEEPS
     kappa: float | None = None
+    exact: bool = True
 
 
 # A quality's luma step is DELTA_SCALE sqrt(lambda / RDOQ) (delta_for_lambda).  A codec's multiplier is
@@ -124,8 +134,9 @@ def quantize(an: Analysis, delta: float, cfg: WaveletConfig = WaveletConfig()) -
         lam = cfg.rdoq * delta * delta
         weights = [(delta * (kappa if pyramid.is_chroma(spec.channels, ch) else 1.0)) ** 2 * float(an.weights[ch])
                    for ch in range(spec.channels)]
+        run = rdoq_exact if cfg.exact else rdoq_group
         for o in range(len(wavelet.ORIENTATIONS)):
-            rdoq_group(codes[1 + o], ratios[o], weights, lam, cfg.sweeps)
+            run(codes[1 + o], ratios[o], weights, lam, cfg.sweeps)
     return codes, idx
 
 
@@ -136,10 +147,21 @@ def _cost(v: np.ndarray, r: np.ndarray, pred: np.ndarray, first: np.ndarray, mor
     return w * (r - v) ** 2 + lam * np.where(a > 0, first + more * (a - 1), 0.0)
 
 
+def _turns(planes: list[list[np.ndarray]], sweeps: int) -> Iterator[tuple[int, int, np.ndarray]]:
+    """RDOQ's turns over one orientation's pyramid: ``sweeps`` times, coarse to fine and luma first,
+    each plane with a non-zero value as ``(level, channel, values)`` (read when its turn comes)."""
+    for _ in range(sweeps):
+        for lv in reversed(range(len(planes))):
+            for c in range(len(planes[lv])):
+                if planes[lv][c].any():
+                    yield lv, c, planes[lv][c]
+
+
 def rdoq_group(planes: list[list[np.ndarray]], ratios: list[list[np.ndarray]], weights: list[float],
                lam: float, sweeps: int) -> None:
-    """Greedy RDOQ of one orientation's pyramid ``planes[level][channel]`` in place (iterated
-    conditional modes, coarse to fine, as :mod:`codec.rdoq` does for the pyramid basis)::
+    """0.22's greedy RDOQ (``WaveletConfig(exact=False)``; :func:`rdoq_exact` is the default) of one
+    orientation's pyramid ``planes[level][channel]`` in place (iterated conditional modes, coarse to
+    fine, as :mod:`codec.rdoq` does for the pyramid basis)::
 
         J(v) = w_c (r - v)^2 + lam R(v),   v in {q, q - sign(q), 0, pred}
 
@@ -147,22 +169,95 @@ def rdoq_group(planes: list[list[np.ndarray]], ratios: list[list[np.ndarray]], w
     ``c`` adds (the subband steps make it the same for every subband of a channel), ``R`` the bits of
     :func:`codec.rdoq.plane_rate_terms` under the distributions fitted to the current values (what a
     move costs its neighbours' and children's classes is left out)."""
-    for _ in range(sweeps):
-        for lv in reversed(range(len(planes))):
-            for c in range(len(planes[lv])):
-                q = planes[lv][c]
-                if not q.any():
-                    continue
-                first, more, _, sym = rdoq.plane_rate_terms(planes, lv, c)
-                first, more = first.numpy().astype(np.float64), more.numpy().astype(np.float64)
-                pred = q - sym
-                r = ratios[lv][c]
-                best, best_j = q, _cost(q, r, pred, first, more, weights[c], lam)
-                for cand in (q - np.sign(q), np.zeros_like(q), pred):
-                    j = _cost(cand, r, pred, first, more, weights[c], lam)
-                    better = j < best_j
-                    best, best_j = np.where(better, cand, best), np.where(better, j, best_j)
-                planes[lv][c] = best.astype(np.int32)
+    for lv, c, q in _turns(planes, sweeps):
+        first, more, _, sym = rdoq.plane_rate_terms(planes, lv, c)
+        first, more = first.numpy().astype(np.float64), more.numpy().astype(np.float64)
+        pred = q - sym
+        r = ratios[lv][c]
+        best, best_j = q, _cost(q, r, pred, first, more, weights[c], lam)
+        for cand in (q - np.sign(q), np.zeros_like(q), pred):
+            j = _cost(cand, r, pred, first, more, weights[c], lam)
+            better = j < best_j
+            best, best_j = np.where(better, cand, best), np.where(better, j, best_j)
+        planes[lv][c] = best.astype(np.int32)
+
+
+def rdoq_exact(planes: list[list[np.ndarray]], ratios: list[list[np.ndarray]], weights: list[float],
+               lam: float, sweeps: int) -> None:
+    """Greedy RDOQ of one orientation's pyramid ``planes[level][channel]`` in place, pricing what a
+    move costs the context classes that read it (0.23).  Per sweep, coarse to fine, each plane's
+    four parity phases in :func:`codec.rdoq.optimise`'s order (anchors ``(0, 0)``, non-anchors
+    ``(0, 1)`` and ``(1, 0)``, anchors ``(1, 1)``); each value of a phase takes the lowest of::
+
+        J(v) = w_c (r - v)^2 + lam (R_own(v) + R_children(v) + R_neighbours(v)),
+        v in {q - 1, q + 1, 0, pred (non-anchors)}
+
+    ``w_c``, ``r`` as in :func:`rdoq_group`; ``R_own`` the value's own bits under its class and sign
+    context with the plane's distributions, sign probabilities and prediction weight as at the start
+    of its turn (:func:`codec.rdoq.plane_rate_terms`; the non-anchors' classes and sign contexts
+    refreshed once the anchors have moved); ``R_children`` the change of the bits of the finer
+    plane's values whose activity reads it (:class:`codec.rdoq._ContextEffect`); ``R_neighbours``,
+    for anchors, the change of the bits of the four non-anchors whose class, prediction and sign
+    context read it (:class:`codec.rdoq._NeighbourEffect`).  Each is exact for one move at a time
+    with everything else held; a phase's moves are applied together (their errors add: the values
+    of the wavelet basis do not overlap as the pyramid's bumps do, so no joint check is needed).
+    The same pricing moved the pyramid basis's ``fast`` by -1.46 % (children, 0.19) and -1.93 %
+    (neighbours, 0.20) BD-rate; here it is :data:`SWEEPS`' measurement."""
+    import functools
+
+    import torch
+
+    from . import rdoq as rd
+
+    weights_at: dict[tuple[int, int], int] = {}  # each plane's prediction weight at its last turn
+    for lv, c, q in _turns(planes, sweeps):
+        model, first, more, signs, pos, neg, effect = rd.plane_turn(planes, lv, c, weights_at)
+        weight = model.weight
+        qt = torch.from_numpy(q.astype(np.float32))
+        rt = torch.from_numpy(np.asarray(ratios[lv][c], dtype=np.float64))
+        w = float(weights[c])
+        pred_plane, nbr, anchors_moved = None, None, False
+        for sub, anchor_phase in rd.PHASES:
+            qs = qt[sub]
+            if qs.numel() == 0:
+                continue
+            if anchor_phase:
+                pred = torch.zeros_like(qs)
+            else:
+                if pred_plane is None:
+                    q_now = qt.to(torch.int64).numpy()
+                    pred_plane = torch.from_numpy(context.predict(q_now, weight)).float()
+                    if anchors_moved:  # the non-anchors' classes and sign contexts read the anchors
+                        first, more, pos, neg = rd._current_terms(model, q_now, signs)
+                pred = pred_plane[sub]
+            own = functools.partial(rd._symbol_bits, pred=pred, first=first[sub], more=more[sub],
+                                    pos=pos[sub], neg=neg[sub])
+            rate = own
+            if effect is not None:
+                effect.start_phase(qt.to(torch.int64).numpy())
+                rate = functools.partial(rd._with_children, own=own, effect=effect, sub=sub)
+            if anchor_phase:
+                if nbr is None:
+                    nbr = rd._NeighbourEffect(model, signs)
+                if nbr.active:
+                    nbr.start_phase(qt.to(torch.int64).numpy(), sub)
+                    rate = functools.partial(rd._with_neighbours, rate=rate, effect=nbr)
+            r0 = own(qs).double()
+            rs = rt[sub]
+            d0 = w * (rs - qs.double()) ** 2
+            best_dj = torch.zeros_like(rs)
+            best = qs.clone()
+            for v in [qs - 1, qs + 1, torch.zeros_like(qs)] + ([] if anchor_phase else [pred]):
+                v = v.clamp(-entropy.MAX_K, entropy.MAX_K)
+                dj = w * (rs - v.double()) ** 2 - d0 + lam * (rate(v).double() - r0)
+                better = dj < best_dj
+                best_dj = torch.where(better, dj, best_dj)
+                best = torch.where(better, v, best)
+            if bool((best != qs).any()):
+                qt[sub] = best
+                if anchor_phase:
+                    pred_plane, anchors_moved = None, True
+        planes[lv][c] = qt.to(torch.int64).numpy().astype(np.int32)
 
 
 def code(spec: WaveletSpec, codes: list, idx: list, post: bitstream.PostFilterRecord | None = None) -> bytes:
