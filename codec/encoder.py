@@ -585,6 +585,11 @@ class WaveletFile:
     encodes: int
 
 
+def wavelet_sweeps(opts: EncodeOptions) -> int:
+    """The wavelet file's RDOQ sweeps: ``--steps``, else the preset's ``wavelet_sweeps``."""
+    return opts.steps if opts.steps is not None else HYBRID_PRESETS[opts.preset].wavelet_sweeps
+
+
 def wavelet_file(image: np.ndarray, colour: int, opts: EncodeOptions, lam: float,
                  progress: TimeProgress | None = None) -> WaveletFile:
     """The image coded in the wavelet basis (:mod:`codec.wavecode`) in colour word ``colour``: at
@@ -602,7 +607,7 @@ def wavelet_file(image: np.ndarray, colour: int, opts: EncodeOptions, lam: float
     if spec.num_params() > MAX_LATENTS:
         raise LimitError(f"image of {w}x{h} pixels is too large for the hybrid model "
                          f"({spec.num_params()} coefficients, limit {MAX_LATENTS}); use an MLP model")
-    cfg = wavecode.WaveletConfig(sweeps=opts.steps if opts.steps is not None else HYBRID_PRESETS[opts.preset].wavelet_sweeps)
+    cfg = wavecode.WaveletConfig(sweeps=wavelet_sweeps(opts))
     an = wavecode.Analysis(image, spec)
     files: dict[tuple[float, wavecode.WaveletConfig], tuple[bytes, float, np.ndarray]] = {}
 
@@ -642,7 +647,7 @@ def _wavelet_result(f: WaveletFile, image: np.ndarray, opts: EncodeOptions, t_st
     ``stats`` added to the basis's own."""
     h, w, c = image.shape
     return EncodeResult(data=f.data, width=w, height=h, channels=c, model="hybrid", device=device,
-                        seconds=time.perf_counter() - t_start, steps=HYBRID_PRESETS[opts.preset].wavelet_sweeps if opts.steps is None else opts.steps,
+                        seconds=time.perf_counter() - t_start, steps=wavelet_sweeps(opts),
                         psnr=_psnr_vs_source(f.decoded, image), params=f.spec.num_params(),
                         stats={"basis": "wavelet", "levels": f.spec.levels, "delta": round(f.delta, 6),
                                "wavelet_encodes": f.encodes, "wavelet_seconds": round(f.seconds, 3),

@@ -221,11 +221,11 @@ def rdoq_exact(planes: list[list[np.ndarray]], ratios: list[list[np.ndarray]], w
             qs = qt[sub]
             if qs.numel() == 0:
                 continue
+            q_now = qt.to(torch.int64).numpy()  # the plane before this phase's moves
             if anchor_phase:
                 pred = torch.zeros_like(qs)
             else:
                 if pred_plane is None:
-                    q_now = qt.to(torch.int64).numpy()
                     pred_plane = torch.from_numpy(context.predict(q_now, weight)).float()
                     if anchors_moved:  # the non-anchors' classes and sign contexts read the anchors
                         first, more, pos, neg = rd._current_terms(model, q_now, signs)
@@ -234,13 +234,13 @@ def rdoq_exact(planes: list[list[np.ndarray]], ratios: list[list[np.ndarray]], w
                                     pos=pos[sub], neg=neg[sub])
             rate = own
             if effect is not None:
-                effect.start_phase(qt.to(torch.int64).numpy())
+                effect.start_phase(q_now)
                 rate = functools.partial(rd._with_children, own=own, effect=effect, sub=sub)
             if anchor_phase:
                 if nbr is None:
                     nbr = rd._NeighbourEffect(model, signs)
                 if nbr.active:
-                    nbr.start_phase(qt.to(torch.int64).numpy(), sub)
+                    nbr.start_phase(q_now, sub)
                     rate = functools.partial(rd._with_neighbours, rate=rate, effect=nbr)
             r0 = own(qs).double()
             rs = rt[sub]
