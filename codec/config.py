@@ -81,7 +81,9 @@ class HybridPreset:
     then runs with the time left and the file with the lower ``D + lambda R`` is kept, so more effort
     is never worse than the base's at the same quality.  ``post_hidden``, ``post_steps``: the post
     filter (:mod:`codec.postfilter`, format version 7) fitted on the final latents, its hidden
-    channels and Adam steps (0: none), kept only if it lowers ``D + lambda R``; ``post_share``: the
+    channels and Adam steps (0: none), kept only if it lowers ``D + lambda R``; since 0.24 also on
+    the wavelet file, with the same ``post_min_bytes`` and ``post_cycles``
+    (:func:`codec.encoder.wavelet_post`); ``post_share``: the
     share of the time it keeps back from the search (it stops early at the deadline);
     ``post_min_bytes``: no filter is fitted, and its time goes back to the search, when the
     encode's first pass writes a smaller file (the filter's 150-450 bytes cannot pay there).
