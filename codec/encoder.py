@@ -705,21 +705,18 @@ def wavelet_post(f: WaveletFile, image: np.ndarray, opts: EncodeOptions, stop: f
     def cost(g: WaveletFile) -> float:
         return g.sse + lam * 8 * len(g.data)
 
-    def written(codes: list, idx: list, record: bitstream.PostFilterRecord) -> WaveletFile:
+    def written(data: bytes) -> WaveletFile:
+        """``f`` with the bytes ``data``, decoded and measured."""
         tick("coding")
-        data = wavecode.code(f.spec, codes, idx, record)
         out = decode_to_array(data)
         sse = float(((out.astype(np.float64) / 255.0 - image) ** 2).sum())
         return replace(f, data=data, sse=sse, decoded=out)
 
-    def plain(g: WaveletFile) -> tuple[decoder.Parsed, np.ndarray]:
-        """``g`` parsed, and its native rendering without the post filter, ``(C, H, W)``."""
-        p = decoder.parse(g.data)
-        return p, decoder.wavelet_native(replace(p, post=bitstream.PostFilterRecord()))
+    def plain(g: WaveletFile) -> np.ndarray:
+        """``g``'s native rendering without the post filter, ``(C, H, W)``: what ``P`` reads."""
+        return decoder.wavelet_native(replace(decoder.parse(g.data), post=bitstream.PostFilterRecord()))
 
     def fit(y: np.ndarray, steps: int, init: bitstream.PostFilterRecord | None) -> bitstream.PostFilterRecord:
-        stats["wavelet_post_steps"] = stats.get("wavelet_post_steps", 0)
-
         def counted(detail: str) -> None:
             stats["wavelet_post_steps"] += 1
             tick(detail)
@@ -730,48 +727,44 @@ def wavelet_post(f: WaveletFile, image: np.ndarray, opts: EncodeOptions, stop: f
             init=None if init is None else postfilter.weights(init, c),
             lr=postfilter.LEARNING_RATE if init is None else postfilter.WARM_LEARNING_RATE))
 
-    def rounds(cur: WaveletFile, record: bitstream.PostFilterRecord) -> tuple[WaveletFile, int]:
+    def rounds(cur: WaveletFile, y: np.ndarray,
+               record: bitstream.PostFilterRecord) -> tuple[WaveletFile, np.ndarray, int]:
+        """Step 2 from ``cur`` (``y``: its rendering without the filter): the file, its rendering
+        and the number of rounds kept."""
         kept = 0
         for _ in range(WAVELET_POST_ROUNDS):
             if time.perf_counter() + encode_seconds > stop:
                 break
             tick("post filter RDOQ")
-            _, y = plain(cur)
             corr = postfilter.correction(lambda r0, r1, y=y: y[:, r0:r1], h, w, record, c)
             aim = image - np.einsum("ij,jhw->hwi", matrix.numpy(), corr)
             codes, idx = wavecode.quantize(wavecode.Analysis(np.ascontiguousarray(aim, dtype=np.float32), f.spec),
                                            f.delta, cfg)
-            nxt = written(codes, idx, record)
+            nxt = written(wavecode.code(f.spec, codes, idx, record))
             if cost(nxt) >= cost(cur):
                 break
-            cur, kept = nxt, kept + 1
-        return cur, kept
-
-    def coefficients(p: decoder.Parsed) -> tuple[list, list]:
-        """A parsed file's integer planes and their step indices, as :func:`codec.wavecode.code` takes them."""
-        codes = decoder.wavelet_codes(p)
-        return codes, [[[p.records[f.spec.record_index(g, lv, ch)].step_index for ch in range(c)]
-                        for lv in range(len(group))] for g, group in enumerate(codes)]
+            cur, y, kept = nxt, plain(nxt), kept + 1
+        return cur, y, kept
 
     if progress is not None:
         progress.stage("post filter")
-    p, y = plain(f)
+    stats["wavelet_post_steps"] = 0
+    y = plain(f)
     record = fit(y, preset.post_steps, None)
     if record.is_identity:  # P = 0 (or no step ran before the deadline): a file with it only adds bytes
         return f, stats
-    cur = written(*coefficients(p), record)
-    cur, n_rounds = rounds(cur, record)
+    cur = written(_recode(decoder.parse(f.data), record))
+    cur, y, n_rounds = rounds(cur, y, record)
     n_cycles = refits = 0
     for _ in range(preset.post_cycles):
         if time.perf_counter() + encode_seconds * (1 + WAVELET_POST_ROUNDS) > stop:
             break
         n_cycles += 1
-        p_cur, y = plain(cur)
-        refit = fit(y, preset.post_cycle_steps, record)
-        nxt = written(*coefficients(p_cur), refit)
+        refit = fit(y, preset.post_cycle_steps, record)  # a refit changes the filter, not the coefficients
+        nxt = written(_recode(decoder.parse(cur.data), refit))
         if cost(nxt) < cost(cur):
             cur, record, refits = nxt, refit, refits + 1
-        cur, moved = rounds(cur, record)
+        cur, y, moved = rounds(cur, y, record)
         n_rounds += moved
         if not moved and record is not refit:
             break
