@@ -34,17 +34,23 @@ Example (0.24.0, 2 cores)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import math
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from codec import bdrate, color, decoder, encoder, imageio, wavecode, wavelet
+import codec
+from codec import color, imageio, wavecode, wavelet
 from codec.wavelet import ALPHA, BETA, DELTA, GAMMA, K
 
-QUALITIES = (40, 55, 70, 85, 95)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from wavelet_ideas_probe import QUALITIES, _analysis, _delta, _mean_bd, _measure  # the same curves and points
+
 OFFSETS = (0.0, -0.5, 0.5, -1.0, 1.0, -2.0, 2.0)
 _PLAIN_SYNTH = wavelet.synthesise
 _STATE: dict = {"maps": None}
@@ -201,44 +207,33 @@ def side_bits(maps: list) -> float:
     return bits
 
 
-def _measure(data: bytes, image: np.ndarray, extra_bits: float = 0.0) -> tuple[float, float, float]:
-    out = decoder.decode_to_array(data)
-    sse = float(((out.astype(np.float64) / 255.0 - image) ** 2).sum())
-    n = image.shape[0] * image.shape[1]
-    return (len(data) * 8 + extra_bits) / n, 10 * math.log10(3 * n / max(sse, 1e-12)), sse
-
-
-def _mean_bd(ref: list, test: list) -> float:
-    r0, p0 = (list(np.mean([[pt[i] for pt in img] for img in ref], axis=0)) for i in (0, 1))
-    r1, p1 = (list(np.mean([[pt[i] for pt in img] for img in test], axis=0)) for i in (0, 1))
-    return float(bdrate.bd_rate(r0, p0, r1, p1))
+@contextlib.contextmanager
+def directional(maps: list, block: int) -> Iterator[None]:
+    """The decoder synthesises with these maps (:func:`synthesise` in place of
+    :func:`codec.wavelet.synthesise`) within the block, the plain 9/7 again after it."""
+    _STATE.update(maps=maps, block=block)
+    wavelet.synthesise = synthesise
+    try:
+        yield
+    finally:
+        wavelet.synthesise = _PLAIN_SYNTH
 
 
 def run_image(path: Path, args) -> dict:
     image = imageio.to_array(imageio.open_image(path))
-    word = color.adaptive_word(image.astype(np.float32))
-    an = wavecode.Analysis(image, wavecode.spec_for(image, word))
+    an = _analysis(image)
     spec = an.spec
-    import torch
-
-    t = color.rgb_to_ycbcr(torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)), word).numpy()
+    t = color.rgb_to_ycbcr(torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)), spec.colour).numpy()
     planes = [t[..., ch].astype(np.float64) - 0.5 for ch in range(spec.channels)]
-    res = {"image": path.name, "plain": [], "da": {}}
-    plain_coeffs = an.coeffs
+    pixels = spec.width * spec.height
+    res = {"image": path.name, "pixels": pixels, "plain": [], "da": {}}
+    plain = {}
     for q in QUALITIES:
-        lam = 0.25 * encoder.hybrid_delta0(q) ** 2
-        delta = wavecode.delta_for_lambda(lam)
-        an.coeffs = plain_coeffs
-        data = wavecode.encode(an, delta)
-        wavelet.synthesise = _PLAIN_SYNTH
-        res["plain"].append(_measure(data, image) + (lam,))
+        lam, delta = _delta(q)
+        plain[q] = wavecode.encode(an, delta)
+        res["plain"].append(_measure(plain[q], image) + (lam,))
     if args.check:  # the plain file must be the codec's own fast file
-        import codec
-
-        lam = 0.25 * encoder.hybrid_delta0(QUALITIES[2]) ** 2
-        an.coeffs = plain_coeffs
-        res["check_same_bytes"] = codec.encode(image, quality=QUALITIES[2], preset="fast") == wavecode.encode(
-            an, wavecode.delta_for_lambda(lam))
+        res["check_same_bytes"] = codec.encode(image, quality=QUALITIES[2], preset="fast") == plain[QUALITIES[2]]
         print(path.name, "plain file == codec fast file:", res["check_same_bytes"], flush=True)
     _, n_b = an.norms
     for margin in args.margin:
@@ -246,17 +241,15 @@ def run_image(path: Path, args) -> dict:
         pts, sides, shares = [], [], []
         maps = None
         for q in QUALITIES:
-            lam = 0.25 * encoder.hybrid_delta0(q) ** 2
-            delta = wavecode.delta_for_lambda(lam)
+            lam, delta = _delta(q)
             if maps is None or args.per_step:
                 steps = [(delta / n_b[lv][0], delta / n_b[lv][1]) for lv in range(spec.levels)] if args.per_step else None
                 maps = choose_maps(planes[0], spec.levels, args.da_levels, args.block, margin, steps)
                 extra = side_bits(maps)
                 an.coeffs = [analyse(p, spec.levels, maps, args.block) for p in planes]
-            _STATE.update(maps=maps, block=args.block)
-            wavelet.synthesise = synthesise
-            pts.append(_measure(wavecode.encode(an, delta), image, extra) + (lam,))
-            wavelet.synthesise = _PLAIN_SYNTH
+            with directional(maps, args.block):
+                bpp, psnr, sse = _measure(wavecode.encode(an, delta), image)
+            pts.append((bpp + extra / pixels, psnr, sse, lam))
             sides.append(extra / 8)
             shares.append([round(float(np.mean(m != 0)), 3) for pair in maps for m in pair if m is not None])
         res["da"][key] = {"points": pts, "side_bytes": sides, "share_directional": shares}
@@ -280,7 +273,7 @@ def main() -> None:
         r = run_image(path, args)
         r["seconds"] = time.time() - t0
         results.append(r)
-        n = 768 * 512
+        n = r["pixels"]
         for key, v in r["da"].items():
             dj = [100 * ((b[2] + b[3] * b[0] * n) / (a[2] + a[3] * a[0] * n) - 1) for a, b in zip(r["plain"], v["points"])]
             bd = _mean_bd([r["plain"]], [v["points"]])
