@@ -26,10 +26,12 @@ Reports per image and quality ``(bpp, PSNR, SSE)`` of the plain file (which must
 ``fast`` bytes, checked) and of the directional one, D + lambda R per point and the BD-rate on the
 mean curve.
 
-Example (0.24.0, 2 cores)::
+With ``--per-step`` the maps are chosen per quality instead, by the lowest ``L1 / step + margin``
+bits per directional block (``--margin`` then in bits).  The measured run (0.24.0, 2 cores; its
+figures are in benchmarks/README.md)::
 
-    .venv/bin/python benchmarks/da_lifting_probe.py ../shared/data/kodak/kodim{01,08,13,19}.png \
-        --out benchmarks/results/da_lifting_probe.json
+    .venv/bin/python benchmarks/da_lifting_probe.py ../shared/data/kodak/kodim{01,05,08,13,19,23}.png \
+        --da-levels 2 --per-step --margin 6 12 --check --out benchmarks/results/da_lifting_probe.json
 """
 from __future__ import annotations
 
