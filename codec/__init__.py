@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .errors import InrcError
 
-__version__ = "0.24.0"
+__version__ = "0.25.0"
 __all__ = ["InrcError", "__version__", "decode", "encode", "encode_image", "export", "info", "read_header"]
 _API = ("decode", "encode", "encode_image", "export", "info", "read_header")
 
