@@ -783,12 +783,14 @@ def wavelet_stage(image: np.ndarray, colour: int, opts: EncodeOptions, t_start: 
     """The preset's wavelet file (:func:`wavelet_file`) with its post filter (:func:`wavelet_post`),
     the filter's work ending by ``t_start + share * budget``.
 
-    A preset with a ``base`` (``slow``: ``medium``) first codes the base's file exactly as the base
-    alone would (its sweeps, filter and rounds, ending by ``share`` of :func:`codec.config.base_budget`,
+    A preset with a ``base`` (``slow``: ``medium``) first codes the base's file as the base alone
+    would (its sweeps, filter and rounds, ending by ``share`` of :func:`codec.config.base_budget`,
     the base's own cap), then its own, and keeps the one with the lower ``D + lambda R`` (at its own
     file's ``lambda``) among those that :func:`meets_target`: so ``slow``'s wavelet file is never
-    worse than ``medium``'s.  Without it, on Kodak (0.24.0) ``slow``'s 8 sweeps and longer filter fit
-    gave a higher ``D + lambda R`` than ``medium``'s file at 17 of 120 points (at most +0.24 %).
+    worse than ``medium``'s, up to where a deadline falls at another point of the filter's stage
+    than in ``medium``'s own run (kodim14 q85: +0.004 %).  Without it, on Kodak (0.24.0) ``slow``'s
+    8 sweeps and longer filter fit gave a higher ``D + lambda R`` than ``medium``'s file at 17 of
+    120 points (at most +0.24 %).
     Returns the file, its stage's figures (``wavelet_stage``: the preset that coded it) and the
     options it was coded with."""
     preset = HYBRID_PRESETS[opts.preset]
