@@ -146,6 +146,18 @@ def run_task(task: Task, threads: int) -> dict:
             "encoding_time": t1 - t0, "decoding_time": t2 - t1, "encoder_stats": stats}
 
 
+def write_per_image(path: Path, records: list[dict]) -> None:
+    """:func:`run_task`'s records as ``per_image.csv`` (one row each, the encoder's statistics as JSON),
+    sorted by codec, image and setting."""
+    cols = ["image", "codec", "setting", "bytes", "bpp", "psnr", "ms_ssim", "mse", "encoding_time", "decoding_time"]
+    with path.open("w", newline="") as f:
+        wr = csv.DictWriter(f, fieldnames=[*cols, "encoder_stats"])
+        wr.writeheader()
+        for r in sorted(records, key=lambda r: (r["codec"], r["image"], float(r["setting"]))):
+            st = r.get("encoder_stats")
+            wr.writerow({**{k: r[k] for k in cols}, "encoder_stats": json.dumps(st, sort_keys=True) if st else ""})
+
+
 def parse_inrc_settings(specs: list[str]) -> dict[str, dict]:
     """``NAME`` or ``NAME:key=value,key=value`` -> {curve name: encode options}."""
     out = {}
@@ -476,13 +488,7 @@ def write_outputs(records, outdir: Path, version, codecs, inrc, points, images, 
         if all("passes_median" in p for p in pts):
             doc["encoder"] = {k: [p[k] for p in pts] for k in ("passes_median", "images_with_refit_kept")}
         (outdir / f"{name}.json").write_text(json.dumps(doc, indent=1) + "\n")
-    with (outdir / "per_image.csv").open("w", newline="") as f:
-        cols = ["image", "codec", "setting", "bytes", "bpp", "psnr", "ms_ssim", "mse", "encoding_time", "decoding_time"]
-        wr = csv.DictWriter(f, fieldnames=[*cols, "encoder_stats"])
-        wr.writeheader()
-        for r in sorted(records, key=lambda r: (r["codec"], r["image"], float(r["setting"]))):
-            st = r.get("encoder_stats")
-            wr.writerow({**{k: r[k] for k in cols}, "encoder_stats": json.dumps(st, sort_keys=True) if st else ""})
+    write_per_image(outdir / "per_image.csv", records)
     table = {**bd_table(curves), **bd_table_ms_ssim(curves)}
     machine = {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count(),
                "available_cpus": runtime.available_cpus(), "threads_per_job": threads_per_job(jobs),

@@ -584,6 +584,10 @@ class WaveletFile:
     seconds: float
     encodes: int
 
+    def cost(self, lam: float) -> float:
+        """``D + lambda R``: the squared error plus ``lam`` times the file's bits."""
+        return self.sse + lam * 8 * len(self.data)
+
 
 def wavelet_sweeps(opts: EncodeOptions) -> int:
     """The wavelet file's RDOQ sweeps: ``--steps``, else the preset's ``wavelet_sweeps``."""
@@ -702,9 +706,6 @@ def wavelet_post(f: WaveletFile, image: np.ndarray, opts: EncodeOptions, stop: f
         if progress is not None:
             progress.tick(detail)
 
-    def cost(g: WaveletFile) -> float:
-        return g.sse + lam * 8 * len(g.data)
-
     def written(data: bytes) -> WaveletFile:
         """``f`` with the bytes ``data``, decoded and measured."""
         tick("coding")
@@ -741,7 +742,7 @@ def wavelet_post(f: WaveletFile, image: np.ndarray, opts: EncodeOptions, stop: f
             codes, idx = wavecode.quantize(wavecode.Analysis(np.ascontiguousarray(aim, dtype=np.float32), f.spec),
                                            f.delta, cfg)
             nxt = written(wavecode.code(f.spec, codes, idx, record))
-            if cost(nxt) >= cost(cur):
+            if nxt.cost(lam) >= cur.cost(lam):
                 break
             cur, y, kept = nxt, plain(nxt), kept + 1
         return cur, y, kept
@@ -762,7 +763,7 @@ def wavelet_post(f: WaveletFile, image: np.ndarray, opts: EncodeOptions, stop: f
         n_cycles += 1
         refit = fit(y, preset.post_cycle_steps, record)  # a refit changes the filter, not the coefficients
         nxt = written(_recode(decoder.parse(cur.data), refit))
-        if cost(nxt) < cost(cur):
+        if nxt.cost(lam) < cur.cost(lam):
             cur, record, refits = nxt, refit, refits + 1
         cur, y, moved = rounds(cur, y, record)
         n_rounds += moved
@@ -770,7 +771,7 @@ def wavelet_post(f: WaveletFile, image: np.ndarray, opts: EncodeOptions, stop: f
             break
     stats.update({"wavelet_post_rounds": n_rounds, "wavelet_post_cycles": n_cycles, "wavelet_post_refits": refits,
                   "wavelet_post_seconds": round(time.perf_counter() - t0, 3)})
-    if cost(cur) < cost(f) and meets_target(opts, h * w, len(cur.data), psnr_of(cur.sse, image.size),
+    if cur.cost(lam) < f.cost(lam) and meets_target(opts, h * w, len(cur.data), psnr_of(cur.sse, image.size),
                                             (len(f.data), psnr_of(f.sse, image.size))):
         stats["wavelet_post_filter"] = preset.post_hidden
         return cur, stats
@@ -795,21 +796,15 @@ def wavelet_stage(image: np.ndarray, colour: int, opts: EncodeOptions, t_start: 
     options it was coded with."""
     preset = HYBRID_PRESETS[opts.preset]
     h, w = image.shape[:2]
-    runs = ([replace(opts, preset=preset.base)] if preset.base else []) + [opts]
-    files = []
-    for o in runs:
+    best = None
+    for o in ([replace(opts, preset=preset.base)] if preset.base else []) + [opts]:
         p = HYBRID_PRESETS[o.preset]
         b = budget if o is opts else min(budget, base_budget(budget, p, preset, w, h))
         f = wavelet_file(image, colour, o, p.rdoq_lambda * hybrid_delta0(o.quality) ** 2, progress)
         f, stats = wavelet_post(f, image, o, t_start + share * b, progress, device)
-        files.append((f, {**stats, "wavelet_stage": o.preset}, o))
-    best = files[0]
-    for f, stats, o in files[1:]:
-        lam = f.lam
-        if (meets_target(opts, h * w, len(f.data), psnr_of(f.sse, image.size),
-                         (len(best[0].data), psnr_of(best[0].sse, image.size)))
-                and f.sse + lam * 8 * len(f.data) < best[0].sse + lam * 8 * len(best[0].data)):
-            best = f, stats, o
+        if best is None or (f.cost(f.lam) < best[0].cost(f.lam) and meets_target(
+                opts, h * w, len(f.data), psnr_of(f.sse, image.size), (len(best[0].data), psnr_of(best[0].sse, image.size)))):
+            best = f, {**stats, "wavelet_stage": o.preset}, o
     return best
 
 
